@@ -1,0 +1,76 @@
+# Batchline development commands. `make demo`/`make local` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PORT ?= 8000
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Lambda runs python3.13: develop and build on the same minor version. A pyenv shim only answers
+# when PYENV_VERSION names it, so prefer the interpreter's real path.
+PYTHON313 ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13))),$(shell command -v python3.13))
+
+# Never reach a real AWS account from development commands.
+export AWS_EC2_METADATA_DISABLED := true
+export SAM_CLI_TELEMETRY := 0
+# sam build looks for `python3.13` on PATH: the project's virtualenv provides it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv local test check lint format build validate pytest deploy clean
+
+help:
+	@echo "make local    start the local cloud on http://127.0.0.1:$(PORT)/v1 (PORT=... to move it)"
+	@echo "make test     lint, sam validate --lint, sam build, and every test"
+	@echo "make deploy   sam build && sam deploy --guided (needs AWS credentials)"
+
+$(VENV)/.installed: pyproject.toml layers/core/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 is required (pyenv install 3.13)"; exit 1; }
+	$(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet -r layers/core/requirements.txt --group dev
+	touch $@
+
+# aws-sam-cli pins its own boto3 and pydantic: it lives in a virtualenv of its own.
+# cfn-lint stays below 1.54, the last line that runs the SAM transform before linting.
+$(SAM_VENV)/.installed:
+	@test -n "$(PYTHON313)" || { echo "python3.13 is required (pyenv install 3.13)"; exit 1; }
+	$(PYTHON313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
+	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli==1.170.0" "cfn-lint==1.53.3"
+	touch $@
+
+venv: $(VENV)/.installed
+
+local: venv
+	$(PY) -m localcloud --port $(PORT)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+validate: $(SAM_VENV)/.installed
+	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/sam validate --lint
+
+build: $(SAM_VENV)/.installed venv
+	$(SAM_VENV)/bin/sam build --parallel
+
+check: lint validate build
+
+pytest: venv
+	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/e2e
+
+test: check pytest
+
+deploy: $(SAM_VENV)/.installed venv
+	$(SAM_VENV)/bin/sam build --parallel
+	$(SAM_VENV)/bin/sam deploy --guided
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
