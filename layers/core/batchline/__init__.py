@@ -1,0 +1,1 @@
+"""Batchline's shared core: models, validation, storage, providers, errors and configuration."""

@@ -1,0 +1,49 @@
+"""Batches: the rules of creation."""
+
+from __future__ import annotations
+
+import time
+
+from batchline import ids
+from batchline.errors import InvalidRequest
+from batchline.models import BatchCreate, BatchRecord
+from batchline.store import Store
+
+WINDOW_SECONDS = {"24h": 24 * 3600, "unlimited": None}
+
+
+def create_batch(
+    store: Store, tenant_id: str, request: BatchCreate, *, batch_id: str | None = None
+) -> BatchRecord:
+    """Check the request against the file and the job, then store the batch in `validating`."""
+    input_file = store.get_file(tenant_id, request.input_file_id, param="input_file_id")
+    if input_file.purpose != "batch":
+        raise InvalidRequest(
+            f"File {input_file.id} has purpose '{input_file.purpose}'; a batch needs purpose 'batch'.",
+            param="input_file_id",
+        )
+    job = store.get_job(tenant_id, request.job_id, param="job_id")
+    if request.endpoint not in job.allowed_endpoints:
+        raise InvalidRequest(
+            f"Job {job.id} does not allow {request.endpoint}; it allows {', '.join(job.allowed_endpoints)}.",
+            param="endpoint",
+        )
+    now = int(time.time())
+    window = WINDOW_SECONDS[request.completion_window]
+    record = BatchRecord(
+        id=batch_id or ids.batch_id(),
+        endpoint=request.endpoint,
+        input_file_id=input_file.id,
+        completion_window=request.completion_window,
+        status="validating",
+        created_at=now,
+        expires_at=now + window if window else None,
+        metadata=request.metadata,
+        job_id=job.id,
+        model=job.model,
+        price_1m_tokens=job.price_1m_tokens,
+        output_expires_after=request.output_expires_after,
+        tenant_id=tenant_id,
+    )
+    store.put_batch(record)
+    return record

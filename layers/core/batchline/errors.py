@@ -1,0 +1,91 @@
+"""Domain errors, and the one place that maps them to HTTP statuses and OpenAI's error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BatchlineError(Exception):
+    """A failure the client caused or should hear about; `param` names the offending field."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(BatchlineError):
+    """The request fails validation."""
+
+
+class NotFound(BatchlineError):
+    """The object does not exist, or belongs to another tenant (never say which)."""
+
+
+class Conflict(BatchlineError):
+    """An illegal state change, or an Idempotency-Key reused with another body."""
+
+
+class PayloadTooLarge(BatchlineError):
+    """The body is larger than the route accepts."""
+
+
+class Unauthenticated(BatchlineError):
+    """Missing, unknown or revoked API key."""
+
+
+class Forbidden(BatchlineError):
+    """A valid key that may not do this."""
+
+
+class RateLimited(BatchlineError):
+    """Per-tenant rate or enqueued-request limit reached."""
+
+
+class ServerError(BatchlineError):
+    """Our fault or an AWS fault; the message is safe to show."""
+
+
+# The whole mapping of the contract's error table: status and OpenAI `type` per domain error.
+_HTTP: dict[type[BatchlineError], tuple[int, str]] = {
+    InvalidRequest: (422, "invalid_request_error"),
+    NotFound: (404, "not_found_error"),
+    Conflict: (409, "invalid_request_error"),
+    PayloadTooLarge: (413, "invalid_request_error"),
+    Unauthenticated: (401, "authentication_error"),
+    Forbidden: (403, "permission_error"),
+    RateLimited: (429, "rate_limit_error"),
+    ServerError: (500, "server_error"),
+}
+
+# Statuses that reach us without a domain error (unknown route, wrong method) and their types.
+_TYPE_BY_STATUS = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error body, which the SDK reads."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def to_http(exc: BatchlineError) -> tuple[int, dict[str, Any]]:
+    """Status and body for a domain error."""
+    for cls in type(exc).__mro__:
+        if cls in _HTTP:
+            status, type_ = _HTTP[cls]
+            return status, error_body(exc.message, type_, param=exc.param, code=exc.code)
+    return 500, error_body("The server had an error while processing your request.", "server_error")
+
+
+def status_body(status: int, message: str) -> dict[str, Any]:
+    """Body for an HTTP status raised by the framework itself (404 route, 405 method, ...)."""
+    if status >= 500:
+        return error_body(message, "server_error")
+    return error_body(message, _TYPE_BY_STATUS.get(status, "invalid_request_error"))

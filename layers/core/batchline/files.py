@@ -1,0 +1,67 @@
+"""Files: storing uploads and the rules on their size and lifetime."""
+
+from __future__ import annotations
+
+import time
+from typing import IO
+
+from batchline import ids
+from batchline.errors import PayloadTooLarge
+from batchline.models import ExpiresAfter, FileRecord, UploadPurpose
+from batchline.store import Store
+
+BATCH_FILE_DEFAULT_TTL = 30 * 24 * 3600
+# OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+def file_key(tenant_id: str, file_id: str) -> str:
+    return f"files/{tenant_id}/{file_id}"
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"File of {size} bytes is over this route's limit of {limit} bytes. Larger files (up to "
+        f"{MAX_FILE_BYTES} bytes) go in through the Uploads API (POST /v1/uploads, or the SDK's "
+        "client.uploads.upload_file_chunked), a presigned URL (POST /v1/files/presigned), or the S3 inbox "
+        "(inbox/<job_id>/<name>.jsonl).",
+        param="file",
+        code="file_too_large",
+    )
+
+
+def create_file(
+    store: Store,
+    tenant_id: str,
+    *,
+    filename: str,
+    purpose: UploadPurpose,
+    body: IO[bytes],
+    size: int,
+    max_bytes: int,
+    expires_after: ExpiresAfter | None = None,
+) -> FileRecord:
+    """Store an upload's bytes, then its record: a record never points at missing bytes."""
+    if size > max_bytes:
+        raise too_large(size, max_bytes)
+    now = int(time.time())
+    if expires_after is not None:
+        expires_at: int | None = now + expires_after.seconds
+    elif purpose == "batch":
+        expires_at = now + BATCH_FILE_DEFAULT_TTL
+    else:
+        expires_at = None
+    file_id = ids.file_id()
+    record = FileRecord(
+        id=file_id,
+        bytes=size,
+        created_at=now,
+        expires_at=expires_at,
+        filename=filename,
+        purpose=purpose,
+        tenant_id=tenant_id,
+        s3_key=file_key(tenant_id, file_id),
+    )
+    store.upload(record.s3_key, body)
+    store.put_file(record)
+    return record

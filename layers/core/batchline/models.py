@@ -1,0 +1,242 @@
+"""Pydantic models for every boundary: API requests and objects, and the records kept in DynamoDB."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+ENDPOINTS: tuple[Endpoint, ...] = Endpoint.__args__  # type: ignore[attr-defined]
+DEFAULT_ENDPOINTS: tuple[Endpoint, ...] = ("/v1/chat/completions",)
+
+# What a client may upload; the others (`batch_output`, ...) only the service produces.
+UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+FilePurpose = Literal[
+    "assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
+    "vision", "user_data", "evals",
+]  # fmt: skip
+
+BatchStatus = Literal[
+    "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
+]
+CompletionWindow = Literal["24h", "unlimited"]
+
+MIN_EXPIRY_SECONDS = 3600
+MAX_EXPIRY_SECONDS = 2_592_000
+
+
+def _canonical_endpoint(value: Any) -> Any:
+    """Accept `v1/chat/completions` as the SDK may send it; store the canonical form."""
+    if isinstance(value, str) and value and not value.startswith("/"):
+        return "/" + value
+    return value
+
+
+CanonicalEndpoint = Annotated[Endpoint, BeforeValidator(_canonical_endpoint)]
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, like OpenAI's `Unrecognized request argument`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExpiresAfter(Strict):
+    anchor: Literal["created_at"] = Field(description="Only `created_at` is supported.")
+    seconds: int = Field(ge=MIN_EXPIRY_SECONDS, le=MAX_EXPIRY_SECONDS, description="Lifetime in seconds.")
+
+
+Metadata = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]],
+    Field(max_length=16, description="Up to 16 pairs; keys up to 64 characters, values up to 512."),
+]
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+class FileObject(BaseModel):
+    """OpenAI's File object."""
+
+    id: str = Field(description="`file-…`")
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    filename: str
+    purpose: FilePurpose
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    status_details: str | None = None
+
+
+class FileRecord(FileObject):
+    """A File as kept in DynamoDB: the object, its owner and where its bytes are."""
+
+    tenant_id: str
+    s3_key: str
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+# -------------------------------------------------------------------------------------------- batches
+
+
+class BatchCreate(Strict):
+    """Body of POST /v1/batches."""
+
+    input_file_id: str = Field(min_length=1, description="A file uploaded with purpose `batch`.")
+    endpoint: CanonicalEndpoint = Field(description="The endpoint every request line calls.")
+    completion_window: CompletionWindow = Field(description="`24h` (OpenAI semantics) or `unlimited`.")
+    job_id: str = Field(
+        min_length=1, description="The job (model, provider, SLA, price) that runs the batch."
+    )
+    metadata: Metadata | None = None
+    output_expires_after: ExpiresAfter | None = None
+
+
+class RequestCounts(BaseModel):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class BatchError(BaseModel):
+    code: str
+    line: int | None = None
+    message: str
+    param: str | None = None
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchError] = Field(default_factory=list)
+
+
+class BatchObject(BaseModel):
+    """OpenAI's Batch object, with Batchline's job, model, usage and cost."""
+
+    id: str = Field(description="`batch_…`")
+    object: Literal["batch"] = "batch"
+    endpoint: Endpoint
+    errors: BatchErrors | None = None
+    input_file_id: str
+    completion_window: CompletionWindow
+    status: BatchStatus
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: RequestCounts = Field(default_factory=RequestCounts)
+    metadata: dict[str, str] | None = None
+    job_id: str
+    model: str
+    price_1m_tokens: float
+    processing_cost: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    output_expires_after: ExpiresAfter | None = None
+
+
+class BatchRecord(BatchObject):
+    """A Batch as kept in DynamoDB."""
+
+    tenant_id: str
+
+
+# ----------------------------------------------------------------------------------------------- jobs
+
+
+class OpenAIProvider(Strict):
+    type: Literal["openai"]
+    base_url: str = Field(description="Base URL of an OpenAI-compatible server, e.g. `http://vllm:8000/v1`.")
+    api_key_secret: str | None = Field(default=None, description="Secrets Manager name of the key, or null.")
+
+
+class BedrockProvider(Strict):
+    type: Literal["bedrock"]
+    region: str
+    model_id: str
+
+
+class MockProvider(Strict):
+    """Deterministic answers for demos and tests; never a real model."""
+
+    type: Literal["mock"]
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+Provider = Annotated[OpenAIProvider | BedrockProvider | MockProvider, Field(discriminator="type")]
+
+
+class Sla(Strict):
+    completion_window: CompletionWindow = "unlimited"
+    max_concurrency: int = Field(default=50, ge=1, le=10_000, description="Requests in flight for a batch.")
+
+
+class JobCreate(Strict):
+    """Body of POST /v1/jobs (admin)."""
+
+    tenant: str
+    model: str = Field(min_length=1)
+    provider: Provider
+    use_case: str = ""
+    sla: Sla = Field(default_factory=Sla)
+    allowed_endpoints: list[CanonicalEndpoint] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
+    price_1m_tokens: float = Field(default=0.0, ge=0.0)
+
+
+class Job(JobCreate):
+    """A job as the API shows it and as DynamoDB keeps it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(description="`job-…`")
+    object: Literal["job"] = "job"
+    created_at: int
+
+
+# ------------------------------------------------------------------------------------- tenants, keys
+
+
+class TenantRecord(BaseModel):
+    id: str
+    object: Literal["tenant"] = "tenant"
+    name: str
+    created_at: int
+
+
+class ApiKeyRecord(BaseModel):
+    """An API key as kept: only its keyed hash, never the key."""
+
+    id: str
+    tenant_id: str
+    key_hash: str
+    created_at: int
+
+
+class Page[T](BaseModel):
+    """OpenAI's list envelope."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False

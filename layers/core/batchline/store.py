@@ -1,0 +1,218 @@
+"""The data-access layer: DynamoDB items and S3 objects. Every status change is a conditional write.
+
+One table. Each object is addressed by its own id (`pk` = id, `sk` = kind), so a worker or an admin
+can read it without knowing its tenant; reads on behalf of a tenant check ownership and answer
+NotFound for anyone else's object. `gsi1` lists a tenant's objects of one kind in creation order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from batchline.errors import Conflict, InvalidRequest, NotFound
+from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+KEY_ATTRS = ("pk", "sk")
+INDEX_NAME = "gsi1"
+INDEX_ATTRS = ("gsi1pk", "gsi1sk")
+
+_NAMES = {"file": "File", "batch": "Batch", "job": "Job", "tenant": "Tenant", "key": "API key"}
+
+
+def to_item(model: BaseModel) -> dict[str, Any]:
+    """A model as a DynamoDB item (numbers as Decimal, which boto3 requires)."""
+    return json.loads(model.model_dump_json(), parse_float=Decimal)  # type: ignore[no-any-return]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Store:
+    """DynamoDB and S3 access for one table and one bucket; clients are created on first use."""
+
+    def __init__(self, table_name: str, bucket_name: str, *, dynamodb: Any = None, s3: Any = None) -> None:
+        self.table_name = table_name
+        self.bucket_name = bucket_name
+        self._dynamodb = dynamodb
+        self._s3 = s3
+
+    @cached_property
+    def table(self) -> Any:
+        return (self._dynamodb or boto3.resource("dynamodb")).Table(self.table_name)
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._s3 or boto3.client("s3")
+
+    # ------------------------------------------------------------------------------------- generic
+
+    def _put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
+        item = to_item(model)
+        item.update(pk=item["id"], sk=kind)
+        if owner is not None:
+            item.update(gsi1pk=f"{owner}#{kind}", gsi1sk=f"{_now_ms():013d}#{item['id']}")
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise Conflict(f"{_NAMES[kind]} {item['id']} already exists.") from exc
+            raise
+
+    def _get_raw(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.table.get_item(Key={"pk": object_id, "sk": kind}).get("Item")
+        return item
+
+    def _get_owned(self, kind: str, tenant_id: str, object_id: str, *, param: str = "id") -> dict[str, Any]:
+        item = self._get_raw(kind, object_id)
+        if item is None or item.get("tenant_id", item.get("tenant")) != tenant_id:
+            raise NotFound(f"No such {_NAMES[kind]} object: {object_id}", param=param)
+        return item
+
+    def _list_owned(
+        self,
+        kind: str,
+        owner: str,
+        *,
+        after: str | None,
+        limit: int,
+        newest_first: bool,
+        filter_: ConditionBase | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of an owner's objects and whether more follow; `after` is the last id seen."""
+        query: dict[str, Any] = {
+            "IndexName": INDEX_NAME,
+            "KeyConditionExpression": Key("gsi1pk").eq(f"{owner}#{kind}"),
+            "ScanIndexForward": not newest_first,
+        }
+        if filter_ is not None:
+            query["FilterExpression"] = filter_
+        if after:
+            cursor = self._get_raw(kind, after)
+            if cursor is None or cursor.get("gsi1pk") != f"{owner}#{kind}":
+                raise InvalidRequest(f"Invalid 'after': {after} is not an id from this list.", param="after")
+            query["ExclusiveStartKey"] = {k: cursor[k] for k in (*KEY_ATTRS, *INDEX_ATTRS)}
+        items: list[dict[str, Any]] = []
+        # One item more than asked tells whether another page exists; a filter may need several queries.
+        while len(items) <= limit:
+            page = self.table.query(Limit=limit + 1 - len(items), **query)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items[:limit], len(items) > limit
+
+    # --------------------------------------------------------------------------------------- files
+
+    def put_file(self, record: FileRecord) -> None:
+        self._put_new("file", record, owner=record.tenant_id)
+
+    def get_file(self, tenant_id: str, file_id: str, *, param: str = "id") -> FileRecord:
+        return FileRecord.model_validate(self._get_owned("file", tenant_id, file_id, param=param))
+
+    def list_files(
+        self, tenant_id: str, *, after: str | None, limit: int, newest_first: bool, purpose: str | None
+    ) -> tuple[list[FileRecord], bool]:
+        filter_ = Attr("purpose").eq(purpose) if purpose else None
+        items, more = self._list_owned(
+            "file", tenant_id, after=after, limit=limit, newest_first=newest_first, filter_=filter_
+        )
+        return [FileRecord.model_validate(i) for i in items], more
+
+    # ------------------------------------------------------------------------------------- batches
+
+    def put_batch(self, record: BatchRecord) -> None:
+        self._put_new("batch", record, owner=record.tenant_id)
+
+    def get_batch(self, tenant_id: str, batch_id: str, *, param: str = "id") -> BatchRecord:
+        return BatchRecord.model_validate(self._get_owned("batch", tenant_id, batch_id, param=param))
+
+    # ---------------------------------------------------------------------------------------- jobs
+
+    def put_job(self, job: Job) -> None:
+        self._put_new("job", job, owner=job.tenant)
+
+    def get_job(self, tenant_id: str, job_id: str, *, param: str = "id") -> Job:
+        return Job.model_validate(self._get_owned("job", tenant_id, job_id, param=param))
+
+    # ------------------------------------------------------------------------------- tenants, keys
+
+    def put_tenant(self, tenant: TenantRecord) -> None:
+        self._put_new("tenant", tenant, owner="admin")
+
+    def put_api_key(self, key: ApiKeyRecord) -> None:
+        """The key item (listed under its tenant) and its hash look-up item, together or not at all."""
+        key_item = to_item(key) | {
+            "pk": key.id,
+            "sk": "key",
+            "gsi1pk": f"{key.tenant_id}#key",
+            "gsi1sk": f"{_now_ms():013d}#{key.id}",
+        }
+        hash_item = {
+            "pk": f"keyhash#{key.key_hash}",
+            "sk": "keyhash",
+            "key_id": key.id,
+            "tenant_id": key.tenant_id,
+        }
+        not_exists = "attribute_not_exists(pk)"
+        self.table.meta.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": _serialize(key_item),
+                        "ConditionExpression": not_exists,
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": _serialize(hash_item),
+                        "ConditionExpression": not_exists,
+                    }
+                },
+            ]
+        )
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key whose hash this is, if it exists and is not revoked."""
+        found = self.table.get_item(Key={"pk": f"keyhash#{key_hash}", "sk": "keyhash"}, ConsistentRead=True)
+        if "Item" not in found:
+            return None
+        item = self._get_raw("key", found["Item"]["key_id"])
+        return ApiKeyRecord.model_validate(item) if item else None
+
+    # ----------------------------------------------------------------------------------------- S3
+
+    def upload(self, key: str, body: IO[bytes], *, content_type: str = "application/octet-stream") -> None:
+        """Stream a file-like object to S3 (multipart above 8 MB, never whole in memory)."""
+        self.s3.upload_fileobj(body, self.bucket_name, key, ExtraArgs={"ContentType": content_type})
+
+    def stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object's bytes, a chunk at a time."""
+        body = self.s3.get_object(Bucket=self.bucket_name, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+
+_SERIALIZER = TypeSerializer()
+
+
+def _serialize(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in the low-level client's typed form, as transactions need."""
+    return {k: _SERIALIZER.serialize(v) for k, v in item.items()}

@@ -1,0 +1,140 @@
+"""moto-backed fixtures: the stack's table, bucket and secrets built from template.yaml itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from fastapi.testclient import TestClient
+from moto import mock_aws
+
+from batchline.auth import Authenticator
+from batchline.config import ApiSettings
+from batchline.models import ENDPOINTS, Job, MockProvider
+from batchline.secret_values import secrets_manager_getter
+from batchline.store import Store
+from batchline.tenants import create_tenant
+from localcloud.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_function(name: str) -> ModuleType:
+    """A function's app.py, imported by path under a name of its own (every function has an app.py)."""
+    module_name = f"batchline_fn_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template(ROOT / "template.yaml")
+
+
+def _table_kwargs(template: dict[str, Any]) -> dict[str, Any]:
+    """create_table arguments taken from the template's Table, so tests cannot drift from it."""
+    props = template["Resources"]["Table"]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "GlobalSecondaryIndexes": props.get("GlobalSecondaryIndexes", []),
+        "BillingMode": props["BillingMode"],
+    }
+
+
+@pytest.fixture
+def settings(template: dict[str, Any]) -> Iterator[ApiSettings]:
+    with mock_aws():
+        boto3.client("dynamodb").create_table(TableName="batchline-test", **_table_kwargs(template))
+        boto3.client("s3").create_bucket(Bucket="batchline-test-files")
+        sm = boto3.client("secretsmanager")
+        sm.create_secret(Name="admin-key", SecretString="admin-secret-key-for-tests")
+        sm.create_secret(Name="key-hash", SecretString="hash-key-for-tests")
+        yield ApiSettings(
+            table_name="batchline-test",
+            bucket_name="batchline-test-files",
+            admin_key_secret="admin-key",
+            key_hash_secret="key-hash",
+            max_upload_bytes=64 * 1024,
+        )
+
+
+@pytest.fixture
+def store(settings: ApiSettings) -> Store:
+    return Store(settings.table_name, settings.bucket_name)
+
+
+@pytest.fixture
+def authenticator(settings: ApiSettings, store: Store) -> Authenticator:
+    return Authenticator(
+        store,
+        secrets_manager_getter(max_age=0),
+        admin_key_secret=settings.admin_key_secret,
+        key_hash_secret=settings.key_hash_secret,
+    )
+
+
+class Tenant:
+    """A seeded tenant: its id, key and a mock job."""
+
+    def __init__(self, store: Store, auth: Authenticator, name: str) -> None:
+        tenant, _, self.key = create_tenant(store, auth, name)
+        self.id = tenant.id
+        self.job = Job(
+            id=f"job-{name[:8]}",
+            tenant=tenant.id,
+            model="mock-model",
+            provider=MockProvider(type="mock"),
+            allowed_endpoints=["/v1/chat/completions", "/v1/embeddings"],
+            price_1m_tokens=0.5,
+            created_at=0,
+        )
+        store.put_job(self.job)
+        self.headers = {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def tenant(store: Store, authenticator: Authenticator) -> Tenant:
+    return Tenant(store, authenticator, "alpha")
+
+
+@pytest.fixture
+def other_tenant(store: Store, authenticator: Authenticator) -> Tenant:
+    return Tenant(store, authenticator, "bravo")
+
+
+@pytest.fixture
+def api(settings: ApiSettings, store: Store, authenticator: Authenticator) -> Iterator[TestClient]:
+    """The api function's app with the moto-backed dependencies injected."""
+    module = load_function("api")
+    module.app.dependency_overrides.update(
+        {
+            module.get_settings: lambda: settings,
+            module.get_store: lambda: store,
+            module.get_authenticator: lambda: authenticator,
+        }
+    )
+    try:
+        with TestClient(module.app, raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        module.app.dependency_overrides.clear()
+
+
+def all_items(settings: ApiSettings) -> list[dict[str, Any]]:
+    return boto3.resource("dynamodb").Table(settings.table_name).scan()["Items"]  # type: ignore[no-any-return]
+
+
+__all__ = ["ENDPOINTS", "Tenant", "all_items", "load_function"]
