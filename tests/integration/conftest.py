@@ -30,7 +30,10 @@ def load_function(name: str) -> ModuleType:
     module_name = f"batchline_fn_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
+    code_dir = ROOT / "functions" / name
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))  # as Lambda puts the code folder on the path
+    spec = importlib.util.spec_from_file_location(module_name, code_dir / "app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
@@ -119,11 +122,12 @@ def other_tenant(store: Store, authenticator: Authenticator) -> Tenant:
 def api(settings: ApiSettings, store: Store, authenticator: Authenticator) -> Iterator[TestClient]:
     """The api function's app with the moto-backed dependencies injected."""
     module = load_function("api")
+    deps = sys.modules["routes.deps"]
     module.app.dependency_overrides.update(
         {
-            module.get_settings: lambda: settings,
-            module.get_store: lambda: store,
-            module.get_authenticator: lambda: authenticator,
+            deps.get_settings: lambda: settings,
+            deps.get_store: lambda: store,
+            deps.get_authenticator: lambda: authenticator,
         }
     )
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -47,12 +49,13 @@ def test_unknown_route_and_wrong_method_answer_in_openai_shape(api: TestClient, 
 
 def test_an_unexpected_fault_is_a_500_without_a_trace(api: TestClient, tenant: Tenant) -> None:
     module = load_function("api")
+    deps = sys.modules["routes.deps"]
 
     class BrokenStore:
         def get_batch(self, *_: object, **__: object) -> None:
             raise RuntimeError("secret internals: table xyz")
 
-    module.app.dependency_overrides[module.get_store] = BrokenStore
+    module.app.dependency_overrides[deps.get_store] = BrokenStore
     answer = api.get("/v1/batches/batch_x", headers=tenant.headers)
     assert answer.status_code == 500
     assert answer.json() == {

@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -167,23 +166,17 @@ class Store:
             "key_id": key.id,
             "tenant_id": key.tenant_id,
         }
-        not_exists = "attribute_not_exists(pk)"
+        # The resource's client serializes plain Python values, as the Table does.
         self.table.meta.client.transact_write_items(
             TransactItems=[
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": _serialize(key_item),
-                        "ConditionExpression": not_exists,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
                     }
-                },
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": _serialize(hash_item),
-                        "ConditionExpression": not_exists,
-                    }
-                },
+                }
+                for item in (key_item, hash_item)
             ]
         )
 
@@ -208,11 +201,3 @@ class Store:
             yield from body.iter_chunks(chunk_size)
         finally:
             body.close()
-
-
-_SERIALIZER = TypeSerializer()
-
-
-def _serialize(item: dict[str, Any]) -> dict[str, Any]:
-    """An item in the low-level client's typed form, as transactions need."""
-    return {k: _SERIALIZER.serialize(v) for k, v in item.items()}

@@ -1,0 +1,1 @@
+"""The api function's routers, one module per resource."""

@@ -1,0 +1,77 @@
+"""FastAPI dependencies: configuration, the store and the caller, built on first use, not at import."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import Depends, Header
+from pydantic import BaseModel
+
+from batchline.auth import Authenticator, Principal
+from batchline.config import ApiSettings
+from batchline.secret_values import secrets_manager_getter
+from batchline.store import Store
+
+
+@lru_cache
+def get_settings() -> ApiSettings:
+    return ApiSettings()  # type: ignore[call-arg]  # read from the environment
+
+
+@lru_cache
+def get_store() -> Store:
+    settings = get_settings()
+    return Store(settings.table_name, settings.bucket_name)
+
+
+@lru_cache
+def get_authenticator() -> Authenticator:
+    settings = get_settings()
+    return Authenticator(
+        get_store(),
+        secrets_manager_getter(),
+        admin_key_secret=settings.admin_key_secret,
+        key_hash_secret=settings.key_hash_secret,
+    )
+
+
+def get_principal(
+    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    return authenticator.authenticate(authorization)
+
+
+def get_tenant(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    return principal.require_tenant()
+
+
+def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+TenantId = Annotated[str, Depends(get_tenant)]
+Admin = Annotated[Principal, Depends(get_admin)]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error body: every non-2xx answer has it."""
+
+    error: ErrorDetail
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer, besides the ones every route can."""
+    return {status: {"model": ErrorBody} for status in sorted({401, 403, 500, *statuses})}
