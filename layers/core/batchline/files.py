@@ -7,7 +7,7 @@ from typing import IO
 
 from batchline import ids
 from batchline.errors import PayloadTooLarge
-from batchline.models import ExpiresAfter, FileRecord, UploadPurpose
+from batchline.models import ExpiresAfter, FilePurpose, FileRecord, UploadPurpose
 from batchline.store import Store
 
 BATCH_FILE_DEFAULT_TTL = 30 * 24 * 3600
@@ -30,6 +30,36 @@ def too_large(size: int, limit: int) -> PayloadTooLarge:
     )
 
 
+def new_record(
+    tenant_id: str,
+    *,
+    filename: str,
+    purpose: FilePurpose,
+    size: int,
+    expires_after: ExpiresAfter | None = None,
+    file_id: str | None = None,
+) -> FileRecord:
+    """A File's record with the contract's expiry rules (`batch` files expire after 30 days by default)."""
+    now = int(time.time())
+    if expires_after is not None:
+        expires_at: int | None = now + expires_after.seconds
+    elif purpose == "batch":
+        expires_at = now + BATCH_FILE_DEFAULT_TTL
+    else:
+        expires_at = None
+    file_id = file_id or ids.file_id()
+    return FileRecord(
+        id=file_id,
+        bytes=size,
+        created_at=now,
+        expires_at=expires_at,
+        filename=filename,
+        purpose=purpose,
+        tenant_id=tenant_id,
+        s3_key=file_key(tenant_id, file_id),
+    )
+
+
 def create_file(
     store: Store,
     tenant_id: str,
@@ -44,24 +74,7 @@ def create_file(
     """Store an upload's bytes, then its record: a record never points at missing bytes."""
     if size > max_bytes:
         raise too_large(size, max_bytes)
-    now = int(time.time())
-    if expires_after is not None:
-        expires_at: int | None = now + expires_after.seconds
-    elif purpose == "batch":
-        expires_at = now + BATCH_FILE_DEFAULT_TTL
-    else:
-        expires_at = None
-    file_id = ids.file_id()
-    record = FileRecord(
-        id=file_id,
-        bytes=size,
-        created_at=now,
-        expires_at=expires_at,
-        filename=filename,
-        purpose=purpose,
-        tenant_id=tenant_id,
-        s3_key=file_key(tenant_id, file_id),
-    )
+    record = new_record(tenant_id, filename=filename, purpose=purpose, size=size, expires_after=expires_after)
     store.upload(record.s3_key, body)
     store.put_file(record)
     return record

@@ -28,7 +28,14 @@ KEY_ATTRS = ("pk", "sk")
 INDEX_NAME = "gsi1"
 INDEX_ATTRS = ("gsi1pk", "gsi1sk")
 
-_NAMES = {"file": "File", "batch": "Batch", "job": "Job", "tenant": "Tenant", "key": "API key"}
+_NAMES = {
+    "file": "File",
+    "batch": "Batch",
+    "job": "Job",
+    "tenant": "Tenant",
+    "key": "API key",
+    "upload": "Upload",
+}
 
 
 def to_item(model: BaseModel) -> dict[str, Any]:
@@ -59,7 +66,7 @@ class Store:
 
     # ------------------------------------------------------------------------------------- generic
 
-    def _put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
+    def put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
         item = to_item(model)
         item.update(pk=item["id"], sk=kind)
         if owner is not None:
@@ -68,20 +75,67 @@ class Store:
             self.table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise Conflict(f"{_NAMES[kind]} {item['id']} already exists.") from exc
+                raise Conflict(f"{_NAMES.get(kind, kind)} {item['id']} already exists.") from exc
             raise
 
-    def _get_raw(self, kind: str, object_id: str) -> dict[str, Any] | None:
+    def update(
+        self,
+        kind: str,
+        object_id: str,
+        *,
+        set_: dict[str, Any] | None = None,
+        add: dict[str, int | float] | None = None,
+        condition: ConditionBase | None = None,
+        conflict: str = "The object changed state; try again.",
+    ) -> dict[str, Any]:
+        """One conditional write: SET and ADD attributes; the item as it is afterwards.
+
+        A failed condition (or a missing item) raises Conflict with the given message.
+        """
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets, adds = [], []
+        for i, (name, value) in enumerate((set_ or {}).items()):
+            names[f"#s{i}"] = name
+            values[f":s{i}"] = json.loads(json.dumps(value), parse_float=Decimal)
+            sets.append(f"#s{i} = :s{i}")
+        for i, (name, value) in enumerate((add or {}).items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = Decimal(str(value))
+            adds.append(f"#a{i} :a{i}")
+        expression = " ".join(
+            part for part in (sets and "SET " + ", ".join(sets), adds and "ADD " + ", ".join(adds)) if part
+        )
+        exists = Attr("pk").exists()
+        try:
+            answer = self.table.update_item(
+                Key={"pk": object_id, "sk": kind},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ConditionExpression=exists & condition if condition is not None else exists,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise Conflict(conflict) from exc
+            raise
+        return answer["Attributes"]  # type: ignore[no-any-return]
+
+    def delete(self, kind: str, object_id: str) -> None:
+        self.table.delete_item(Key={"pk": object_id, "sk": kind})
+
+    def get_raw(self, kind: str, object_id: str) -> dict[str, Any] | None:
         item: dict[str, Any] | None = self.table.get_item(Key={"pk": object_id, "sk": kind}).get("Item")
         return item
 
-    def _get_owned(self, kind: str, tenant_id: str, object_id: str, *, param: str = "id") -> dict[str, Any]:
-        item = self._get_raw(kind, object_id)
+    def get_owned(self, kind: str, tenant_id: str, object_id: str, *, param: str = "id") -> dict[str, Any]:
+        item = self.get_raw(kind, object_id)
         if item is None or item.get("tenant_id", item.get("tenant")) != tenant_id:
-            raise NotFound(f"No such {_NAMES[kind]} object: {object_id}", param=param)
+            raise NotFound(f"No such {_NAMES.get(kind, kind)} object: {object_id}", param=param)
         return item
 
-    def _list_owned(
+    def list_owned(
         self,
         kind: str,
         owner: str,
@@ -100,7 +154,7 @@ class Store:
         if filter_ is not None:
             query["FilterExpression"] = filter_
         if after:
-            cursor = self._get_raw(kind, after)
+            cursor = self.get_raw(kind, after)
             if cursor is None or cursor.get("gsi1pk") != f"{owner}#{kind}":
                 raise InvalidRequest(f"Invalid 'after': {after} is not an id from this list.", param="after")
             query["ExclusiveStartKey"] = {k: cursor[k] for k in (*KEY_ATTRS, *INDEX_ATTRS)}
@@ -117,16 +171,16 @@ class Store:
     # --------------------------------------------------------------------------------------- files
 
     def put_file(self, record: FileRecord) -> None:
-        self._put_new("file", record, owner=record.tenant_id)
+        self.put_new("file", record, owner=record.tenant_id)
 
     def get_file(self, tenant_id: str, file_id: str, *, param: str = "id") -> FileRecord:
-        return FileRecord.model_validate(self._get_owned("file", tenant_id, file_id, param=param))
+        return FileRecord.model_validate(self.get_owned("file", tenant_id, file_id, param=param))
 
     def list_files(
         self, tenant_id: str, *, after: str | None, limit: int, newest_first: bool, purpose: str | None
     ) -> tuple[list[FileRecord], bool]:
         filter_ = Attr("purpose").eq(purpose) if purpose else None
-        items, more = self._list_owned(
+        items, more = self.list_owned(
             "file", tenant_id, after=after, limit=limit, newest_first=newest_first, filter_=filter_
         )
         return [FileRecord.model_validate(i) for i in items], more
@@ -134,23 +188,23 @@ class Store:
     # ------------------------------------------------------------------------------------- batches
 
     def put_batch(self, record: BatchRecord) -> None:
-        self._put_new("batch", record, owner=record.tenant_id)
+        self.put_new("batch", record, owner=record.tenant_id)
 
     def get_batch(self, tenant_id: str, batch_id: str, *, param: str = "id") -> BatchRecord:
-        return BatchRecord.model_validate(self._get_owned("batch", tenant_id, batch_id, param=param))
+        return BatchRecord.model_validate(self.get_owned("batch", tenant_id, batch_id, param=param))
 
     # ---------------------------------------------------------------------------------------- jobs
 
     def put_job(self, job: Job) -> None:
-        self._put_new("job", job, owner=job.tenant)
+        self.put_new("job", job, owner=job.tenant)
 
     def get_job(self, tenant_id: str, job_id: str, *, param: str = "id") -> Job:
-        return Job.model_validate(self._get_owned("job", tenant_id, job_id, param=param))
+        return Job.model_validate(self.get_owned("job", tenant_id, job_id, param=param))
 
     # ------------------------------------------------------------------------------- tenants, keys
 
     def put_tenant(self, tenant: TenantRecord) -> None:
-        self._put_new("tenant", tenant, owner="admin")
+        self.put_new("tenant", tenant, owner="admin")
 
     def put_api_key(self, key: ApiKeyRecord) -> None:
         """The key item (listed under its tenant) and its hash look-up item, together or not at all."""
@@ -185,7 +239,7 @@ class Store:
         found = self.table.get_item(Key={"pk": f"keyhash#{key_hash}", "sk": "keyhash"}, ConsistentRead=True)
         if "Item" not in found:
             return None
-        item = self._get_raw("key", found["Item"]["key_id"])
+        item = self.get_raw("key", found["Item"]["key_id"])
         return ApiKeyRecord.model_validate(item) if item else None
 
     # ----------------------------------------------------------------------------------------- S3
