@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from batchline.errors import BatchlineError, error_body, status_body, to_http
 from batchline.observability import logger, metrics, tracer
-from routes import batches, files
+from routes import admin, batches, deps, files, jobs
 
 app = FastAPI(
     title="Batchline",
@@ -28,6 +28,8 @@ app = FastAPI(
 )
 app.include_router(files.router)
 app.include_router(batches.router)
+app.include_router(jobs.router)
+app.include_router(admin.router)
 
 
 @app.exception_handler(BatchlineError)
@@ -57,9 +59,7 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     unrouted = exc.status_code in (404, 405)
     message = f"Invalid URL ({request.method} {request.url.path})" if unrouted else str(exc.detail)
-    return JSONResponse(
-        status_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(status_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers)
 
 
 @app.exception_handler(Exception)
@@ -78,4 +78,5 @@ _asgi = Mangum(app, lifespan="off")
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps.get_idempotency().register_lambda_context(context)
     return _asgi(event, context)  # type: ignore[arg-type]

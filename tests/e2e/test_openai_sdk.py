@@ -10,7 +10,7 @@ from openai import OpenAI
 
 
 @pytest.fixture
-def client(local_cloud) -> OpenAI:  # noqa: ANN001
+def client(local_cloud) -> OpenAI:
     return OpenAI(base_url=local_cloud.base_url, api_key=local_cloud.api_key, max_retries=0)
 
 
@@ -25,7 +25,7 @@ def requests_jsonl(count: int) -> bytes:
 
 def test_upload_create_retrieve_and_read_back_byte_identical(
     client: OpenAI,
-    local_cloud,  # noqa: ANN001
+    local_cloud,
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "requests.jsonl"
@@ -57,7 +57,7 @@ def test_upload_create_retrieve_and_read_back_byte_identical(
     assert client.files.content(uploaded.id).content == path.read_bytes()
 
 
-def test_sdk_raises_its_typed_errors_from_our_error_bodies(client: OpenAI, local_cloud) -> None:  # noqa: ANN001
+def test_sdk_raises_its_typed_errors_from_our_error_bodies(client: OpenAI, local_cloud) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         client.files.retrieve("file-doesnotexist")
     assert missing.value.body["type"] == "not_found_error"  # type: ignore[index]

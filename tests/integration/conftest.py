@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from batchline.auth import Authenticator
 from batchline.config import ApiSettings
+from batchline.idempotency import Idempotency
 from batchline.models import ENDPOINTS, Job, MockProvider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
@@ -46,21 +47,21 @@ def template() -> dict[str, Any]:
     return load_template(ROOT / "template.yaml")
 
 
-def _table_kwargs(template: dict[str, Any]) -> dict[str, Any]:
-    """create_table arguments taken from the template's Table, so tests cannot drift from it."""
-    props = template["Resources"]["Table"]["Properties"]
-    return {
-        "AttributeDefinitions": props["AttributeDefinitions"],
-        "KeySchema": props["KeySchema"],
-        "GlobalSecondaryIndexes": props.get("GlobalSecondaryIndexes", []),
-        "BillingMode": props["BillingMode"],
-    }
+def _table_kwargs(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """create_table arguments taken from the template's own table, so tests cannot drift from it."""
+    props = template["Resources"][logical_id]["Properties"]
+    kwargs = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode")}
+    if "GlobalSecondaryIndexes" in props:
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return kwargs
 
 
 @pytest.fixture
 def settings(template: dict[str, Any]) -> Iterator[ApiSettings]:
     with mock_aws():
-        boto3.client("dynamodb").create_table(TableName="batchline-test", **_table_kwargs(template))
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(TableName="batchline-test", **_table_kwargs(template, "Table"))
+        dynamodb.create_table(TableName="batchline-idempotency", **_table_kwargs(template, "IdempotencyTable"))
         boto3.client("s3").create_bucket(Bucket="batchline-test-files")
         sm = boto3.client("secretsmanager")
         sm.create_secret(Name="admin-key", SecretString="admin-secret-key-for-tests")
@@ -70,6 +71,7 @@ def settings(template: dict[str, Any]) -> Iterator[ApiSettings]:
             bucket_name="batchline-test-files",
             admin_key_secret="admin-key",
             key_hash_secret="key-hash",
+            idempotency_table="batchline-idempotency",
             max_upload_bytes=64 * 1024,
         )
 
@@ -128,6 +130,7 @@ def api(settings: ApiSettings, store: Store, authenticator: Authenticator) -> It
             deps.get_settings: lambda: settings,
             deps.get_store: lambda: store,
             deps.get_authenticator: lambda: authenticator,
+            deps.get_idempotency: lambda: Idempotency(settings.idempotency_table),
         }
     )
     try:

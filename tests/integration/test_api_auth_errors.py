@@ -31,9 +31,7 @@ def test_every_route_answers_401_without_a_valid_key(
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_the_admin_key_is_not_a_tenant_key(api: TestClient, method: str, path: str) -> None:
-    answer = api.request(
-        method, path, headers={"Authorization": "Bearer admin-secret-key-for-tests"}, json={}
-    )
+    answer = api.request(method, path, headers={"Authorization": "Bearer admin-secret-key-for-tests"}, json={})
     assert answer.status_code == 403
     assert answer.json()["error"]["type"] == "permission_error"
 

@@ -114,9 +114,7 @@ def test_invalid_bodies_answer_422_naming_the_param_and_store_nothing(
     param: str | None,
 ) -> None:
     items_before = all_items(settings)
-    answer = api.post(
-        "/v1/batches", headers=tenant.headers, json=request_body(tenant, input_file, **overrides)
-    )
+    answer = api.post("/v1/batches", headers=tenant.headers, json=request_body(tenant, input_file, **overrides))
     assert answer.status_code == 422, case
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error"
@@ -125,13 +123,9 @@ def test_invalid_bodies_answer_422_naming_the_param_and_store_nothing(
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b""])
-def test_malformed_json_bodies_answer_422(
-    api: TestClient, tenant: Tenant, settings: ApiSettings, raw: bytes
-) -> None:
+def test_malformed_json_bodies_answer_422(api: TestClient, tenant: Tenant, settings: ApiSettings, raw: bytes) -> None:
     items_before = all_items(settings)
-    answer = api.post(
-        "/v1/batches", headers={**tenant.headers, "Content-Type": "application/json"}, content=raw
-    )
+    answer = api.post("/v1/batches", headers={**tenant.headers, "Content-Type": "application/json"}, content=raw)
     assert answer.status_code == 422
     assert answer.json()["error"]["type"] == "invalid_request_error"
     assert all_items(settings) == items_before
@@ -155,9 +149,7 @@ def test_unknown_or_foreign_file_and_job_are_404_and_store_nothing(
     assert all_items(settings) == items_before
 
 
-def test_a_file_without_purpose_batch_is_refused(
-    api: TestClient, tenant: Tenant, settings: ApiSettings
-) -> None:
+def test_a_file_without_purpose_batch_is_refused(api: TestClient, tenant: Tenant, settings: ApiSettings) -> None:
     other_file = upload(api, tenant, purpose="user_data").json()["id"]
     answer = api.post("/v1/batches", headers=tenant.headers, json=request_body(tenant, other_file))
     assert answer.status_code == 422

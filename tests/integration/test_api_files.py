@@ -11,9 +11,7 @@ from fastapi.testclient import TestClient
 from batchline.config import ApiSettings
 from tests.integration.conftest import Tenant, all_items
 
-JSONL = (
-    b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\r\n\n{"x": "\xc3\xa9"}'
-)
+JSONL = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\r\n\n{"x": "\xc3\xa9"}'
 
 
 def upload(api: TestClient, tenant: Tenant, body: bytes = JSONL, purpose: str = "batch", **form: str):
@@ -30,9 +28,7 @@ def s3_keys(settings: ApiSettings) -> list[str]:
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
-def test_upload_returns_a_processed_batch_file_that_expires_in_30_days(
-    api: TestClient, tenant: Tenant
-) -> None:
+def test_upload_returns_a_processed_batch_file_that_expires_in_30_days(api: TestClient, tenant: Tenant) -> None:
     before = int(time.time())
     answer = upload(api, tenant)
     assert answer.status_code == 200, answer.text
@@ -58,9 +54,7 @@ def test_content_is_byte_identical_and_retrieve_matches_create(api: TestClient, 
 
 
 def test_expires_after_sets_expiry_and_other_purposes_do_not_expire(api: TestClient, tenant: Tenant) -> None:
-    timed = upload(
-        api, tenant, **{"expires_after[anchor]": "created_at", "expires_after[seconds]": "7200"}
-    ).json()
+    timed = upload(api, tenant, **{"expires_after[anchor]": "created_at", "expires_after[seconds]": "7200"}).json()
     assert timed["expires_at"] == timed["created_at"] + 7200
     kept = upload(api, tenant, purpose="user_data").json()
     assert kept["purpose"] == "user_data"

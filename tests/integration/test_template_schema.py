@@ -20,9 +20,7 @@ def test_the_table_key_schema_is_the_one_the_store_uses(template: dict[str, Any]
 
 
 def test_the_listing_index_is_the_one_the_store_queries(template: dict[str, Any]) -> None:
-    indexes = {
-        i["IndexName"]: i for i in template["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]
-    }
+    indexes = {i["IndexName"]: i for i in template["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]}
     assert _keys(indexes[INDEX_NAME]["KeySchema"]) == INDEX_ATTRS
     # Lists answer whole objects from the index, so it must carry every attribute.
     assert indexes[INDEX_NAME]["Projection"]["ProjectionType"] == "ALL"

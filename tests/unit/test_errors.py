@@ -18,9 +18,7 @@ from batchline import errors
         (errors.ServerError("ours"), 500, "server_error"),
     ],
 )
-def test_each_domain_error_has_its_status_and_type(
-    exc: errors.BatchlineError, status: int, type_: str
-) -> None:
+def test_each_domain_error_has_its_status_and_type(exc: errors.BatchlineError, status: int, type_: str) -> None:
     got_status, body = errors.to_http(exc)
     assert got_status == status
     assert body == {"error": {"message": exc.message, "type": type_, "param": exc.param, "code": exc.code}}

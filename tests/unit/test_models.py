@@ -39,9 +39,7 @@ def test_metadata_over_the_limits_is_refused(metadata: object) -> None:
 @pytest.mark.parametrize("seconds", [3599, 2_592_001])
 def test_output_expiry_outside_range_is_refused(seconds: int) -> None:
     with pytest.raises(ValidationError):
-        BatchCreate.model_validate(
-            {**BASE, "output_expires_after": {"anchor": "created_at", "seconds": seconds}}
-        )
+        BatchCreate.model_validate({**BASE, "output_expires_after": {"anchor": "created_at", "seconds": seconds}})
 
 
 def test_a_job_reads_back_from_its_stored_form() -> None:

@@ -1,27 +1,58 @@
-"""/v1/batches: create, retrieve."""
+"""/v1/batches: create, list, retrieve, cancel."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from batchline import batches
-from batchline.models import BatchCreate, BatchObject
+from batchline.models import BatchCreate, BatchObject, Page
 from batchline.observability import metrics
-from routes.deps import StoreDep, TenantId, errors
+from routes.deps import IdempotencyDep, IdempotencyKey, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 
 @router.post("", response_model=BatchObject, responses=errors(404, 409, 422))
-def create_batch(body: BatchCreate, tenant: TenantId, store: StoreDep) -> BatchObject:
+def create_batch(
+    body: BatchCreate,
+    tenant: TenantId,
+    store: StoreDep,
+    idempotency: IdempotencyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Create a batch from an uploaded `batch` file; it starts in `validating`."""
-    record = batches.create_batch(store, tenant, body)
-    metrics.add_metric(name="BatchesCreated", unit=MetricUnit.Count, value=1)
-    return record
+
+    def create() -> dict[str, Any]:
+        record = batches.create_batch(store, tenant, body)
+        metrics.add_metric(name="BatchesCreated", unit=MetricUnit.Count, value=1)
+        return BatchObject.model_validate(record, from_attributes=True).model_dump()
+
+    fingerprint = body.model_dump(mode="json")
+    return idempotency.run(create, scope="batches", tenant=tenant, key=idempotency_key, fingerprint=fingerprint)
+
+
+@router.get("", response_model=Page[BatchObject], responses=errors(422))
+def list_batches(
+    tenant: TenantId,
+    store: StoreDep,
+    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Page[BatchObject]:
+    """The tenant's batches, newest first."""
+    records, more = store.list_batches(tenant, after=after, limit=limit)
+    return page(BatchObject, records, more)
 
 
 @router.get("/{batch_id}", response_model=BatchObject, responses=errors(404))
 def retrieve_batch(batch_id: str, tenant: TenantId, store: StoreDep) -> BatchObject:
     """A Batch object."""
     return store.get_batch(tenant, batch_id)
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchObject, responses=errors(404, 409))
+def cancel_batch(batch_id: str, tenant: TenantId, store: StoreDep) -> BatchObject:
+    """Cancel a `validating` or `in_progress` batch; it answers in `cancelling`."""
+    return batches.cancel_batch(store, tenant, batch_id)

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
+from batchline.idempotency import Idempotency
+from batchline.models import Page
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 
@@ -36,6 +38,11 @@ def get_authenticator() -> Authenticator:
     )
 
 
+@lru_cache
+def get_idempotency() -> Idempotency:
+    return Idempotency(get_settings().idempotency_table)
+
+
 def get_principal(
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
     authorization: Annotated[str | None, Header()] = None,
@@ -56,6 +63,15 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 TenantId = Annotated[str, Depends(get_tenant)]
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=256,
+        description="Replays with the same key answer the first result.",
+    ),
+]
 Admin = Annotated[Principal, Depends(get_admin)]
 
 
@@ -70,6 +86,17 @@ class ErrorBody(BaseModel):
     """OpenAI's error body: every non-2xx answer has it."""
 
     error: ErrorDetail
+
+
+def page[T: BaseModel](model: type[T], records: list[Any], has_more: bool) -> Page[T]:
+    """OpenAI's list envelope over records shown as `model`."""
+    data = [model.model_validate(r, from_attributes=True) for r in records]
+    return Page[model](  # type: ignore[valid-type]
+        data=data,
+        first_id=data[0].id if data else None,  # type: ignore[attr-defined]
+        last_id=data[-1].id if data else None,  # type: ignore[attr-defined]
+        has_more=has_more,
+    )
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,58 +1,107 @@
-"""/v1/files: upload, retrieve, content."""
+"""/v1/files: upload, list, retrieve, content, delete."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import PurePath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
 
 from batchline import files
-from batchline.models import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, ExpiresAfter, FileObject, UploadPurpose
+from batchline.models import (
+    MAX_EXPIRY_SECONDS,
+    MIN_EXPIRY_SECONDS,
+    Deleted,
+    ExpiresAfter,
+    FileObject,
+    FilePurpose,
+    Page,
+    UploadPurpose,
+)
 from batchline.observability import metrics
-from routes.deps import SettingsDep, StoreDep, TenantId, errors
+from routes.deps import IdempotencyDep, IdempotencyKey, SettingsDep, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 
-@router.post("", response_model=FileObject, responses=errors(413, 422))
+def _digest(upload: UploadFile) -> str:
+    """The upload's SHA-256, read from its spooled copy, which is then rewound for storing."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: upload.file.read(1 << 20), b""):
+        digest.update(block)
+    upload.file.seek(0)
+    return digest.hexdigest()
+
+
+@router.post("", response_model=FileObject, responses=errors(409, 413, 422))
 def create_file(
     tenant: TenantId,
     store: StoreDep,
     settings: SettingsDep,
+    idempotency: IdempotencyDep,
     file: Annotated[UploadFile, File(description="The file to upload (JSONL for `batch`).")],
     purpose: Annotated[UploadPurpose, Form(description="`batch` is the purpose Batchline processes.")],
     expires_after_anchor: Annotated[Literal["created_at"] | None, Form(alias="expires_after[anchor]")] = None,
     expires_after_seconds: Annotated[
         int | None, Form(alias="expires_after[seconds]", ge=MIN_EXPIRY_SECONDS, le=MAX_EXPIRY_SECONDS)
     ] = None,
-) -> FileObject:
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Upload a file (up to the direct limit; larger files use the Uploads API)."""
     expires_after = None
     if expires_after_seconds is not None:
-        expires_after = ExpiresAfter(
-            anchor=expires_after_anchor or "created_at", seconds=expires_after_seconds
+        expires_after = ExpiresAfter(anchor=expires_after_anchor or "created_at", seconds=expires_after_seconds)
+    size = file.size or 0
+    if size > settings.max_upload_bytes:
+        raise files.too_large(size, settings.max_upload_bytes)
+    filename = PurePath(file.filename or "file").name
+
+    def create() -> dict[str, Any]:
+        record = files.create_file(
+            store,
+            tenant,
+            filename=filename,
+            purpose=purpose,
+            body=file.file,
+            size=size,
+            max_bytes=settings.max_upload_bytes,
+            expires_after=expires_after,
         )
-    record = files.create_file(
-        store,
-        tenant,
-        filename=PurePath(file.filename or "file").name,
-        purpose=purpose,
-        body=file.file,
-        size=file.size or 0,
-        max_bytes=settings.max_upload_bytes,
-        expires_after=expires_after,
-    )
-    metrics.add_metric(name="FileBytesUploaded", unit=MetricUnit.Bytes, value=record.bytes)
-    return record
+        metrics.add_metric(name="FileBytesUploaded", unit=MetricUnit.Bytes, value=record.bytes)
+        return FileObject.model_validate(record, from_attributes=True).model_dump()
+
+    fingerprint = [filename, purpose, expires_after_seconds, _digest(file)] if idempotency_key else None
+    return idempotency.run(create, scope="files", tenant=tenant, key=idempotency_key, fingerprint=fingerprint)
+
+
+@router.get("", response_model=Page[FileObject], responses=errors(422))
+def list_files(
+    tenant: TenantId,
+    store: StoreDep,
+    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    order: Annotated[Literal["asc", "desc"], Query(description="By `created_at`.")] = "desc",
+    purpose: Annotated[FilePurpose | None, Query()] = None,
+) -> Page[FileObject]:
+    """The tenant's files."""
+    records, more = store.list_files(tenant, after=after, limit=limit, newest_first=order == "desc", purpose=purpose)
+    return page(FileObject, records, more)
 
 
 @router.get("/{file_id}", response_model=FileObject, responses=errors(404))
 def retrieve_file(file_id: str, tenant: TenantId, store: StoreDep) -> FileObject:
     """A File object."""
     return store.get_file(tenant, file_id)
+
+
+@router.delete("/{file_id}", response_model=Deleted, responses=errors(404, 409))
+def delete_file(file_id: str, tenant: TenantId, store: StoreDep) -> Deleted:
+    """Delete a file and its bytes; 409 while a running batch reads it."""
+    store.delete_file(tenant, file_id)
+    return Deleted(id=file_id, object="file")
 
 
 @router.get(

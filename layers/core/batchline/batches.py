@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from boto3.dynamodb.conditions import Attr
+
 from batchline import ids
 from batchline.errors import InvalidRequest
 from batchline.models import BatchCreate, BatchRecord
@@ -12,9 +14,7 @@ from batchline.store import Store
 WINDOW_SECONDS = {"24h": 24 * 3600, "unlimited": None}
 
 
-def create_batch(
-    store: Store, tenant_id: str, request: BatchCreate, *, batch_id: str | None = None
-) -> BatchRecord:
+def create_batch(store: Store, tenant_id: str, request: BatchCreate, *, batch_id: str | None = None) -> BatchRecord:
     """Check the request against the file and the job, then store the batch in `validating`."""
     input_file = store.get_file(tenant_id, request.input_file_id, param="input_file_id")
     if input_file.purpose != "batch":
@@ -47,3 +47,21 @@ def create_batch(
     )
     store.put_batch(record)
     return record
+
+
+CANCELLABLE = ("validating", "in_progress")
+
+
+def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
+    """validating/in_progress -> cancelling; the run stops sending and finalizes as `cancelled`."""
+    batch = store.get_batch(tenant_id, batch_id)
+    if batch.status in ("cancelling", "cancelled"):
+        return batch  # cancelling twice is not an error, as with OpenAI
+    item = store.update(
+        "batch",
+        batch_id,
+        set_={"status": "cancelling", "cancelling_at": int(time.time())},
+        condition=Attr("status").is_in(list(CANCELLABLE)),
+        conflict=f"Cannot cancel a batch with status '{batch.status}'.",
+    )
+    return BatchRecord.model_validate(item)

@@ -18,6 +18,7 @@ class ApiSettings(CoreSettings):
 
     admin_key_secret: str = Field(min_length=1, description="Secrets Manager id of the admin API key.")
     key_hash_secret: str = Field(min_length=1, description="Secrets Manager id of the API-key hashing key.")
+    idempotency_table: str = Field(min_length=1, description="Powertools Idempotency records of creates.")
 
     # API Gateway and Lambda cap a request near 6 MB after base64; larger files use the other ways in.
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, gt=0)

@@ -68,9 +68,7 @@ _TYPE_BY_STATUS = {
 }
 
 
-def error_body(
-    message: str, type_: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
+def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error body, which the SDK reads."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 

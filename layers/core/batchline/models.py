@@ -77,9 +77,11 @@ class FileRecord(FileObject):
     s3_key: str
 
 
-class FileDeleted(BaseModel):
+class Deleted(BaseModel):
+    """Answer of a DELETE: `object` is the kind deleted."""
+
     id: str
-    object: Literal["file"] = "file"
+    object: str
     deleted: bool = True
 
 
@@ -92,9 +94,7 @@ class BatchCreate(Strict):
     input_file_id: str = Field(min_length=1, description="A file uploaded with purpose `batch`.")
     endpoint: CanonicalEndpoint = Field(description="The endpoint every request line calls.")
     completion_window: CompletionWindow = Field(description="`24h` (OpenAI semantics) or `unlimited`.")
-    job_id: str = Field(
-        min_length=1, description="The job (model, provider, SLA, price) that runs the batch."
-    )
+    job_id: str = Field(min_length=1, description="The job (model, provider, SLA, price) that runs the batch.")
     metadata: Metadata | None = None
     output_expires_after: ExpiresAfter | None = None
 
@@ -223,6 +223,12 @@ class TenantRecord(BaseModel):
     created_at: int
 
 
+class TenantCreate(Strict):
+    """Body of POST /v1/admin/tenants."""
+
+    name: str = Field(min_length=1, max_length=256)
+
+
 class ApiKeyRecord(BaseModel):
     """An API key as kept: only its keyed hash, never the key."""
 
@@ -230,6 +236,20 @@ class ApiKeyRecord(BaseModel):
     tenant_id: str
     key_hash: str
     created_at: int
+
+
+class ApiKeyObject(BaseModel):
+    """An API key as the admin sees it; `key` is shown once, when it is created."""
+
+    id: str
+    object: Literal["api_key"] = "api_key"
+    tenant_id: str
+    created_at: int
+    key: str | None = Field(default=None, description="The key itself: only in the answer that creates it.")
+
+
+class TenantCreated(TenantRecord):
+    api_key: ApiKeyObject
 
 
 class Page[T](BaseModel):

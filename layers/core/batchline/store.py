@@ -18,7 +18,7 @@ from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from batchline.errors import Conflict, InvalidRequest, NotFound
+from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound
 from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 KEY_ATTRS = ("pk", "sk")
 INDEX_NAME = "gsi1"
 INDEX_ATTRS = ("gsi1pk", "gsi1sk")
+TTL_ATTR = "ttl"
+ADMIN_OWNER = "admin"
 
 _NAMES = {
     "file": "File",
@@ -66,11 +68,20 @@ class Store:
 
     # ------------------------------------------------------------------------------------- generic
 
-    def put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
+    @staticmethod
+    def item(kind: str, model: BaseModel, *, owner: str | None) -> dict[str, Any]:
+        """The stored form of an object: addressed by id, listed under its owner in creation order."""
         item = to_item(model)
         item.update(pk=item["id"], sk=kind)
         if owner is not None:
             item.update(gsi1pk=f"{owner}#{kind}", gsi1sk=f"{_now_ms():013d}#{item['id']}")
+        # DynamoDB's TTL removes an expired object's record; the sweeper then removes its bytes.
+        if isinstance(item.get("expires_at"), int | Decimal) and kind == "file":
+            item[TTL_ATTR] = item["expires_at"]
+        return item
+
+    def put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
+        item = self.item(kind, model, owner=owner)
         try:
             self.table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
         except ClientError as exc:
@@ -86,11 +97,11 @@ class Store:
         set_: dict[str, Any] | None = None,
         add: dict[str, int | float] | None = None,
         condition: ConditionBase | None = None,
-        conflict: str = "The object changed state; try again.",
+        conflict: str | BatchlineError = "The object changed state; try again.",
     ) -> dict[str, Any]:
         """One conditional write: SET and ADD attributes; the item as it is afterwards.
 
-        A failed condition (or a missing item) raises Conflict with the given message.
+        A failed condition (or a missing item) raises `conflict` (a message makes it a Conflict).
         """
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
@@ -118,7 +129,7 @@ class Store:
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise Conflict(conflict) from exc
+                raise (Conflict(conflict) if isinstance(conflict, str) else conflict) from exc
             raise
         return answer["Attributes"]  # type: ignore[no-any-return]
 
@@ -174,21 +185,84 @@ class Store:
         self.put_new("file", record, owner=record.tenant_id)
 
     def get_file(self, tenant_id: str, file_id: str, *, param: str = "id") -> FileRecord:
-        return FileRecord.model_validate(self.get_owned("file", tenant_id, file_id, param=param))
+        """A tenant's file; an expired one is gone, whether or not TTL has removed it yet."""
+        record = FileRecord.model_validate(self.get_owned("file", tenant_id, file_id, param=param))
+        if record.expires_at is not None and record.expires_at <= time.time():
+            raise NotFound(f"No such File object: {file_id}", param=param)
+        return record
 
     def list_files(
         self, tenant_id: str, *, after: str | None, limit: int, newest_first: bool, purpose: str | None
     ) -> tuple[list[FileRecord], bool]:
-        filter_ = Attr("purpose").eq(purpose) if purpose else None
+        live = Attr("expires_at").attribute_type("NULL") | Attr("expires_at").gt(int(time.time()))
+        filter_ = live & Attr("purpose").eq(purpose) if purpose else live
         items, more = self.list_owned(
             "file", tenant_id, after=after, limit=limit, newest_first=newest_first, filter_=filter_
         )
         return [FileRecord.model_validate(i) for i in items], more
 
+    def delete_file(self, tenant_id: str, file_id: str) -> FileRecord:
+        """Delete a file's record, then its bytes; refused while a running batch uses it."""
+        record = self.get_file(tenant_id, file_id)
+        unused = Attr("in_use").not_exists() | Attr("in_use").lte(0)
+        try:
+            self.table.delete_item(
+                Key={"pk": file_id, "sk": "file"},
+                ConditionExpression=Attr("tenant_id").eq(tenant_id) & unused,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise Conflict(f"File {file_id} is the input of a batch that is still running.") from exc
+            raise
+        self.s3.delete_object(Bucket=self.bucket_name, Key=record.s3_key)
+        return record
+
+    def release_file(self, file_id: str) -> None:
+        """A batch that used this file as input has ended."""
+        self.table.update_item(
+            Key={"pk": file_id, "sk": "file"},
+            UpdateExpression="ADD in_use :minus",
+            ConditionExpression=Attr("pk").exists(),
+            ExpressionAttributeValues={":minus": -1},
+        )
+
     # ------------------------------------------------------------------------------------- batches
 
     def put_batch(self, record: BatchRecord) -> None:
-        self.put_new("batch", record, owner=record.tenant_id)
+        """Store a new batch and mark its input file in use, together: the file cannot vanish under it."""
+        batch_item = self.item("batch", record, owner=record.tenant_id)
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": record.input_file_id, "sk": "file"},
+                            "UpdateExpression": "ADD in_use :one",
+                            "ConditionExpression": "tenant_id = :tenant",
+                            "ExpressionAttributeValues": {":one": 1, ":tenant": record.tenant_id},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": batch_item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise NotFound(f"No such File object: {record.input_file_id}", param="input_file_id") from exc
+            raise Conflict(f"Batch {record.id} already exists.") from exc
+
+    def list_batches(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
+        items, more = self.list_owned("batch", tenant_id, after=after, limit=limit, newest_first=True)
+        return [BatchRecord.model_validate(i) for i in items], more
 
     def get_batch(self, tenant_id: str, batch_id: str, *, param: str = "id") -> BatchRecord:
         return BatchRecord.model_validate(self.get_owned("batch", tenant_id, batch_id, param=param))
@@ -199,21 +273,73 @@ class Store:
         self.put_new("job", job, owner=job.tenant)
 
     def get_job(self, tenant_id: str, job_id: str, *, param: str = "id") -> Job:
-        return Job.model_validate(self.get_owned("job", tenant_id, job_id, param=param))
+        item = self.get_owned("job", tenant_id, job_id, param=param)
+        if item.get("deleted_at") is not None:
+            raise NotFound(f"No such Job object: {job_id}", param=param)
+        return Job.model_validate(item)
+
+    def list_jobs(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[Job], bool]:
+        items, more = self.list_owned(
+            "job",
+            tenant_id,
+            after=after,
+            limit=limit,
+            newest_first=True,
+            filter_=Attr("deleted_at").not_exists(),
+        )
+        return [Job.model_validate(i) for i in items], more
+
+    def delete_job(self, job_id: str, now: int) -> None:
+        """Retire a job: new batches cannot use it; batches already running keep their job."""
+        self.update(
+            "job",
+            job_id,
+            set_={"deleted_at": now},
+            condition=Attr("deleted_at").not_exists(),
+            conflict=NotFound(f"No such Job object: {job_id}", param="id"),
+        )
 
     # ------------------------------------------------------------------------------- tenants, keys
 
     def put_tenant(self, tenant: TenantRecord) -> None:
-        self.put_new("tenant", tenant, owner="admin")
+        self.put_new("tenant", tenant, owner=ADMIN_OWNER)
+
+    def get_tenant(self, tenant_id: str, *, param: str = "id") -> TenantRecord:
+        item = self.get_raw("tenant", tenant_id)
+        if item is None:
+            raise NotFound(f"No such Tenant object: {tenant_id}", param=param)
+        return TenantRecord.model_validate(item)
+
+    def list_tenants(self, *, after: str | None, limit: int) -> tuple[list[TenantRecord], bool]:
+        items, more = self.list_owned("tenant", ADMIN_OWNER, after=after, limit=limit, newest_first=True)
+        return [TenantRecord.model_validate(i) for i in items], more
+
+    def list_api_keys(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[ApiKeyRecord], bool]:
+        items, more = self.list_owned("key", tenant_id, after=after, limit=limit, newest_first=True)
+        return [ApiKeyRecord.model_validate(i) for i in items], more
+
+    def delete_api_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke a key: its record and its hash look-up go together."""
+        item = self.get_raw("key", key_id)
+        if item is None:
+            raise NotFound(f"No such API key object: {key_id}", param="key_id")
+        record = ApiKeyRecord.model_validate(item)
+        self.table.meta.client.transact_write_items(
+            TransactItems=[
+                {"Delete": {"TableName": self.table_name, "Key": {"pk": key_id, "sk": "key"}}},
+                {
+                    "Delete": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": f"keyhash#{record.key_hash}", "sk": "keyhash"},
+                    }
+                },
+            ]
+        )
+        return record
 
     def put_api_key(self, key: ApiKeyRecord) -> None:
         """The key item (listed under its tenant) and its hash look-up item, together or not at all."""
-        key_item = to_item(key) | {
-            "pk": key.id,
-            "sk": "key",
-            "gsi1pk": f"{key.tenant_id}#key",
-            "gsi1sk": f"{_now_ms():013d}#{key.id}",
-        }
+        key_item = self.item("key", key, owner=key.tenant_id)
         hash_item = {
             "pk": f"keyhash#{key.key_hash}",
             "sk": "keyhash",
