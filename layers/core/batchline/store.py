@@ -214,7 +214,7 @@ class Store:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise Conflict(f"File {file_id} is the input of a batch that is still running.") from exc
             raise
-        self.s3.delete_object(Bucket=self.bucket_name, Key=record.s3_key)
+        self.delete_object(record.s3_key)
         return record
 
     def release_file(self, file_id: str) -> None:
@@ -373,6 +373,9 @@ class Store:
     def upload(self, key: str, body: IO[bytes], *, content_type: str = "application/octet-stream") -> None:
         """Stream a file-like object to S3 (multipart above 8 MB, never whole in memory)."""
         self.s3.upload_fileobj(body, self.bucket_name, key, ExtraArgs={"ContentType": content_type})
+
+    def delete_object(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket_name, Key=key)
 
     def stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         """The object's bytes, a chunk at a time."""

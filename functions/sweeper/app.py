@@ -1,0 +1,40 @@
+"""The sweeper: when DynamoDB's TTL removes an expired file's record, remove the file's bytes from S3."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batchline.config import CoreSettings
+from batchline.observability import logger, metrics, tracer
+from batchline.store import Store
+
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@lru_cache
+def get_store() -> Store:
+    settings = CoreSettings()  # type: ignore[call-arg]  # read from the environment
+    return Store(settings.table_name, settings.bucket_name)
+
+
+def sweep(record: DynamoDBRecord) -> None:
+    """Delete the bytes of one expired file (the event filter only lets TTL removals of files through)."""
+    old = record.dynamodb.old_image if record.dynamodb else {}
+    if old.get("sk") != "file" or not old.get("s3_key"):
+        return
+    get_store().delete_object(str(old["s3_key"]))
+    metrics.add_metric(name="ExpiredFilesSwept", unit=MetricUnit.Count, value=1)
+    logger.info("Removed an expired file's bytes", extra={"file_id": old.get("id")})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=sweep, processor=processor, context=context)

@@ -1,0 +1,83 @@
+"""The sweeper removes an expired file's bytes when TTL removes its record."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from batchline.config import ApiSettings
+from tests.integration.conftest import ROOT, load_function
+
+EVENT = json.loads((ROOT / "events" / "sweeper_ttl_remove.json").read_text())
+KEY = EVENT["Records"][0]["dynamodb"]["OldImage"]["s3_key"]["S"]
+
+
+class Context:
+    function_name = "sweeper"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sweeper"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture
+def sweeper(settings: ApiSettings, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TABLE_NAME", settings.table_name)
+    monkeypatch.setenv("BUCKET_NAME", settings.bucket_name)
+    module = load_function("sweeper")
+    module.get_store.cache_clear()
+    yield module
+    module.get_store.cache_clear()
+
+
+def test_a_ttl_removal_deletes_the_files_bytes(sweeper, settings: ApiSettings) -> None:
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=settings.bucket_name, Key=KEY, Body=b"data")
+    s3.put_object(Bucket=settings.bucket_name, Key="files/other", Body=b"keep")
+    answer = sweeper.lambda_handler(EVENT, Context())
+    assert answer == {"batchItemFailures": []}
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=settings.bucket_name, Key=KEY)
+    assert s3.get_object(Bucket=settings.bucket_name, Key="files/other")["Body"].read() == b"keep"
+
+
+def test_records_that_are_not_files_are_left_alone(sweeper, settings: ApiSettings) -> None:
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=settings.bucket_name, Key=KEY, Body=b"data")
+    event = copy.deepcopy(EVENT)
+    event["Records"][0]["dynamodb"]["OldImage"]["sk"] = {"S": "batch"}
+    assert sweeper.lambda_handler(event, Context()) == {"batchItemFailures": []}
+    assert s3.head_object(Bucket=settings.bucket_name, Key=KEY)["ContentLength"] == 4
+
+
+def test_a_failing_delete_is_reported_for_retry(sweeper, monkeypatch: pytest.MonkeyPatch) -> None:
+    event = copy.deepcopy(EVENT)
+    second = copy.deepcopy(event["Records"][0])
+    second["dynamodb"]["SequenceNumber"] = "222"
+    second["dynamodb"]["OldImage"]["s3_key"] = {"S": "files/t/broken"}
+    event["Records"].append(second)
+
+    def delete_object(key: str) -> None:
+        if key.endswith("broken"):
+            raise RuntimeError("S3 unavailable")
+
+    monkeypatch.setattr(sweeper.get_store(), "delete_object", delete_object)
+    answer = sweeper.lambda_handler(event, Context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "222"}]}
+
+
+def test_the_event_filter_admits_only_ttl_removals_of_files() -> None:
+    from localcloud.template import load_template
+
+    events = load_template(Path(ROOT / "template.yaml"))["Resources"]["SweeperFunction"]["Properties"]["Events"]
+    pattern = json.loads(events["ExpiredFiles"]["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"])
+    assert pattern["eventName"] == ["REMOVE"]
+    assert pattern["userIdentity"]["principalId"] == ["dynamodb.amazonaws.com"]
+    assert pattern["dynamodb"]["OldImage"]["sk"] == {"S": ["file"]}
