@@ -23,10 +23,23 @@ def get_store() -> Store:
     return Store(settings.table_name, settings.bucket_name)
 
 
+def _is_ttl_removal(record: DynamoDBRecord) -> bool:
+    identity = record.raw_event.get("userIdentity") or {}
+    return (
+        record.event_name is not None
+        and record.event_name.name == "REMOVE"
+        and (identity.get("principalId") == "dynamodb.amazonaws.com")
+    )
+
+
 def sweep(record: DynamoDBRecord) -> None:
-    """Delete the bytes of one expired file (the event filter only lets TTL removals of files through)."""
+    """Delete the bytes of one expired file.
+
+    The event filter only lets TTL removals of files through; the same check here keeps an update
+    or a user's delete from ever costing a file its bytes, should the filter be lost or not applied.
+    """
     old = record.dynamodb.old_image if record.dynamodb else {}
-    if old.get("sk") != "file" or not old.get("s3_key"):
+    if not _is_ttl_removal(record) or old.get("sk") != "file" or not old.get("s3_key"):
         return
     get_store().delete_object(str(old["s3_key"]))
     metrics.add_metric(name="ExpiredFilesSwept", unit=MetricUnit.Count, value=1)

@@ -48,11 +48,24 @@ def test_a_ttl_removal_deletes_the_files_bytes(sweeper, settings: ApiSettings) -
     assert s3.get_object(Bucket=settings.bucket_name, Key="files/other")["Body"].read() == b"keep"
 
 
-def test_records_that_are_not_files_are_left_alone(sweeper, settings: ApiSettings) -> None:
+def _not_swept(change: dict) -> dict:
+    event = copy.deepcopy(EVENT)
+    event["Records"][0].update(change)
+    return event
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _not_swept({"dynamodb": {**EVENT["Records"][0]["dynamodb"], "OldImage": {"sk": {"S": "batch"}}}}),
+        _not_swept({"eventName": "MODIFY"}),
+        _not_swept({"userIdentity": None}),  # a user's DeleteItem, not TTL
+    ],
+    ids=["not a file", "an update", "a user delete"],
+)
+def test_anything_but_a_ttl_removal_of_a_file_is_left_alone(sweeper, settings: ApiSettings, event: dict) -> None:
     s3 = boto3.client("s3")
     s3.put_object(Bucket=settings.bucket_name, Key=KEY, Body=b"data")
-    event = copy.deepcopy(EVENT)
-    event["Records"][0]["dynamodb"]["OldImage"]["sk"] = {"S": "batch"}
     assert sweeper.lambda_handler(event, Context()) == {"batchItemFailures": []}
     assert s3.head_object(Bucket=settings.bucket_name, Key=KEY)["ContentLength"] == 4
 
