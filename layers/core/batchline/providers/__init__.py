@@ -1,0 +1,61 @@
+"""Providers: send one request line to a model backend (an OpenAI-compatible server, Bedrock, or the mock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from batchline.models import BedrockProvider as BedrockConfig
+from batchline.models import Job
+from batchline.models import MockProvider as MockConfig
+from batchline.models import OpenAIProvider as OpenAIConfig
+from batchline.providers.base import (
+    REQUEST_TIMEOUT,
+    UPSTREAM_UNAVAILABLE,
+    Outcome,
+    Provider,
+    ProviderSettings,
+    UnsupportedRequest,
+)
+
+__all__ = [
+    "REQUEST_TIMEOUT",
+    "UPSTREAM_UNAVAILABLE",
+    "Outcome",
+    "Provider",
+    "ProviderSettings",
+    "UnsupportedRequest",
+    "make_provider",
+]
+
+
+def make_provider(
+    job: Job,
+    *,
+    secret: Callable[[str], str],
+    settings: ProviderSettings | None = None,
+    bedrock_client: Any = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> Provider:
+    """The provider for the job's `provider.type`; `secret` resolves the API key's secret name."""
+    config = job.provider
+    settings = settings or ProviderSettings()
+    # Imported here so that a worker only loads the backend it uses (boto3 is slow to import).
+    if isinstance(config, OpenAIConfig):
+        from batchline.providers.openai_compat import OpenAICompatProvider
+
+        api_key = secret(config.api_key_secret) if config.api_key_secret else None
+        return OpenAICompatProvider(
+            config.base_url, job.model, api_key=api_key, settings=settings, http_client=http_client
+        )
+    if isinstance(config, BedrockConfig):
+        from batchline.providers.bedrock import BedrockProvider
+
+        return BedrockProvider(job.model, config.model_id, config.region, settings=settings, client=bedrock_client)
+    if isinstance(config, MockConfig):
+        from batchline.providers.mock import MockProvider
+
+        return MockProvider(job.model, latency_ms=config.latency_ms, failure_rate=config.failure_rate)
+    raise TypeError(f"Unknown provider type: {type(config).__name__}")
