@@ -1,0 +1,349 @@
+"""LocalCloud: moto's server, the stack from template.yaml, in-process Lambdas and the API on uvicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+
+from localcloud import lambdas
+from localcloud.deploy import DeployedStack, deploy
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+# Marks the values the fallback seeding invents while batchline.seed cannot be imported.
+TEMPORARY_SEED_MARK = "TEMPORARY-placeholder"
+
+
+class LocalCloudError(Exception):
+    """The local cloud could not start."""
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LocalCloudError(f"cannot listen on {host}:{port}: {exc}") from exc
+    return sock
+
+
+def seed_demo_data(table_name: str) -> dict[str, str]:
+    """Demo tenant, API key and job from batchline.seed; TEMPORARY placeholders until it exists."""
+    try:
+        from batchline import seed
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("batchline", "batchline.seed"):
+            raise
+        seed = None  # type: ignore[assignment]
+    if seed is not None and hasattr(seed, "seed_local"):
+        return dict(seed.seed_local(table_name))
+    if seed is not None and hasattr(seed, "seed_demo"):
+        from batchline.config import ApiSettings
+
+        # ApiSettings reads the api function's variables, which are in os.environ by now.
+        return dict(seed.seed_demo(ApiSettings()))
+    log.warning("batchline.seed is missing: printing TEMPORARY placeholder keys that authenticate nothing")
+    return {
+        "admin_key": f"{TEMPORARY_SEED_MARK}-admin-key",
+        "api_key": f"{TEMPORARY_SEED_MARK}-api-key",
+        "tenant_id": f"{TEMPORARY_SEED_MARK}-tenant",
+        "job_id": f"{TEMPORARY_SEED_MARK}-job",
+    }
+
+
+class LocalCloud:
+    """The whole stack on loopback, without Docker; a context manager (see DESIGN.md, the local cloud).
+
+    Start-up: fake credentials and AWS_ENDPOINT_URL go into os.environ (restored on stop); moto's
+    ThreadedMotoServer starts with Step Functions execution on; Lambda invocations are patched to run
+    in-process; template.yaml is deployed as a stack; every function's environment is applied (the api
+    function's last); demo data is seeded; the api function's ASGI `app` is served by uvicorn.
+    One LocalCloud per process at a time: moto's backends and os.environ are process-wide.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = 0,
+        moto_port: int | None = 0,
+        host: str = "127.0.0.1",
+        template: Path | None = None,
+        stack_name: str = "batchline",
+        parameters: Mapping[str, str] | None = None,
+        api_function: str = "ApiFunction",
+        table_resource: str = "Table",
+        serve_api: bool = True,
+        seed: bool = True,
+        log_level: str = "warning",
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.host = host
+        self.port = port or 0
+        self.moto_port = moto_port or 0
+        self.template = Path(template) if template else ROOT / "template.yaml"
+        self.stack_name = stack_name
+        self.parameters = dict(parameters or {})
+        self.api_function = api_function
+        self.table_resource = table_resource
+        self.serve_api_on_start = serve_api
+        self.seed_on_start = seed
+        self.log_level = log_level
+        self.startup_timeout = startup_timeout
+        self.seeded: dict[str, str] = {}
+        self.startup_seconds: float | None = None
+        self._stack: DeployedStack | None = None
+        self._moto: Any = None
+        self._moto_config: dict[str, Any] | None = None
+        self._uvicorn: Any = None
+        self._uvicorn_thread: threading.Thread | None = None
+        self._api_socket: socket.socket | None = None
+        self._saved_environ: dict[str, str] | None = None
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+
+    # --------------------------------------------------------------------------------- properties
+    @property
+    def moto_endpoint(self) -> str:
+        """http://127.0.0.1:<moto port>, what AWS_ENDPOINT_URL is set to."""
+        return f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def base_url(self) -> str:
+        """The openai SDK's base_url: http://127.0.0.1:<port>/v1."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def stack(self) -> DeployedStack:
+        """The deployed stack."""
+        if self._stack is None:
+            raise LocalCloudError("the local cloud is not started")
+        return self._stack
+
+    @property
+    def api_key(self) -> str:
+        """The seeded demo tenant's API key."""
+        return self.seeded["api_key"]
+
+    @property
+    def admin_key(self) -> str:
+        """The admin API key."""
+        return self.seeded["admin_key"]
+
+    @property
+    def job_id(self) -> str:
+        """The seeded demo job."""
+        return self.seeded["job_id"]
+
+    @property
+    def tenant_id(self) -> str:
+        """The seeded demo tenant."""
+        return self.seeded["tenant_id"]
+
+    @property
+    def table_name(self) -> str:
+        """The physical name of the stack's table."""
+        return self.stack.outputs.get("TableName") or self.stack.physical_id(self.table_resource)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client for the moto server (cached per service when no kwargs are given)."""
+        if kwargs:
+            return self._new_client(service, **kwargs)
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = self._new_client(service)
+            return self._clients[service]
+
+    def _new_client(self, service: str, **kwargs: Any) -> Any:
+        options: dict[str, Any] = {
+            "endpoint_url": self.moto_endpoint,
+            "region_name": REGION,
+            "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            **kwargs,
+        }
+        return boto3.client(service, **options)
+
+    # -------------------------------------------------------------------------------- lifecycle
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start moto, deploy, seed and serve (as configured); stops again if any step fails."""
+        started = time.monotonic()
+        try:
+            if self.serve_api_on_start:
+                # Bound first, so a taken port fails in milliseconds rather than after the deploy.
+                self._listen()
+            self._set_environment()
+            self._start_moto()
+            lambdas.install()
+            self._stack = deploy(
+                self.template,
+                self.client,
+                stack_name=self.stack_name,
+                parameters=self.parameters,
+                region=REGION,
+                timeout=self.startup_timeout,
+            )
+            self._apply_function_environment()
+            if self.seed_on_start:
+                self.seeded = seed_demo_data(self.table_name)
+            if self.serve_api_on_start:
+                self.serve_api()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        log.info("local cloud ready in %.2f s", self.startup_seconds)
+
+    def stop(self) -> None:
+        """Stop serving, reset moto and restore os.environ and moto's Lambda invocation (idempotent)."""
+        began = time.monotonic()
+        was_running = self._moto is not None
+        if self._uvicorn is not None and self._uvicorn_thread is not None:
+            self._uvicorn.should_exit = True
+            self._uvicorn_thread.join(timeout=10)
+        self._uvicorn = self._uvicorn_thread = None
+        if self._api_socket is not None:
+            self._api_socket.close()
+            self._api_socket = None
+        lambdas.uninstall()
+        if self._moto is not None:
+            try:
+                # Backends and config are process-wide: leave them as found for whatever runs next.
+                self._post_moto("/moto-api/reset", None)
+                if self._moto_config is not None:
+                    self._post_moto("/moto-api/config", self._moto_config)
+            except OSError:
+                log.warning("could not reset moto", exc_info=True)
+            self._moto.stop()
+            self._moto = None
+        self._clients.clear()
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+        if was_running:
+            log.info("local cloud stopped in %.2f s", time.monotonic() - began)
+
+    # ---------------------------------------------------------------------------------- pieces
+    def _set_environment(self) -> None:
+        self._saved_environ = dict(os.environ)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(
+            {
+                **FAKE_CREDENTIALS,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                # No shared config may add a profile, region or endpoint of a real account.
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                # There is no X-Ray daemon locally.
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # moto's request log would drown the local cloud's own output.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        if self.moto_port:
+            # ThreadedMotoServer.start() waits forever when its port is taken: fail fast instead.
+            _bound_socket(self.host, self.moto_port).close()
+        server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+        server.start()
+        self._moto = server
+        self.moto_port = int(server.get_host_and_port()[1])
+        os.environ["AWS_ENDPOINT_URL"] = self.moto_endpoint
+        # Step Functions tasks call Lambda back on localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(self.moto_port)
+        self._moto_config = self._post_moto("/moto-api/config", None, method="GET")
+        self._post_moto("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+
+    def _post_moto(self, path: str, body: Any, method: str = "POST") -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310  # always our own loopback server
+            self.moto_endpoint + path,
+            data=data if method == "POST" else None,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            text = response.read().decode() or "null"
+        return json.loads(text) if text.lstrip().startswith(("{", "[")) else text
+
+    def _apply_function_environment(self) -> None:
+        stack = self.stack
+        for logical_id in sorted(stack.functions, key=lambda name: name == self.api_function):
+            function = stack.functions[logical_id]
+            lambdas.apply_environment(function.environment)
+            # Seeding imports the core from the layer, as the functions do.
+            lambdas.extend_sys_path(lambdas.layer_search_path(function))
+
+    def _listen(self) -> socket.socket:
+        if self._api_socket is None:
+            self._api_socket = _bound_socket(self.host, self.port)
+            self.port = int(self._api_socket.getsockname()[1])
+        return self._api_socket
+
+    def serve_api(self) -> None:
+        """Serve the api function's ASGI `app` with uvicorn and return once it listens (idempotent)."""
+        if self._uvicorn is not None:
+            return
+        import uvicorn
+
+        function = self.stack.functions.get(self.api_function)
+        if function is None:
+            raise LocalCloudError(f"the stack has no function {self.api_function}")
+        module = lambdas.load_function_module(function)
+        app = getattr(module, "app", None)
+        if app is None:
+            raise LocalCloudError(f"{function.code_dir}/{function.handler} has no module-level ASGI `app`")
+        sock = self._listen()
+        # uvicorn's loop owns the socket from here and closes it on shutdown.
+        self._api_socket = None
+        config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+        thread.start()
+        self._uvicorn, self._uvicorn_thread = server, thread
+        deadline = time.monotonic() + self.startup_timeout
+        while not server.started:
+            if not thread.is_alive():
+                sock.close()
+                raise LocalCloudError("uvicorn stopped while starting (see its log above)")
+            if time.monotonic() > deadline:
+                raise LocalCloudError(f"uvicorn not listening after {self.startup_timeout:.0f} s")
+            thread.join(timeout=0.01)
