@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from batchline.errors import BatchlineError, error_body, status_body, to_http
 from batchline.observability import logger, metrics, tracer
-from routes import admin, batches, deps, files, jobs
+from routes import admin, batches, deps, files, jobs, uploads
 
 app = FastAPI(
     title="Batchline",
@@ -30,6 +30,7 @@ app.include_router(files.router)
 app.include_router(batches.router)
 app.include_router(jobs.router)
 app.include_router(admin.router)
+app.include_router(uploads.router)
 
 
 @app.exception_handler(BatchlineError)
