@@ -72,6 +72,7 @@ def settings(template: dict[str, Any]) -> Iterator[ApiSettings]:
             admin_key_secret="admin-key",
             key_hash_secret="key-hash",
             idempotency_table="batchline-idempotency",
+            state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:batchline-batch",
             max_upload_bytes=64 * 1024,
         )
 
@@ -120,8 +121,25 @@ def other_tenant(store: Store, authenticator: Authenticator) -> Tenant:
     return Tenant(store, authenticator, "bravo")
 
 
+class RecordedRuns:
+    """Runs that records which batches it started instead of starting executions."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, batch_id: str) -> None:
+        self.started.append(batch_id)
+
+
 @pytest.fixture
-def api(settings: ApiSettings, store: Store, authenticator: Authenticator) -> Iterator[TestClient]:
+def runs() -> RecordedRuns:
+    return RecordedRuns()
+
+
+@pytest.fixture
+def api(
+    settings: ApiSettings, store: Store, authenticator: Authenticator, runs: RecordedRuns
+) -> Iterator[TestClient]:
     """The api function's app with the moto-backed dependencies injected."""
     module = load_function("api")
     deps = sys.modules["routes.deps"]
@@ -131,6 +149,7 @@ def api(settings: ApiSettings, store: Store, authenticator: Authenticator) -> It
             deps.get_store: lambda: store,
             deps.get_authenticator: lambda: authenticator,
             deps.get_idempotency: lambda: Idempotency(settings.idempotency_table),
+            deps.get_runs: lambda: runs,
         }
     )
     try:

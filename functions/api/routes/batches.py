@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from batchline import batches
 from batchline.models import BatchCreate, BatchObject, Page
 from batchline.observability import metrics
-from routes.deps import IdempotencyDep, IdempotencyKey, StoreDep, TenantId, errors, page
+from routes.deps import IdempotencyDep, IdempotencyKey, RunsDep, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -20,13 +20,14 @@ def create_batch(
     body: BatchCreate,
     tenant: TenantId,
     store: StoreDep,
+    runs: RunsDep,
     idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Create a batch from an uploaded `batch` file; it starts in `validating`."""
 
     def create() -> dict[str, Any]:
-        record = batches.create_batch(store, tenant, body)
+        record = batches.create_batch(store, runs, tenant, body)
         metrics.add_metric(name="BatchesCreated", unit=MetricUnit.Count, value=1)
         return BatchObject.model_validate(record, from_attributes=True).model_dump()
 

@@ -12,6 +12,7 @@ from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
 from batchline.models import Page
+from batchline.runs import Runs
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 
@@ -36,6 +37,11 @@ def get_authenticator() -> Authenticator:
         admin_key_secret=settings.admin_key_secret,
         key_hash_secret=settings.key_hash_secret,
     )
+
+
+@lru_cache
+def get_runs() -> Runs:
+    return Runs(get_settings().state_machine_arn)
 
 
 @lru_cache
@@ -64,6 +70,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 TenantId = Annotated[str, Depends(get_tenant)]
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
+RunsDep = Annotated[Runs, Depends(get_runs)]
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -7,15 +7,24 @@ import time
 from boto3.dynamodb.conditions import Attr
 
 from batchline import ids
-from batchline.errors import InvalidRequest
+from batchline.errors import InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
+from batchline.runs import Runs
 from batchline.store import Store
 
 WINDOW_SECONDS = {"24h": 24 * 3600, "unlimited": None}
 
 
-def create_batch(store: Store, tenant_id: str, request: BatchCreate, *, batch_id: str | None = None) -> BatchRecord:
-    """Check the request against the file and the job, then store the batch in `validating`."""
+def create_batch(
+    store: Store,
+    runs: Runs,
+    tenant_id: str,
+    request: BatchCreate,
+    *,
+    batch_id: str | None = None,
+    inbox_key: str | None = None,
+) -> BatchRecord:
+    """Check the request against the file and the job, store the batch in `validating`, start its run."""
     input_file = store.get_file(tenant_id, request.input_file_id, param="input_file_id")
     if input_file.purpose != "batch":
         raise InvalidRequest(
@@ -44,8 +53,22 @@ def create_batch(store: Store, tenant_id: str, request: BatchCreate, *, batch_id
         price_1m_tokens=job.price_1m_tokens,
         output_expires_after=request.output_expires_after,
         tenant_id=tenant_id,
+        inbox_key=inbox_key,
     )
     store.put_batch(record)
+    try:
+        runs.start(record.id)
+    except Exception as exc:
+        # The batch exists but cannot run: say so on the batch, not by leaving it in `validating`.
+        store.set_batch_status(
+            record.id,
+            "failed",
+            allowed_from=["validating"],
+            fields={"errors": {"object": "list", "data": [{"code": "batch_start_failed", "line": None,
+                    "message": "The batch could not be started; create it again.", "param": None}]}},
+        )  # fmt: skip
+        store.release_input(record)
+        raise ServerError("The batch could not be started.") from exc
     return record
 
 

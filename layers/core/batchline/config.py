@@ -19,6 +19,38 @@ class ApiSettings(CoreSettings):
     admin_key_secret: str = Field(min_length=1, description="Secrets Manager id of the admin API key.")
     key_hash_secret: str = Field(min_length=1, description="Secrets Manager id of the API-key hashing key.")
     idempotency_table: str = Field(min_length=1, description="Powertools Idempotency records of creates.")
-
+    state_machine_arn: str = Field(min_length=1, description="The batch state machine; one execution per batch.")
     # API Gateway and Lambda cap a request near 6 MB after base64; larger files use the other ways in.
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+
+
+class PlanSettings(CoreSettings):
+    """The plan function."""
+
+    lines_per_chunk: int = Field(default=100, ge=1, description="Request lines per chunk (Map item).")
+    requests_per_worker: int = Field(default=25, ge=1, description="Requests one worker keeps in flight.")
+
+
+class WorkerSettings(CoreSettings):
+    """The worker function."""
+
+    requests_per_worker: int = Field(default=25, ge=1, description="Requests one worker keeps in flight.")
+    request_timeout: float = Field(default=60.0, gt=0, description="Seconds one upstream attempt may take.")
+    max_attempts: int = Field(default=5, ge=1, description="Attempts per line, the first included.")
+    # Stop starting requests this long before the Lambda's own timeout, so that what is in flight
+    # can finish and the segment can be written; the next invocation takes the rest.
+    safety_margin: float = Field(default=15.0, ge=0, description="Seconds kept free at the end.")
+    status_check_interval: float = Field(default=2.0, gt=0, description="Seconds between cancel checks.")
+
+
+class FinalizeSettings(CoreSettings):
+    """The finalize function."""
+
+    event_bus_name: str = Field(default="default", min_length=1)
+    event_source: str = Field(default="batchline", min_length=1)
+
+
+class IngestSettings(CoreSettings):
+    """The ingest function."""
+
+    state_machine_arn: str = Field(min_length=1)

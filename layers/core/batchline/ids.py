@@ -24,6 +24,11 @@ def derived_batch_id(*parts: str) -> str:
     return f"batch_{hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:32]}"
 
 
+def derived_file_id(*parts: str) -> str:
+    """A file id that is the same for the same parts (a retried finalize registers the same file)."""
+    return f"file-{hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:24]}"
+
+
 def job_id() -> str:
     return f"job-{secrets.token_hex(4)}"
 

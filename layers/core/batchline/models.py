@@ -158,6 +158,7 @@ class BatchRecord(BatchObject):
     """A Batch as kept in DynamoDB."""
 
     tenant_id: str
+    inbox_key: str | None = Field(default=None, description="The S3 inbox object it came from, if any.")
 
 
 # ----------------------------------------------------------------------------------------------- jobs

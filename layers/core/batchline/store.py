@@ -22,12 +22,14 @@ from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound
 from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
 KEY_ATTRS = ("pk", "sk")
 INDEX_NAME = "gsi1"
 INDEX_ATTRS = ("gsi1pk", "gsi1sk")
 TTL_ATTR = "ttl"
+# Segment records only matter until the batch is finalized; keep them a while for inspection.
+SEGMENT_TTL_SECONDS = 14 * 24 * 3600
 ADMIN_OWNER = "admin"
 
 _NAMES = {
@@ -105,15 +107,22 @@ class Store:
         """
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
+
+        def path(tag: str, name: str) -> str:
+            # A dotted name is a path into a map (request_counts.failed), one placeholder per part.
+            parts = []
+            for j, part in enumerate(name.split(".")):
+                names[f"#{tag}_{j}"] = part
+                parts.append(f"#{tag}_{j}")
+            return ".".join(parts)
+
         sets, adds = [], []
         for i, (name, value) in enumerate((set_ or {}).items()):
-            names[f"#s{i}"] = name
             values[f":s{i}"] = json.loads(json.dumps(value), parse_float=Decimal)
-            sets.append(f"#s{i} = :s{i}")
+            sets.append(f"{path(f's{i}', name)} = :s{i}")
         for i, (name, value) in enumerate((add or {}).items()):
-            names[f"#a{i}"] = name
             values[f":a{i}"] = Decimal(str(value))
-            adds.append(f"#a{i} :a{i}")
+            adds.append(f"{path(f'a{i}', name)} :a{i}")
         expression = " ".join(
             part for part in (sets and "SET " + ", ".join(sets), adds and "ADD " + ", ".join(adds)) if part
         )
@@ -260,6 +269,148 @@ class Store:
                 raise NotFound(f"No such File object: {record.input_file_id}", param="input_file_id") from exc
             raise Conflict(f"Batch {record.id} already exists.") from exc
 
+    def batch(self, batch_id: str) -> BatchRecord:
+        """A batch by id alone, for the run's own functions (the execution is named by it)."""
+        item = self.table.get_item(Key={"pk": batch_id, "sk": "batch"}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFound(f"No such Batch object: {batch_id}", param="id")
+        return BatchRecord.model_validate(item)
+
+    def set_batch_status(
+        self, batch_id: str, status: str, *, allowed_from: Iterable[str], fields: dict[str, Any] | None = None
+    ) -> BatchRecord:
+        """One conditional status change, stamping `<status>_at`; Conflict if the batch moved on."""
+        allowed = list(allowed_from)
+        item = self.update(
+            "batch",
+            batch_id,
+            set_={"status": status, f"{status}_at": int(time.time()), **(fields or {})},
+            condition=Attr("status").is_in(allowed),
+            conflict=f"Batch {batch_id} is no longer in {', '.join(allowed)}.",
+        )
+        return BatchRecord.model_validate(item)
+
+    def release_input(self, batch: BatchRecord) -> bool:
+        """Once per batch, whatever retries: its input file is no longer in use. False if already done."""
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": batch.id, "sk": "batch"},
+                            "UpdateExpression": "SET released = :yes",
+                            "ConditionExpression": "attribute_not_exists(released)",
+                            "ExpressionAttributeValues": {":yes": True},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": batch.input_file_id, "sk": "file"},
+                            "UpdateExpression": "ADD in_use :minus",
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeValues": {":minus": -1},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------------------ run segments
+    # A segment is the lines one worker invocation answered: [cursor, next_cursor) of one chunk.
+    # Its record is written once, with the batch's counters, in one transaction: that write is what
+    # makes the segment's part files count, so a retried invocation can neither lose nor double a line.
+
+    @staticmethod
+    def _segments_pk(batch_id: str) -> str:
+        return f"{batch_id}#segments"
+
+    @staticmethod
+    def _segment_sk(chunk: int, cursor: int) -> str:
+        return f"{chunk:06d}#{cursor:06d}"
+
+    def get_segment(self, batch_id: str, chunk: int, cursor: int) -> dict[str, Any] | None:
+        key = {"pk": self._segments_pk(batch_id), "sk": self._segment_sk(chunk, cursor)}
+        item: dict[str, Any] | None = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return item
+
+    def commit_segment(self, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> bool:
+        """Record a segment and add its counts to the batch, together; False if it was already recorded."""
+        item = {
+            "pk": self._segments_pk(batch_id),
+            "sk": self._segment_sk(segment["chunk"], segment["cursor"]),
+            "ttl": int(time.time()) + SEGMENT_TTL_SECONDS,
+            **segment,
+        }
+        prompt, completion, total = usage
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": batch_id, "sk": "batch"},
+                            "UpdateExpression": "ADD #rc.#done :done, #rc.#failed :failed, "
+                            "#u.#p :p, #u.#c :c, #u.#t :t",
+                            "ExpressionAttributeNames": {
+                                "#rc": "request_counts",
+                                "#done": "completed",
+                                "#failed": "failed",
+                                "#u": "usage",
+                                "#p": "prompt_tokens",
+                                "#c": "completion_tokens",
+                                "#t": "total_tokens",
+                            },
+                            "ExpressionAttributeValues": {
+                                ":done": segment["completed"],
+                                ":failed": segment["failed"],
+                                ":p": prompt,
+                                ":c": completion,
+                                ":t": total,
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False
+            raise
+        return True
+
+    def segments(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every recorded segment of a batch, in chunk then cursor order."""
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(self._segments_pk(batch_id)),
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**query)
+            found.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def add_failed(self, batch_id: str, count: int) -> None:
+        """Lines that finalize itself answered (cancelled, expired, never run) count as failed."""
+        if count:
+            self.update("batch", batch_id, add={"request_counts.failed": count})
+
     def list_batches(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         items, more = self.list_owned("batch", tenant_id, after=after, limit=limit, newest_first=True)
         return [BatchRecord.model_validate(i) for i in items], more
@@ -271,6 +422,13 @@ class Store:
 
     def put_job(self, job: Job) -> None:
         self.put_new("job", job, owner=job.tenant)
+
+    def job(self, job_id: str) -> Job:
+        """A job by id alone, retired or not: a running batch keeps the job it started with."""
+        item = self.get_raw("job", job_id)
+        if item is None:
+            raise NotFound(f"No such Job object: {job_id}", param="job_id")
+        return Job.model_validate(item)
 
     def get_job(self, tenant_id: str, job_id: str, *, param: str = "id") -> Job:
         item = self.get_owned("job", tenant_id, job_id, param=param)
@@ -374,6 +532,30 @@ class Store:
         """Stream a file-like object to S3 (multipart above 8 MB, never whole in memory)."""
         self.s3.upload_fileobj(body, self.bucket_name, key, ExtraArgs={"ContentType": content_type})
 
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self.s3.put_object(Bucket=self.bucket_name, Key=key, Body=data, ContentType=content_type)
+
+    def read_range(self, key: str, start: int, end: int) -> Any:
+        """A streaming body of bytes [start, end) of an object."""
+        return self.s3.get_object(Bucket=self.bucket_name, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+
+    def open_object(self, key: str) -> Any:
+        """A streaming body of the whole object."""
+        return self.s3.get_object(Bucket=self.bucket_name, Key=key)["Body"]
+
+    def writer(self, key: str, *, content_type: str = "application/jsonl") -> ObjectWriter:
+        return ObjectWriter(self.s3, self.bucket_name, key, content_type=content_type)
+
+    def copy_into(self, key: str, writer: ObjectWriter) -> None:
+        """Stream an object's bytes into a writer, a chunk at a time."""
+        for block in self.stream(key):
+            writer.write(block)
+
+    def copy_object(self, source_key: str, key: str) -> None:
+        self.s3.copy_object(
+            Bucket=self.bucket_name, Key=key, CopySource={"Bucket": self.bucket_name, "Key": source_key}
+        )
+
     def delete_object(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket_name, Key=key)
 
@@ -384,3 +566,57 @@ class Store:
             yield from body.iter_chunks(chunk_size)
         finally:
             body.close()
+
+
+class ObjectWriter:
+    """Writes an S3 object from a stream of blocks: one put when small, a multipart upload when not.
+
+    Memory holds at most one part (S3 needs every part but the last to be at least 5 MiB).
+    """
+
+    PART_BYTES = 8 * 1024 * 1024
+
+    def __init__(self, s3: Any, bucket: str, key: str, *, content_type: str) -> None:
+        self._s3, self._bucket, self.key, self._content_type = s3, bucket, key, content_type
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self.PART_BYTES:
+            self._flush_part()
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self.key, ContentType=self._content_type
+            )["UploadId"]
+        number = len(self._parts) + 1
+        answer = self._s3.upload_part(
+            Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+        )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> int:
+        """Finish the object; its size in bytes."""
+        if self._upload_id is None:
+            self._s3.put_object(
+                Bucket=self._bucket, Key=self.key, Body=bytes(self._buffer), ContentType=self._content_type
+            )
+        else:
+            if self._buffer:
+                self._flush_part()
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+            )
+        self._buffer.clear()
+        return self.size
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
+            self._upload_id = None

@@ -1,0 +1,55 @@
+"""The finalize function (last Step Functions task): output and error files, usage, cost, status, event."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batchline.config import FinalizeSettings
+from batchline.finalizing import finalize
+from batchline.observability import logger, metrics, tracer
+from batchline.store import Store
+
+
+@lru_cache
+def get_settings() -> FinalizeSettings:
+    return FinalizeSettings()  # type: ignore[call-arg]  # read from the environment
+
+
+@lru_cache
+def get_store() -> Store:
+    return Store(get_settings().table_name, get_settings().bucket_name)
+
+
+@lru_cache
+def get_events() -> Any:
+    return boto3.client("events")
+
+
+def publish(detail_type: str, detail: dict[str, Any]) -> None:
+    """One EventBridge event per ended batch: `Batch Completed`, `Batch Failed`, ..."""
+    settings = get_settings()
+    answer = get_events().put_events(
+        Entries=[
+            {
+                "Source": settings.event_source,
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail),
+                "EventBusName": settings.event_bus_name,
+            }
+        ]
+    )
+    if answer.get("FailedEntryCount"):
+        raise RuntimeError(f"EventBridge refused the event: {answer['Entries']}")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(batch_id=event["batch_id"])
+    return finalize(get_store(), publish, event["batch_id"], event.get("fault"))

@@ -1,0 +1,37 @@
+"""The plan function (Step Functions task): validate the batch's input and write its chunk manifest."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batchline.config import PlanSettings
+from batchline.observability import logger, metrics, tracer
+from batchline.planning import plan
+from batchline.store import Store
+
+
+@lru_cache
+def get_settings() -> PlanSettings:
+    return PlanSettings()  # type: ignore[call-arg]  # read from the environment
+
+
+@lru_cache
+def get_store() -> Store:
+    return Store(get_settings().table_name, get_settings().bucket_name)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(batch_id=event["batch_id"])
+    settings = get_settings()
+    return plan(
+        get_store(),
+        event["batch_id"],
+        lines_per_chunk=settings.lines_per_chunk,
+        requests_per_worker=settings.requests_per_worker,
+    )

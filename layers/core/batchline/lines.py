@@ -1,0 +1,41 @@
+"""The output and error files' lines, in OpenAI's batch format."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from batchline import ids
+from batchline.providers import Outcome
+
+# Codes of lines that never got an HTTP answer because the batch stopped first.
+CANCELLED = "batch_cancelled"
+EXPIRED = "batch_expired"
+FAILED = "batch_failed"
+
+_MESSAGES = {
+    CANCELLED: "The batch was cancelled before this request was sent.",
+    EXPIRED: "The batch expired before this request was sent.",
+    FAILED: "The batch failed before this request could be completed.",
+}
+
+
+def _dump(line: dict[str, Any]) -> bytes:
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def result_line(custom_id: Any, outcome: Outcome) -> bytes:
+    """One answered request: an HTTP answer keeps its status and body; no answer is an `error`."""
+    if outcome.status_code is None:
+        response = None
+        error: dict[str, Any] | None = {"code": outcome.error_code, "message": outcome.error_message}
+    else:
+        response = {"status_code": outcome.status_code, "request_id": outcome.request_id, "body": outcome.body}
+        error = None
+    return _dump({"id": ids.batch_request_id(), "custom_id": custom_id, "response": response, "error": error})
+
+
+def unsent_line(custom_id: Any, code: str) -> bytes:
+    """A request the batch never sent (cancelled, expired, failed): an error line with no response."""
+    error = {"code": code, "message": _MESSAGES[code]}
+    return _dump({"id": ids.batch_request_id(), "custom_id": custom_id, "response": None, "error": error})

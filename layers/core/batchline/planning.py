@@ -1,0 +1,82 @@
+"""Plan: validate a batch's input in one streamed pass and write its chunk manifest, or fail the batch."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+from batchline.errors import Conflict, NotFound
+from batchline.models import BatchError, BatchErrors
+from batchline.observability import logger
+from batchline.store import Store
+from batchline.validation import plan_batch
+
+
+def manifest_key(batch_id: str) -> str:
+    return f"work/{batch_id}/manifest.json"
+
+
+def map_concurrency(max_concurrency: int, requests_per_worker: int) -> int:
+    """Chunks in flight so that all their workers together keep about the job's requests in flight."""
+    return max(1, math.ceil(max_concurrency / min(max_concurrency, requests_per_worker)))
+
+
+def plan(store: Store, batch_id: str, *, lines_per_chunk: int, requests_per_worker: int) -> dict[str, Any]:
+    """validating -> in_progress with a manifest, or -> failed with `errors.data`. Safe to run again."""
+    batch = store.batch(batch_id)
+    job = store.job(batch.job_id)
+    answer: dict[str, Any] = {
+        "status": batch.status,
+        "manifest_key": manifest_key(batch_id),
+        "max_concurrency": map_concurrency(job.sla.max_concurrency, requests_per_worker),
+    }
+    if batch.status != "validating":
+        # A retry after the status change, or a cancel that came first: report where the batch is.
+        return answer
+    try:
+        source = store.get_file(batch.tenant_id, batch.input_file_id)
+    except NotFound:
+        return _fail(store, batch_id, [BatchError(code="missing_input_file", message="The input file is gone.")])
+    body = store.open_object(source.s3_key)
+    try:
+        result = plan_batch(
+            body, endpoint=batch.endpoint, model=job.model, lines_per_chunk=lines_per_chunk, size=source.bytes
+        )
+    finally:
+        body.close()
+    logger.info("Planned", extra={"batch_id": batch_id, "requests": result.total, "problems": result.error_count})
+    if not result.ok:
+        return _fail(store, batch_id, result.errors)
+    store.put_bytes(
+        manifest_key(batch_id),
+        json.dumps([asdict(chunk) for chunk in result.chunks]).encode(),
+        content_type="application/json",
+    )
+    try:
+        store.set_batch_status(
+            batch_id,
+            "in_progress",
+            allowed_from=["validating"],
+            fields={"request_counts": {"total": result.total, "completed": 0, "failed": 0}},
+        )
+    except Conflict:
+        answer["status"] = store.batch(batch_id).status
+        return answer
+    answer["status"] = "in_progress"
+    return answer
+
+
+def _fail(store: Store, batch_id: str, errors: list[BatchError]) -> dict[str, Any]:
+    """The file's content is invalid: the batch fails with the problems listed, and runs nothing."""
+    try:
+        batch = store.set_batch_status(
+            batch_id,
+            "failed",
+            allowed_from=["validating"],
+            fields={"errors": BatchErrors(data=errors).model_dump()},
+        )
+    except Conflict:
+        batch = store.batch(batch_id)
+    return {"status": batch.status, "manifest_key": None, "max_concurrency": 1}

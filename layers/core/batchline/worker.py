@@ -1,0 +1,184 @@
+"""Worker: send one chunk's requests to the model, many in flight, and record what each line got.
+
+An invocation answers a contiguous run of the chunk's lines, [cursor, next_cursor), and records it as
+one segment: part files first, then one transaction that stores the segment and adds its counts to
+the batch. Only recorded segments count, so an invocation that dies before recording is simply done
+again, and a retry of one that recorded finds its segment and answers the same cursor. The lines it
+did not reach are the next invocation's (the state machine loops until `done`); lines that a cancel
+or the window's end stops are answered by finalize.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from batchline.files import file_key
+from batchline.lines import result_line
+from batchline.models import BatchRecord, Job
+from batchline.observability import logger
+from batchline.providers import Outcome, Provider
+from batchline.store import Store
+from batchline.validation import Chunk, iter_request_lines, parse_request_line
+
+ProviderFactory = Callable[[Job], Provider]
+
+
+def part_keys(batch_id: str, chunk: int, cursor: int, attempt: str) -> tuple[str, str]:
+    """Where one attempt at a segment writes its output and error lines."""
+    base = f"work/{batch_id}/parts/{chunk:06d}/{cursor:06d}-{attempt}"
+    return f"{base}.out.jsonl", f"{base}.err.jsonl"
+
+
+def stopped_reason(batch: BatchRecord, now: float) -> str | None:
+    """Why no more requests may be sent for this batch, if that is so."""
+    if batch.status in ("cancelling", "cancelled"):
+        return "cancelled"
+    if batch.status != "in_progress":
+        return batch.status
+    if batch.expires_at is not None and now >= batch.expires_at:
+        return "expired"
+    return None
+
+
+@dataclass
+class _Segment:
+    """The answers of one invocation, in input order."""
+
+    lines: list[tuple[bool, bytes]] = field(default_factory=list)
+    usage: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+
+class ChunkRun:
+    """One invocation over one chunk, from `cursor`."""
+
+    def __init__(
+        self,
+        store: Store,
+        providers: ProviderFactory,
+        *,
+        requests_in_flight: int,
+        remaining_seconds: Callable[[], float],
+        reserve_seconds: float,
+        status_check_interval: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.requests_in_flight = requests_in_flight
+        self.remaining_seconds = remaining_seconds
+        # Time kept free at the end: one upstream attempt may still be running when sending stops.
+        self.reserve_seconds = reserve_seconds
+        self.status_check_interval = status_check_interval
+        self.clock = clock
+
+    def run(self, batch_id: str, chunk: Chunk, cursor: int) -> dict[str, Any]:
+        """Answer lines from `cursor` on; `{cursor, done}` for the state machine's loop."""
+        recorded = self.store.get_segment(batch_id, chunk.chunk, cursor)
+        if recorded is not None:
+            return {"cursor": int(recorded["next_cursor"]), "done": bool(recorded["done"])}
+        batch = self.store.batch(batch_id)
+        if cursor >= chunk.line_count or stopped_reason(batch, self.clock()):
+            return {"cursor": cursor, "done": True}
+        job = self.store.job(batch.job_id)
+        return asyncio.run(self._run(batch, job, chunk, cursor))
+
+    async def _run(self, batch: BatchRecord, job: Job, chunk: Chunk, cursor: int) -> dict[str, Any]:
+        body = self.store.read_range(file_key(batch.tenant_id, batch.input_file_id), chunk.start_byte, chunk.end_byte)
+        try:
+            pending = [raw for _, raw in islice(iter_request_lines(body, chunk.start_byte), cursor, None)]
+        finally:
+            body.close()
+        provider = self.providers(job)
+        try:
+            answered, stopped = await self._send_all(batch, provider, pending)
+        finally:
+            await provider.aclose()
+        next_cursor = cursor + len(answered.lines)
+        done = stopped or next_cursor >= chunk.line_count
+        return self._record(batch.id, chunk.chunk, cursor, next_cursor, done, answered)
+
+    async def _send_all(self, batch: BatchRecord, provider: Provider, pending: list[bytes]) -> tuple[_Segment, bool]:
+        """Send lines in order, a bounded number in flight, until done, out of time, or stopped.
+
+        Lines are started strictly in order, so what was started is a prefix of `pending`.
+        """
+        deadline = time.monotonic() + self.remaining_seconds() - self.reserve_seconds
+        gate = asyncio.Semaphore(self.requests_in_flight)
+        tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, int, int]]]] = []
+        stopped = False
+        next_check = time.monotonic() + self.status_check_interval
+
+        async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, int, int]]:
+            request = parse_request_line(raw)  # plan accepted every line of the chunk
+            try:
+                outcome = await provider.send(request["url"], request["body"], deadline=deadline)
+            except Exception as exc:  # noqa: BLE001  # one line's fault is that line's error, never the chunk's
+                logger.exception("Provider fault", extra={"batch_id": batch.id})
+                outcome = Outcome.failure("internal_error", f"The request could not be sent: {type(exc).__name__}.")
+            finally:
+                gate.release()
+            return outcome.ok, result_line(request.get("custom_id"), outcome), _usage(outcome)
+
+        for raw in pending:
+            await gate.acquire()
+            if time.monotonic() >= deadline:
+                gate.release()
+                break
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.status_check_interval
+                reason = stopped_reason(self.store.batch(batch.id), self.clock())
+                if reason:
+                    logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
+                    gate.release()
+                    stopped = True
+                    break
+            tasks.append(asyncio.create_task(answer(raw)))
+        segment = _Segment()
+        for ok, line, usage in await asyncio.gather(*tasks):
+            segment.lines.append((ok, line))
+            if ok:
+                segment.usage = [a + b for a, b in zip(segment.usage, usage, strict=True)]
+        if not stopped and self.clock() >= (batch.expires_at or float("inf")):
+            stopped = True
+        return segment, stopped
+
+    def _record(
+        self, batch_id: str, chunk: int, cursor: int, next_cursor: int, done: bool, answered: _Segment
+    ) -> dict[str, Any]:
+        attempt = secrets.token_hex(6)
+        out_key, err_key = part_keys(batch_id, chunk, cursor, attempt)
+        out = b"".join(line for ok, line in answered.lines if ok)
+        err = b"".join(line for ok, line in answered.lines if not ok)
+        if out:
+            self.store.put_bytes(out_key, out, content_type="application/jsonl")
+        if err:
+            self.store.put_bytes(err_key, err, content_type="application/jsonl")
+        completed = sum(1 for ok, _ in answered.lines if ok)
+        segment = {
+            "batch_id": batch_id,
+            "chunk": chunk,
+            "cursor": cursor,
+            "next_cursor": next_cursor,
+            "done": done,
+            "out_key": out_key if out else None,
+            "err_key": err_key if err else None,
+            "completed": completed,
+            "failed": len(answered.lines) - completed,
+        }
+        usage = (answered.usage[0], answered.usage[1], answered.usage[2])
+        if self.store.commit_segment(batch_id, segment, usage):
+            return {"cursor": next_cursor, "done": done}
+        # A twin invocation recorded this segment first; its parts and its cursor are the ones that count.
+        logger.warning("Segment already recorded", extra={"batch_id": batch_id, "chunk": chunk, "cursor": cursor})
+        recorded: dict[str, Any] = self.store.get_segment(batch_id, chunk, cursor) or segment
+        return {"cursor": int(recorded["next_cursor"]), "done": bool(recorded["done"])}
+
+
+def _usage(outcome: Outcome) -> tuple[int, int, int]:
+    return outcome.usage() if outcome.ok else (0, 0, 0)
