@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from localcloud import LocalCloud
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
@@ -117,3 +119,24 @@ def local_cloud() -> Iterator[LocalCloudProcess]:
         yield cloud
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[LocalCloud]:
+    """The local cloud in this process, for runs whose faults a test injects into the real handlers.
+
+    Small chunks and short timeouts keep runs fast; the values reach the functions as the template's
+    parameters and the workers' environment would in AWS.
+    """
+    tuning = {"REQUEST_TIMEOUT": "1.0", "MAX_ATTEMPTS": "4", "STATUS_CHECK_INTERVAL": "0.1"}
+    saved = {name: os.environ.get(name) for name in tuning}
+    os.environ.update(tuning)
+    try:
+        with LocalCloud(port=0, parameters={"LinesPerChunk": "40"}) as running:
+            yield running
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

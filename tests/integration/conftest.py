@@ -137,9 +137,7 @@ def runs() -> RecordedRuns:
 
 
 @pytest.fixture
-def api(
-    settings: ApiSettings, store: Store, authenticator: Authenticator, runs: RecordedRuns
-) -> Iterator[TestClient]:
+def api(settings: ApiSettings, store: Store, authenticator: Authenticator, runs: RecordedRuns) -> Iterator[TestClient]:
     """The api function's app with the moto-backed dependencies injected."""
     module = load_function("api")
     deps = sys.modules["routes.deps"]
