@@ -40,10 +40,25 @@ class Run:
         return self.batch.model_dump()
 
 
+# Below the api function's direct upload limit (the template's MaxUploadBytes, 5 MiB).
+DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+
+
+def upload(client: OpenAI, data: bytes) -> str:
+    """A batch input file's id: a direct upload when small, the Uploads API when not."""
+    if len(data) <= DIRECT_UPLOAD_BYTES:
+        return client.files.create(file=("requests.jsonl", data), purpose="batch").id
+    done = client.uploads.upload_file_chunked(
+        file=data, filename="requests.jsonl", bytes=len(data), mime_type="application/jsonl",
+        purpose="batch", part_size=DIRECT_UPLOAD_BYTES,
+    )  # fmt: skip
+    assert done.file is not None
+    return done.file.id
+
+
 def submit(client: OpenAI, data: bytes, *, endpoint: str, job_id: str, window: str = "24h") -> Batch:
-    uploaded = client.files.create(file=("requests.jsonl", data), purpose="batch")
     return client.batches.create(
-        input_file_id=uploaded.id,
+        input_file_id=upload(client, data),
         endpoint=endpoint,  # type: ignore[arg-type]
         completion_window=window,  # type: ignore[arg-type]
         extra_body={"job_id": job_id},
