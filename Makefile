@@ -17,9 +17,10 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for `python3.13` on PATH: the project's virtualenv provides it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv local test check lint format build validate pytest deploy clean
+.PHONY: help venv demo local test check lint format build validate pytest deploy clean
 
 help:
+	@echo "make demo     run a batch on the local cloud with the openai SDK and show it happen"
 	@echo "make local    start the local cloud on http://127.0.0.1:$(PORT)/v1 (PORT=... to move it)"
 	@echo "make test     lint, sam validate --lint, sam build, and every test"
 	@echo "make deploy   sam build && sam deploy --guided (needs AWS credentials)"
@@ -41,6 +42,9 @@ $(SAM_VENV)/.installed:
 	touch $@
 
 venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m localcloud.demo
 
 local: venv
 	$(PY) -m localcloud --port $(PORT)

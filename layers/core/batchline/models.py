@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, computed_field
 
 Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ENDPOINTS: tuple[Endpoint, ...] = Endpoint.__args__  # type: ignore[attr-defined]
@@ -106,9 +106,23 @@ class RequestCounts(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens of the answered requests; `input_tokens`/`output_tokens` mirror the first two for the SDK."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input_tokens(self) -> int:
+        """The openai SDK's name (BatchUsage) for prompt_tokens."""
+        return self.prompt_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def output_tokens(self) -> int:
+        """The openai SDK's name (BatchUsage) for completion_tokens."""
+        return self.completion_tokens
 
 
 class BatchError(BaseModel):
