@@ -103,12 +103,13 @@ def test_delete_of_a_file_a_running_batch_uses_is_409(
     api: TestClient, tenant: Tenant, other_tenant: Tenant, store: Store
 ) -> None:
     file_id = upload(api, tenant).json()["id"]
-    api.post("/v1/batches", headers=tenant.headers, json=request_body(tenant, file_id))
+    batch_id = api.post("/v1/batches", headers=tenant.headers, json=request_body(tenant, file_id)).json()["id"]
     assert api.delete(f"/v1/files/{file_id}", headers=other_tenant.headers).status_code == 404
     answer = api.delete(f"/v1/files/{file_id}", headers=tenant.headers)
     assert answer.status_code == 409
     assert answer.json()["error"]["type"] == "invalid_request_error"
-    store.release_file(file_id)
+    assert store.release_input(store.batch(batch_id))  # the batch ended
+    assert not store.release_input(store.batch(batch_id))  # once only
     assert api.delete(f"/v1/files/{file_id}", headers=tenant.headers).status_code == 200
 
 

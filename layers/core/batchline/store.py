@@ -18,7 +18,7 @@ from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound
+from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound, ServerError
 from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
 
 if TYPE_CHECKING:
@@ -145,6 +145,22 @@ class Store:
     def delete(self, kind: str, object_id: str) -> None:
         self.table.delete_item(Key={"pk": object_id, "sk": kind})
 
+    def _transact(self, *actions: tuple[str, dict[str, Any]]) -> list[str | None]:
+        """Write every action or none: [] when written, else each action's cancellation reason code.
+
+        Actions are (verb, parameters) such as ("Put", {"Item": ..., "ConditionExpression": ...}); the
+        resource's client serializes plain Python values, as the Table does.
+        """
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[{verb: {"TableName": self.table_name, **params}} for verb, params in actions]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            return [r.get("Code") for r in exc.response.get("CancellationReasons", [])] or [None]
+        return []
+
     def get_raw(self, kind: str, object_id: str) -> dict[str, Any] | None:
         item: dict[str, Any] | None = self.table.get_item(Key={"pk": object_id, "sk": kind}).get("Item")
         return item
@@ -226,48 +242,32 @@ class Store:
         self.delete_object(record.s3_key)
         return record
 
-    def release_file(self, file_id: str) -> None:
-        """A batch that used this file as input has ended."""
-        self.table.update_item(
-            Key={"pk": file_id, "sk": "file"},
-            UpdateExpression="ADD in_use :minus",
-            ConditionExpression=Attr("pk").exists(),
-            ExpressionAttributeValues={":minus": -1},
-        )
-
     # ------------------------------------------------------------------------------------- batches
 
     def put_batch(self, record: BatchRecord) -> None:
         """Store a new batch and mark its input file in use, together: the file cannot vanish under it."""
-        batch_item = self.item("batch", record, owner=record.tenant_id)
-        try:
-            self.table.meta.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": record.input_file_id, "sk": "file"},
-                            "UpdateExpression": "ADD in_use :one",
-                            "ConditionExpression": "tenant_id = :tenant",
-                            "ExpressionAttributeValues": {":one": 1, ":tenant": record.tenant_id},
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": batch_item,
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                raise NotFound(f"No such File object: {record.input_file_id}", param="input_file_id") from exc
-            raise Conflict(f"Batch {record.id} already exists.") from exc
+        reasons = self._transact(
+            (
+                "Update",
+                {
+                    "Key": {"pk": record.input_file_id, "sk": "file"},
+                    "UpdateExpression": "ADD in_use :one",
+                    "ConditionExpression": "tenant_id = :tenant",
+                    "ExpressionAttributeValues": {":one": 1, ":tenant": record.tenant_id},
+                },
+            ),
+            (
+                "Put",
+                {
+                    "Item": self.item("batch", record, owner=record.tenant_id),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                },
+            ),
+        )
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            raise NotFound(f"No such File object: {record.input_file_id}", param="input_file_id")
+        if reasons:
+            raise Conflict(f"Batch {record.id} already exists.")
 
     def batch(self, batch_id: str) -> BatchRecord:
         """A batch by id alone, for the run's own functions (the execution is named by it)."""
@@ -292,34 +292,27 @@ class Store:
 
     def release_input(self, batch: BatchRecord) -> bool:
         """Once per batch, whatever retries: its input file is no longer in use. False if already done."""
-        try:
-            self.table.meta.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": batch.id, "sk": "batch"},
-                            "UpdateExpression": "SET released = :yes",
-                            "ConditionExpression": "attribute_not_exists(released)",
-                            "ExpressionAttributeValues": {":yes": True},
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": batch.input_file_id, "sk": "file"},
-                            "UpdateExpression": "ADD in_use :minus",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeValues": {":minus": -1},
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        reasons = self._transact(
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch.id, "sk": "batch"},
+                    "UpdateExpression": "SET released = :yes",
+                    "ConditionExpression": "attribute_not_exists(released)",
+                    "ExpressionAttributeValues": {":yes": True},
+                },
+            ),
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch.input_file_id, "sk": "file"},
+                    "UpdateExpression": "ADD in_use :minus",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeValues": {":minus": -1},
+                },
+            ),
+        )
+        return not reasons
 
     # ------------------------------------------------------------------------------ run segments
     # A segment is the lines one worker invocation answered: [cursor, next_cursor) of one chunk.
@@ -348,48 +341,30 @@ class Store:
             **segment,
         }
         prompt, completion, total = usage
-        try:
-            self.table.meta.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": item,
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": batch_id, "sk": "batch"},
-                            "UpdateExpression": "ADD #rc.#done :done, #rc.#failed :failed, "
-                            "#u.#p :p, #u.#c :c, #u.#t :t",
-                            "ExpressionAttributeNames": {
-                                "#rc": "request_counts",
-                                "#done": "completed",
-                                "#failed": "failed",
-                                "#u": "usage",
-                                "#p": "prompt_tokens",
-                                "#c": "completion_tokens",
-                                "#t": "total_tokens",
-                            },
-                            "ExpressionAttributeValues": {
-                                ":done": segment["completed"],
-                                ":failed": segment["failed"],
-                                ":p": prompt,
-                                ":c": completion,
-                                ":t": total,
-                            },
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False
-            raise
+        counters = {
+            "#rc.#done": ("completed", segment["completed"]),
+            "#rc.#failed": ("failed", segment["failed"]),
+            "#u.#p": ("prompt_tokens", prompt),
+            "#u.#c": ("completion_tokens", completion),
+            "#u.#t": ("total_tokens", total),
+        }
+        reasons = self._transact(
+            ("Put", {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}),
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch_id, "sk": "batch"},
+                    "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for path, (name, _) in counters.items()),
+                    "ExpressionAttributeNames": {"#rc": "request_counts", "#u": "usage"}
+                    | {path.split(".")[1]: name for path, (name, _) in counters.items()},
+                    "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()},
+                },
+            ),
+        )
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            return False
+        if reasons:
+            raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
         return True
 
     def segments(self, batch_id: str) -> list[dict[str, Any]]:
@@ -482,17 +457,11 @@ class Store:
         if item is None:
             raise NotFound(f"No such API key object: {key_id}", param="key_id")
         record = ApiKeyRecord.model_validate(item)
-        self.table.meta.client.transact_write_items(
-            TransactItems=[
-                {"Delete": {"TableName": self.table_name, "Key": {"pk": key_id, "sk": "key"}}},
-                {
-                    "Delete": {
-                        "TableName": self.table_name,
-                        "Key": {"pk": f"keyhash#{record.key_hash}", "sk": "keyhash"},
-                    }
-                },
-            ]
-        )
+        if self._transact(
+            ("Delete", {"Key": {"pk": key_id, "sk": "key"}, "ConditionExpression": "attribute_exists(pk)"}),
+            ("Delete", {"Key": {"pk": f"keyhash#{record.key_hash}", "sk": "keyhash"}}),
+        ):
+            raise NotFound(f"No such API key object: {key_id}", param="key_id")  # revoked meanwhile
         return record
 
     def put_api_key(self, key: ApiKeyRecord) -> None:
@@ -504,19 +473,12 @@ class Store:
             "key_id": key.id,
             "tenant_id": key.tenant_id,
         }
-        # The resource's client serializes plain Python values, as the Table does.
-        self.table.meta.client.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-                for item in (key_item, hash_item)
-            ]
-        )
+        new = "attribute_not_exists(pk)"
+        if self._transact(
+            ("Put", {"Item": key_item, "ConditionExpression": new}),
+            ("Put", {"Item": hash_item, "ConditionExpression": new}),
+        ):
+            raise Conflict(f"API key {key.id} already exists.")
 
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         """The key whose hash this is, if it exists and is not revoked."""
