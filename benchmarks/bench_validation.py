@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 
-from batchline.validation import plan_batch  # noqa: E402 - the layer is not an installed package
+from batchline.validation import plan_batch
 
 ENDPOINT = "/v1/chat/completions"
 MODEL = "gpt-4o-mini"
@@ -37,7 +37,7 @@ MIB = 1 << 20
 
 def write_realistic(path: Path) -> None:
     """50,000 chat requests of varied length (about 1-7 KB, some non-ASCII), TARGET_BYTES in all."""
-    rng = random.Random(7)  # noqa: S311 - test data, not secrets
+    rng = random.Random(7)
     words = ["the", "batch", "model", "request", "token", "line", "café", "naïve", "日本語", "🙂", "data"]
     pool = " ".join(rng.choice(words) for _ in range(400_000))
     bytes_per_char = len(pool.encode()) / len(pool)
