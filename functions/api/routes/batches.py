@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Query
 
 from batchline import batches
-from batchline.models import BatchCreate, BatchObject, Page
+from batchline.models import BatchCreate, BatchObject, Page, public
 from batchline.observability import metrics
 from routes.deps import IdempotencyDep, IdempotencyKey, RunsDep, StoreDep, TenantId, errors, page
 
@@ -29,7 +29,7 @@ def create_batch(
     def create() -> dict[str, Any]:
         record = batches.create_batch(store, runs, tenant, body)
         metrics.add_metric(name="BatchesCreated", unit=MetricUnit.Count, value=1)
-        return BatchObject.model_validate(record, from_attributes=True).model_dump()
+        return public(BatchObject, record).model_dump()
 
     fingerprint = body.model_dump(mode="json")
     return idempotency.run(create, scope="batches", tenant=tenant, key=idempotency_key, fingerprint=fingerprint)

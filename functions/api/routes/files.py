@@ -20,6 +20,7 @@ from batchline.models import (
     FilePurpose,
     Page,
     UploadPurpose,
+    public,
 )
 from batchline.observability import metrics
 from routes.deps import IdempotencyDep, IdempotencyKey, SettingsDep, StoreDep, TenantId, errors, page
@@ -71,7 +72,7 @@ def create_file(
             expires_after=expires_after,
         )
         metrics.add_metric(name="FileBytesUploaded", unit=MetricUnit.Bytes, value=record.bytes)
-        return FileObject.model_validate(record, from_attributes=True).model_dump()
+        return public(FileObject, record).model_dump()
 
     fingerprint = [filename, purpose, expires_after_seconds, _digest(file)] if idempotency_key else None
     return idempotency.run(create, scope="files", tenant=tenant, key=idempotency_key, fingerprint=fingerprint)

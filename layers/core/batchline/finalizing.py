@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from batchline import files, ids, lines
 from batchline.errors import Conflict
-from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord
+from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, public
 from batchline.observability import logger
 from batchline.planning import manifest_key
 from batchline.store import ObjectWriter, Store
@@ -177,7 +177,7 @@ def _after(store: Store, publish: Publish, batch: BatchRecord) -> None:
     store.release_input(batch)
     if batch.inbox_key:
         _to_outbox(store, batch)
-    detail = BatchObject.model_validate(batch, from_attributes=True).model_dump(mode="json")
+    detail = public(BatchObject, batch).model_dump(mode="json")
     publish(EVENT_TYPES[batch.status], detail)
 
 

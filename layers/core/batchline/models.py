@@ -267,6 +267,11 @@ class TenantCreated(TenantRecord):
     api_key: ApiKeyObject
 
 
+def public[T: BaseModel](model: type[T], record: BaseModel) -> T:
+    """The API view of a stored record: only the fields `model` has (a record is a subclass of it)."""
+    return model.model_validate(record.model_dump(include=set(model.model_fields)))
+
+
 class Page[T](BaseModel):
     """OpenAI's list envelope."""
 

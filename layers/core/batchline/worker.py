@@ -101,6 +101,10 @@ class ChunkRun:
             await provider.aclose()
         next_cursor = cursor + len(answered.lines)
         done = stopped or next_cursor >= chunk.line_count
+        if not answered.lines:
+            # Nothing to record: a segment of no lines would make every later try at this cursor
+            # answer "no progress" and loop forever. The next invocation starts here afresh.
+            return {"cursor": cursor, "done": done}
         return self._record(batch.id, chunk.chunk, cursor, next_cursor, done, answered)
 
     async def _send_all(self, batch: BatchRecord, provider: Provider, pending: list[bytes]) -> tuple[_Segment, bool]:

@@ -1,0 +1,155 @@
+"""The run's steps on moto, one at a time: plan, worker and finalize at their edges."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from batchline import batches, files, lines
+from batchline.finalizing import finalize
+from batchline.models import BatchCreate, BatchRecord
+from batchline.planning import plan
+from batchline.providers import Outcome
+from batchline.store import Store
+from batchline.validation import Chunk
+from batchline.worker import ChunkRun
+from tests.integration.conftest import RecordedRuns, Tenant
+
+URL = "/v1/chat/completions"
+
+
+def request(i: int) -> dict[str, Any]:
+    return {
+        "custom_id": f"r{i}",
+        "method": "POST",
+        "url": URL,
+        "body": {"messages": [{"role": "user", "content": str(i)}]},
+    }
+
+
+class EchoProvider:
+    """Answers every line 200 with its text, counting sends; fails the lines it is told to."""
+
+    def __init__(self, raising: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.sent: list[str] = []
+        self.raising = raising
+
+    async def send(self, url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        text = body["messages"][0]["content"]
+        self.sent.append(text)
+        if text in self.raising:
+            raise RuntimeError("provider bug")
+        usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+        return Outcome.answer(200, {"echo": text, "usage": usage})
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture
+def batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
+    data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(10))
+    record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
+    store.put_bytes(record.s3_key, data)
+    store.put_file(record)
+    create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
+    return batches.create_batch(store, runs, tenant.id, create)
+
+
+def planned(store: Store, batch: BatchRecord, lines_per_chunk: int = 10) -> list[Chunk]:
+    answer = plan(store, batch.id, lines_per_chunk=lines_per_chunk, requests_per_worker=25)
+    assert answer["status"] == "in_progress"
+    raw = b"".join(store.stream(answer["manifest_key"]))
+    return [Chunk(**c) for c in json.loads(raw)]
+
+
+def worker(store: Store, provider: EchoProvider, remaining: float = 900.0) -> ChunkRun:
+    return ChunkRun(store, lambda job: provider, requests_in_flight=4, remaining_seconds=lambda: remaining,
+                    reserve_seconds=10.0, status_check_interval=0.0)  # fmt: skip
+
+
+def read_lines(store: Store, batch: BatchRecord, file_id: str | None) -> list[dict[str, Any]]:
+    if file_id is None:
+        return []
+    return [json.loads(x) for x in b"".join(store.stream(files.file_key(batch.tenant_id, file_id))).splitlines()]
+
+
+def test_plan_run_twice_answers_the_same(store: Store, batch: BatchRecord) -> None:
+    first = plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)
+    again = plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)
+    assert first == again
+    assert store.batch(batch.id).request_counts.total == 10
+
+
+def test_plan_of_a_cancelled_batch_runs_nothing(store: Store, tenant: Tenant, batch: BatchRecord) -> None:
+    batches.cancel_batch(store, tenant.id, batch.id)
+    assert plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)["status"] == "cancelling"
+    assert store.batch(batch.id).in_progress_at is None
+
+
+def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batch: BatchRecord) -> None:
+    chunk = planned(store, batch)[0]
+    provider = EchoProvider()
+    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    assert len(provider.sent) == 10
+    assert store.batch(batch.id).request_counts.completed == 10
+
+
+def test_a_worker_out_of_time_answers_a_prefix_and_the_next_one_the_rest(store: Store, batch: BatchRecord) -> None:
+    chunk = planned(store, batch)[0]
+    provider = EchoProvider()
+    # No time to send anything: nothing recorded as done, the chunk is not done.
+    assert worker(store, provider, remaining=5.0).run(batch.id, chunk, 0) == {"cursor": 0, "done": False}
+    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    assert provider.sent == [str(i) for i in range(10)]
+
+
+def test_a_provider_fault_is_that_lines_error_not_the_chunks(store: Store, batch: BatchRecord) -> None:
+    chunk = planned(store, batch)[0]
+    assert worker(store, EchoProvider(raising={"3"})).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    counts = store.batch(batch.id).request_counts
+    assert (counts.completed, counts.failed) == (9, 1)
+
+
+def test_finalize_twice_ends_once_and_releases_the_input_once(store: Store, batch: BatchRecord) -> None:
+    chunk = planned(store, batch)[0]
+    worker(store, EchoProvider()).run(batch.id, chunk, 0)
+    events: list[tuple[str, dict[str, Any]]] = []
+    publish = lambda kind, detail: events.append((kind, detail))  # noqa: E731
+    assert finalize(store, publish, batch.id, None) == {"status": "completed"}
+    ended = store.batch(batch.id)
+    assert finalize(store, publish, batch.id, None) == {"status": "completed"}
+    assert store.batch(batch.id).model_dump(exclude={"released"}) == ended.model_dump(exclude={"released"})
+    assert [kind for kind, _ in events] == ["Batch Completed", "Batch Completed"]  # at least once
+    assert events[0][1]["id"] == batch.id
+    assert "tenant_id" not in events[0][1]
+    assert ended.usage.total_tokens == 30
+    assert ended.processing_cost == pytest.approx(30 * 0.5 / 1_000_000)
+    assert [line["response"]["body"]["echo"] for line in read_lines(store, ended, ended.output_file_id)] == [
+        str(i) for i in range(10)
+    ]
+    assert store.get_raw("file", batch.input_file_id)["in_use"] == 0  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("before", "fault", "status", "code"),
+    [("cancel", None, "cancelled", lines.CANCELLED), (None, {"Error": "Boom", "Cause": "x"}, "failed", lines.FAILED)],
+)
+def test_a_batch_stopped_before_planning_answers_every_line(
+    store: Store, tenant: Tenant, batch: BatchRecord, before: str | None, fault: dict | None, status: str, code: str
+) -> None:
+    if before == "cancel":
+        batches.cancel_batch(store, tenant.id, batch.id)
+    assert finalize(store, lambda *_: None, batch.id, fault) == {"status": status}
+    ended = store.batch(batch.id)
+    errors = read_lines(store, ended, ended.error_file_id)
+    assert [line["custom_id"] for line in errors] == [f"r{i}" for i in range(10)]
+    assert {line["error"]["code"] for line in errors} == {code}
+    assert ended.output_file_id is None
+    assert ended.request_counts.failed == 10
+    if fault:
+        assert ended.errors is not None
+        assert ended.errors.data[0].code == "batch_failed"
