@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import FinalizeSettings
@@ -52,4 +53,6 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event["batch_id"])
-    return finalize(get_store(), publish, event["batch_id"], event.get("fault"))
+    answer = finalize(get_store(), publish, event["batch_id"], event.get("fault"))
+    metrics.add_metric(name=f"Batches_{answer['status']}", unit=MetricUnit.Count, value=1)
+    return answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import PlanSettings
@@ -29,9 +30,11 @@ def get_store() -> Store:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(batch_id=event["batch_id"])
     settings = get_settings()
-    return plan(
+    answer = plan(
         get_store(),
         event["batch_id"],
         lines_per_chunk=settings.lines_per_chunk,
         requests_per_worker=settings.requests_per_worker,
     )
+    metrics.add_metric(name=f"BatchesPlanned_{answer['status']}", unit=MetricUnit.Count, value=1)
+    return answer
