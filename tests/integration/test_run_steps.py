@@ -107,6 +107,60 @@ def test_a_worker_out_of_time_answers_a_prefix_and_the_next_one_the_rest(store: 
     assert provider.sent == [str(i) for i in range(10)]
 
 
+class Clock:
+    """A monotonic clock that the provider moves: each answer takes one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_chunk_that_outlives_an_invocation_continues_in_the_next_losing_and_doubling_nothing(
+    store: Store, batch: BatchRecord
+) -> None:
+    chunk = planned(store, batch)[0]
+    clock = Clock()
+    provider = EchoProvider()
+    send = provider.send
+
+    async def one_second_each(url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        clock.now += 1.0
+        return await send(url, body, deadline=deadline)
+
+    provider.send = one_second_each  # type: ignore[method-assign]
+
+    def invocation() -> ChunkRun:
+        # 10 s kept in reserve, 14 s left: time for four answers, one at a time.
+        return ChunkRun(store, lambda job: provider, requests_in_flight=1, remaining_seconds=lambda: 14.0,
+                        reserve_seconds=10.0, status_check_interval=60.0, monotonic=clock)  # fmt: skip
+
+    progress = [invocation().run(batch.id, chunk, 0)]
+    while not progress[-1]["done"]:
+        progress.append(invocation().run(batch.id, chunk, progress[-1]["cursor"]))
+    assert progress == [
+        {"cursor": 4, "done": False},
+        {"cursor": 8, "done": False},
+        {"cursor": 10, "done": True},
+    ]
+    assert provider.sent == [str(i) for i in range(10)]
+    finalize(store, lambda *_: None, batch.id, None)
+    ended = store.batch(batch.id)
+    assert [line["custom_id"] for line in read_lines(store, ended, ended.output_file_id)] == [
+        f"r{i}" for i in range(10)
+    ]
+    assert ended.request_counts.completed == 10
+
+
+def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: Store, batch: BatchRecord) -> None:
+    store.update("file", batch.input_file_id, set_={"bytes": 200 * 1024 * 1024 + 1})
+    assert plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)["status"] == "failed"
+    errors = store.batch(batch.id).errors
+    assert errors is not None
+    assert [(e.code, e.line) for e in errors.data] == [("file_too_large", None)]
+
+
 def test_a_provider_fault_is_that_lines_error_not_the_chunks(store: Store, batch: BatchRecord) -> None:
     chunk = planned(store, batch)[0]
     assert worker(store, EchoProvider(raising={"3"})).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}

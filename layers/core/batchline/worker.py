@@ -67,6 +67,7 @@ class ChunkRun:
         reserve_seconds: float,
         status_check_interval: float = 2.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -76,6 +77,7 @@ class ChunkRun:
         self.reserve_seconds = reserve_seconds
         self.status_check_interval = status_check_interval
         self.clock = clock
+        self.monotonic = monotonic
 
     def run(self, batch_id: str, chunk: Chunk, cursor: int) -> dict[str, Any]:
         """Answer lines from `cursor` on; `{cursor, done}` for the state machine's loop."""
@@ -112,11 +114,11 @@ class ChunkRun:
 
         Lines are started strictly in order, so what was started is a prefix of `pending`.
         """
-        deadline = time.monotonic() + self.remaining_seconds() - self.reserve_seconds
+        deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
         gate = asyncio.Semaphore(self.requests_in_flight)
         tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, int, int]]]] = []
         stopped = False
-        next_check = time.monotonic() + self.status_check_interval
+        next_check = self.monotonic() + self.status_check_interval
 
         async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, int, int]]:
             request = parse_request_line(raw)  # plan accepted every line of the chunk
@@ -131,11 +133,11 @@ class ChunkRun:
 
         for raw in pending:
             await gate.acquire()
-            if time.monotonic() >= deadline:
+            if self.monotonic() >= deadline:
                 gate.release()
                 break
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + self.status_check_interval
+            if self.monotonic() >= next_check:
+                next_check = self.monotonic() + self.status_check_interval
                 reason = stopped_reason(self.store.batch(batch.id), self.clock())
                 if reason:
                     logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
