@@ -68,7 +68,7 @@ def test_upstream_faults_and_a_worker_crash_lose_and_double_nothing(
     crashes: list[tuple[int, int]] = []
     commit = Store.commit_segment
 
-    def crash_once(self: Store, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> bool:
+    def crash_once(self: Store, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> str:
         if segment["chunk"] == 1 and not crashes:
             crashes.append((segment["chunk"], segment["cursor"]))
             raise RuntimeError("worker died after writing its part files")

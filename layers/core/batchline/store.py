@@ -332,8 +332,12 @@ class Store:
         item: dict[str, Any] | None = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
         return item
 
-    def commit_segment(self, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> bool:
-        """Record a segment and add its counts to the batch, together; False if it was already recorded."""
+    def commit_segment(self, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> str:
+        """Record a segment and add its counts to the batch, together.
+
+        Answers `recorded`; `duplicate` if this segment was recorded before; `closed` if the batch is no
+        longer running (finalize has begun, or ended it): a late worker must not change what it merged.
+        """
         item = {
             "pk": self._segments_pk(batch_id),
             "sk": self._segment_sk(segment["chunk"], segment["cursor"]),
@@ -355,17 +359,21 @@ class Store:
                 {
                     "Key": {"pk": batch_id, "sk": "batch"},
                     "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for path, (name, _) in counters.items()),
-                    "ExpressionAttributeNames": {"#rc": "request_counts", "#u": "usage"}
+                    "ExpressionAttributeNames": {"#rc": "request_counts", "#u": "usage", "#status": "status"}
                     | {path.split(".")[1]: name for path, (name, _) in counters.items()},
-                    "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()},
+                    "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()}
+                    | {":running": "in_progress", ":cancelling": "cancelling"},
+                    "ConditionExpression": "#status IN (:running, :cancelling)",
                 },
             ),
         )
-        if reasons and reasons[0] == "ConditionalCheckFailed":
-            return False
-        if reasons:
-            raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
-        return True
+        if not reasons:
+            return "recorded"
+        if reasons[0] == "ConditionalCheckFailed":
+            return "duplicate"
+        if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+            return "closed"
+        raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
 
     def segments(self, batch_id: str) -> list[dict[str, Any]]:
         """Every recorded segment of a batch, in chunk then cursor order."""

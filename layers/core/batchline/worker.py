@@ -178,8 +178,13 @@ class ChunkRun:
             "failed": len(answered.lines) - completed,
         }
         usage = (answered.usage[0], answered.usage[1], answered.usage[2])
-        if self.store.commit_segment(batch_id, segment, usage):
+        verdict = self.store.commit_segment(batch_id, segment, usage)
+        if verdict == "recorded":
             return {"cursor": next_cursor, "done": done}
+        if verdict == "closed":
+            # Finalize has begun: it answers these lines itself; ours were never counted.
+            logger.warning("Batch closed before the segment was recorded", extra={"chunk": chunk, "cursor": cursor})
+            return {"cursor": cursor, "done": True}
         # A twin invocation recorded this segment first; its parts and its cursor are the ones that count.
         logger.warning("Segment already recorded", extra={"batch_id": batch_id, "chunk": chunk, "cursor": cursor})
         recorded: dict[str, Any] = self.store.get_segment(batch_id, chunk, cursor) or segment
