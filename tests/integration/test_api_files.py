@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import boto3
 import pytest
+import requests
 from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
-from tests.integration.conftest import Tenant, all_items
+from tests.integration.conftest import Tenant, all_items, load_function
 
 JSONL = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\r\n\n{"x": "\xc3\xa9"}'
 
@@ -124,3 +126,23 @@ def test_another_tenants_file_is_404(api: TestClient, tenant: Tenant, other_tena
         answer = api.get(path, headers=other_tenant.headers)
         assert answer.status_code == 404
         assert answer.json()["error"]["type"] == "not_found_error"
+
+
+def test_content_over_the_inline_limit_redirects_to_a_short_lived_s3_link(
+    api: TestClient, tenant: Tenant, settings: ApiSettings
+) -> None:
+    # Lambda cannot answer more than 6 MB; the SDK follows the redirect (and drops our Authorization).
+    data = b"y" * 2048
+    file_id = upload(api, tenant, body=data).json()["id"]
+    small = settings.model_copy(update={"max_inline_content_bytes": 1024})
+    module = load_function("api")
+    module.app.dependency_overrides[sys.modules["routes.deps"].get_settings] = lambda: small
+    answer = api.get(f"/v1/files/{file_id}/content", headers=tenant.headers, follow_redirects=False)
+    assert answer.status_code == 307
+    location = answer.headers["location"]
+    assert "X-Amz-Expires=900" in location
+    assert tenant.key not in location
+    # Where the link leads, the bytes are (moto serves S3 in this process).
+    assert requests.get(location, timeout=10).content == data
+    module.app.dependency_overrides[sys.modules["routes.deps"].get_settings] = lambda: settings
+    assert api.get(f"/v1/files/{file_id}/content", headers=tenant.headers).content == data  # small: inline

@@ -41,7 +41,8 @@ def sdk(api: TestClient, tenant: Tenant) -> openai.OpenAI:
 def raise_limit(api: TestClient, settings: ApiSettings, max_upload_bytes: int) -> None:
     """Let single requests carry `max_upload_bytes` (the api fixture clears overrides afterwards)."""
     deps = sys.modules["routes.deps"]
-    bigger = settings.model_copy(update={"max_upload_bytes": max_upload_bytes})
+    # Contents are read back inline here (TestClient cannot follow a redirect to S3).
+    bigger = settings.model_copy(update={"max_upload_bytes": max_upload_bytes, "max_inline_content_bytes": 1 << 30})
     api.app.dependency_overrides[deps.get_settings] = lambda: bigger  # type: ignore[attr-defined]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from batchline import files
 from batchline.models import (
@@ -26,6 +26,9 @@ from batchline.observability import metrics
 from routes.deps import IdempotencyDep, IdempotencyKey, SettingsDep, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
+
+# Long enough to start a large download, short enough that a leaked link soon stops working.
+CONTENT_LINK_SECONDS = 900
 
 
 def _digest(upload: UploadFile) -> str:
@@ -108,11 +111,18 @@ def delete_file(file_id: str, tenant: TenantId, store: StoreDep) -> Deleted:
 @router.get(
     "/{file_id}/content",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **errors(404)},
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+        307: {"description": "Larger than a Lambda answer can carry: a short-lived S3 link to the bytes."},
+        **errors(404),
+    },
 )
-def file_content(file_id: str, tenant: TenantId, store: StoreDep) -> StreamingResponse:
-    """The file's bytes, exactly as uploaded or produced."""
+def file_content(file_id: str, tenant: TenantId, store: StoreDep, settings: SettingsDep) -> Response:
+    """The file's bytes, exactly as uploaded or produced (large ones through a redirect the SDK follows)."""
     record = store.get_file(tenant, file_id)
+    if record.bytes > settings.max_inline_content_bytes:
+        url = store.presigned_get(record.s3_key, expires_in=CONTENT_LINK_SECONDS, filename=record.filename)
+        return RedirectResponse(url, status_code=307)
     return StreamingResponse(
         store.stream(record.s3_key),
         media_type="application/octet-stream",

@@ -22,6 +22,8 @@ class ApiSettings(CoreSettings):
     state_machine_arn: str = Field(min_length=1, description="The batch state machine; one execution per batch.")
     # API Gateway and Lambda cap a request near 6 MB after base64; larger files use the other ways in.
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # Lambda's 6 MB response cap, after base64: larger contents are answered with a redirect to S3.
+    max_inline_content_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
 
 class PlanSettings(CoreSettings):

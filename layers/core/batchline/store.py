@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -66,7 +67,8 @@ class Store:
 
     @cached_property
     def s3(self) -> Any:
-        return self._s3 or boto3.client("s3")
+        # SigV4 for presigned links: what S3 requires in every region, and what carries X-Amz-Expires.
+        return self._s3 or boto3.client("s3", config=Config(signature_version="s3v4"))
 
     # ------------------------------------------------------------------------------------- generic
 
@@ -508,6 +510,20 @@ class Store:
     def read_range(self, key: str, start: int, end: int) -> Any:
         """A streaming body of bytes [start, end) of an object."""
         return self.s3.get_object(Bucket=self.bucket_name, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+
+    def presigned_get(self, key: str, *, expires_in: int, filename: str) -> str:
+        """A URL that downloads the object for `expires_in` seconds, for bodies too large to relay."""
+        url: str = self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket_name,
+                "Key": key,
+                "ResponseContentType": "application/octet-stream",
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=expires_in,
+        )
+        return url
 
     def open_object(self, key: str) -> Any:
         """A streaming body of the whole object."""
