@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PORT ?= 8000
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 # Lambda runs python3.13: develop and build on the same minor version. A pyenv shim only answers
@@ -17,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for `python3.13` on PATH: the project's virtualenv provides it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo local test check lint format build validate pytest deploy clean
+.PHONY: help venv demo local test check lint format build validate security pytest deploy clean
 
 help:
 	@echo "make demo     run a batch on the local cloud with the openai SDK and show it happen"
@@ -39,6 +40,14 @@ $(SAM_VENV)/.installed:
 	$(PYTHON313) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
 	$(SAM_VENV)/bin/pip install --quiet "aws-sam-cli==1.170.0" "cfn-lint==1.53.3"
+	touch $@
+
+# checkov pins its own dependencies too: a third virtualenv.
+$(CHECKOV_VENV)/.installed:
+	@test -n "$(PYTHON313)" || { echo "python3.13 is required (pyenv install 3.13)"; exit 1; }
+	$(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade "pip>=25.1"
+	$(CHECKOV_VENV)/bin/pip install --quiet "checkov==3.3.30"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -64,7 +73,10 @@ validate: $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed venv
 	$(SAM_VENV)/bin/sam build --parallel
 
-check: lint validate build
+security: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
+
+check: lint validate security build
 
 pytest: venv
 	$(PY) -m pytest tests/unit tests/integration
@@ -77,4 +89,4 @@ deploy: $(SAM_VENV)/.installed venv
 	$(SAM_VENV)/bin/sam deploy --guided
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
