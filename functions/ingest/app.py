@@ -27,7 +27,7 @@ def get_settings() -> IngestSettings:
 
 @lru_cache
 def get_store() -> Store:
-    return Store(get_settings().table_name, get_settings().bucket_name)
+    return Store.for_settings(get_settings())
 
 
 @lru_cache

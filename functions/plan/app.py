@@ -21,7 +21,7 @@ def get_settings() -> PlanSettings:
 
 @lru_cache
 def get_store() -> Store:
-    return Store(get_settings().table_name, get_settings().bucket_name)
+    return Store.for_settings(get_settings())
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -19,8 +19,7 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 @lru_cache
 def get_store() -> Store:
-    settings = CoreSettings()  # type: ignore[call-arg]  # read from the environment
-    return Store(settings.table_name, settings.bucket_name)
+    return Store.for_settings(CoreSettings())  # type: ignore[call-arg]  # read from the environment
 
 
 def _is_ttl_removal(record: DynamoDBRecord) -> bool:

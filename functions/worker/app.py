@@ -25,7 +25,7 @@ def get_settings() -> WorkerSettings:
 
 @lru_cache
 def get_store() -> Store:
-    return Store(get_settings().table_name, get_settings().bucket_name)
+    return Store.for_settings(get_settings())
 
 
 def provider_for(job: Job) -> Provider:

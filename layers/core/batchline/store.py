@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from batchline.config import CoreSettings
 from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound, ServerError
 from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
 
@@ -60,6 +61,11 @@ class Store:
         self.bucket_name = bucket_name
         self._dynamodb = dynamodb
         self._s3 = s3
+
+    @classmethod
+    def for_settings(cls, settings: CoreSettings) -> Store:
+        """The store of a function's configured table and bucket."""
+        return cls(settings.table_name, settings.bucket_name)
 
     @cached_property
     def table(self) -> Any:
