@@ -58,6 +58,12 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 
 @app.exception_handler(HTTPException)
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 400:
+        # The framework's 400 is a body it could not read (JSON that is not UTF-8, broken multipart): the
+        # contract's 422 for a request that fails validation, as for JSON that does not parse.
+        generic = exc.detail == "There was an error parsing the body"
+        message = "We could not parse the body of your request." if generic else str(exc.detail)
+        return JSONResponse(error_body(message, "invalid_request_error"), status_code=422)
     unrouted = exc.status_code in (404, 405)
     message = f"Invalid URL ({request.method} {request.url.path})" if unrouted else str(exc.detail)
     return JSONResponse(status_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Header
-from pydantic import BaseModel
+from fastapi import Depends, Header, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
@@ -24,8 +25,7 @@ def get_settings() -> ApiSettings:
 
 @lru_cache
 def get_store() -> Store:
-    settings = get_settings()
-    return Store(settings.table_name, settings.bucket_name)
+    return Store.for_settings(get_settings())
 
 
 @lru_cache
@@ -49,9 +49,19 @@ def get_idempotency() -> Idempotency:
     return Idempotency(get_settings().idempotency_table)
 
 
+# Documents the scheme in OpenAPI (`securitySchemes`); the Authenticator reads the header itself, so a
+# missing or malformed key gets the contract's 401 body rather than the framework's.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="`Authorization: Bearer <key>`: a project API key, or the admin key on admin routes.",
+)
+
+
 def get_principal(
     authenticator: Annotated[Authenticator, Depends(get_authenticator)],
-    authorization: Annotated[str | None, Header()] = None,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     return authenticator.authenticate(authorization)
 
@@ -83,10 +93,19 @@ Admin = Annotated[Principal, Depends(get_admin)]
 
 
 class ErrorDetail(BaseModel):
+    """All four keys are always present; `param` and `code` may be null."""
+
     message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
+    type: Literal[
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "server_error",
+    ]
+    param: str | None = Field(description="The request field at fault, or null.")
+    code: str | None = Field(description="A machine-readable reason (e.g. `file_too_large`), or null.")
 
 
 class ErrorBody(BaseModel):
@@ -107,5 +126,9 @@ def page[T: BaseModel](model: type[T], records: list[Any], has_more: bool) -> Pa
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer, besides the ones every route can."""
-    return {status: {"model": ErrorBody} for status in sorted({401, 403, 500, *statuses})}
+    """OpenAPI entries for the error statuses a route can answer, besides the ones every route can.
+
+    422 is always there: every route takes parameters, and a request that fails their validation (or whose
+    body cannot be parsed) answers OpenAI's error body, not the framework's `{"detail": ...}`.
+    """
+    return {status: {"model": ErrorBody} for status in sorted({401, 403, 422, 500, *statuses})}

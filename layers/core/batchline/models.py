@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, computed_field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, computed_field
 
 Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ENDPOINTS: tuple[Endpoint, ...] = Endpoint.__args__  # type: ignore[attr-defined]
@@ -195,7 +195,7 @@ class MockProvider(Strict):
 
     type: Literal["mock"]
     latency_ms: int = Field(default=0, ge=0, le=60_000)
-    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    failure_rate: Annotated[float, AfterValidator(lambda v: round(v, 6))] = Field(default=0.0, ge=0.0, le=1.0)
 
 
 Provider = Annotated[OpenAIProvider | BedrockProvider | MockProvider, Field(discriminator="type")]
@@ -209,13 +209,16 @@ class Sla(Strict):
 class JobCreate(Strict):
     """Body of POST /v1/jobs (admin)."""
 
-    tenant: str
+    tenant: str = Field(min_length=1)
     model: str = Field(min_length=1)
     provider: Provider
     use_case: str = ""
     sla: Sla = Field(default_factory=Sla)
     allowed_endpoints: list[CanonicalEndpoint] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
-    price_1m_tokens: float = Field(default=0.0, ge=0.0)
+    # DynamoDB stores magnitudes from 1e-130 to 1e126 only: bound and round what it will be asked to keep.
+    price_1m_tokens: Annotated[float, AfterValidator(lambda v: round(v, 9))] = Field(
+        default=0.0, ge=0.0, le=1_000_000.0, allow_inf_nan=False
+    )
 
 
 class Job(JobCreate):

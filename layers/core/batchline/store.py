@@ -33,6 +33,8 @@ TTL_ATTR = "ttl"
 # Segment records only matter until the batch is finalized; keep them a while for inspection.
 SEGMENT_TTL_SECONDS = 14 * 24 * 3600
 ADMIN_OWNER = "admin"
+# DynamoDB's limit for a partition key value (2048) less room for the prefixes some keys carry.
+MAX_KEY_BYTES = 1024
 
 _NAMES = {
     "file": "File",
@@ -170,6 +172,8 @@ class Store:
         return []
 
     def get_raw(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        if not object_id or len(object_id.encode()) > MAX_KEY_BYTES:
+            return None  # no object has such an id, and DynamoDB would refuse it as a key
         item: dict[str, Any] | None = self.table.get_item(Key={"pk": object_id, "sk": kind}).get("Item")
         return item
 
