@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from batchline.models import (
     ApiKeyObject,
@@ -16,7 +14,7 @@ from batchline.models import (
     TenantRecord,
 )
 from batchline.tenants import create_tenant
-from routes.deps import Admin, AuthenticatorDep, StoreDep, errors, page
+from routes.deps import Admin, After, AuthenticatorDep, PageSize, StoreDep, errors, page
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -36,8 +34,8 @@ def create(body: TenantCreate, _: Admin, store: StoreDep, auth: AuthenticatorDep
 def list_tenants(
     _: Admin,
     store: StoreDep,
-    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: After = None,
+    limit: PageSize = 20,
 ) -> Page[TenantRecord]:
     """Every tenant, newest first."""
     records, more = store.list_tenants(after=after, limit=limit)
@@ -57,8 +55,8 @@ def list_keys(
     tenant_id: str,
     _: Admin,
     store: StoreDep,
-    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: After = None,
+    limit: PageSize = 20,
 ) -> Page[ApiKeyObject]:
     """A tenant's keys, without the keys themselves."""
     store.get_tenant(tenant_id)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from batchline import batches
 from batchline.models import BatchCreate, BatchObject, Page, public
 from batchline.observability import metrics
-from routes.deps import IdempotencyDep, IdempotencyKey, RunsDep, StoreDep, TenantId, errors, page
+from routes.deps import After, IdempotencyDep, IdempotencyKey, PageSize, RunsDep, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -39,8 +39,8 @@ def create_batch(
 def list_batches(
     tenant: TenantId,
     store: StoreDep,
-    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: After = None,
+    limit: PageSize = 20,
 ) -> Page[BatchObject]:
     """The tenant's batches, newest first."""
     records, more = store.list_batches(tenant, after=after, limit=limit)

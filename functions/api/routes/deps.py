@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Header, Security
+from fastapi import Depends, Header, Query, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -81,6 +81,9 @@ AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 TenantId = Annotated[str, Depends(get_tenant)]
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
 RunsDep = Annotated[Runs, Depends(get_runs)]
+# Lists page by the last id seen, as OpenAI's do (the SDK sends `after=<last_id>` until has_more is false).
+After = Annotated[str | None, Query(description="The last id of the previous page.")]
+PageSize = Annotated[int, Query(ge=1, le=100, description="How many objects a page holds.")]
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -23,7 +23,7 @@ from batchline.models import (
     public,
 )
 from batchline.observability import metrics
-from routes.deps import IdempotencyDep, IdempotencyKey, SettingsDep, StoreDep, TenantId, errors, page
+from routes.deps import After, IdempotencyDep, IdempotencyKey, SettingsDep, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -85,7 +85,7 @@ def create_file(
 def list_files(
     tenant: TenantId,
     store: StoreDep,
-    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
+    after: After = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Annotated[Literal["asc", "desc"], Query(description="By `created_at`.")] = "desc",
     purpose: Annotated[FilePurpose | None, Query()] = None,

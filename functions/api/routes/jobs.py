@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from batchline import jobs
 from batchline.models import Deleted, Job, JobCreate, Page
-from routes.deps import Admin, StoreDep, TenantId, errors, page
+from routes.deps import Admin, After, PageSize, StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -24,8 +23,8 @@ def create_job(body: JobCreate, _: Admin, store: StoreDep) -> Job:
 def list_jobs(
     tenant: TenantId,
     store: StoreDep,
-    after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: After = None,
+    limit: PageSize = 20,
 ) -> Page[Job]:
     """The tenant's jobs, newest first."""
     records, more = store.list_jobs(tenant, after=after, limit=limit)
