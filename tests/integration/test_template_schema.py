@@ -33,3 +33,30 @@ def test_the_api_function_gets_every_setting_its_config_requires(template: dict[
     env.update(template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"])
     required = {name.upper() for name, field in ApiSettings.model_fields.items() if field.is_required()}
     assert required <= set(env)
+
+
+def _statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for name, resource in template["Resources"].items():
+        for policy in resource.get("Properties", {}).get("Policies", []) or []:
+            if isinstance(policy, dict) and "Statement" in policy:
+                found.extend((name, statement) for statement in policy["Statement"])
+    return found
+
+
+def test_inline_policies_name_the_stacks_own_resources_never_a_wildcard(template: dict[str, Any]) -> None:
+    statements = _statements(template)
+    assert statements
+    for name, statement in statements:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert "*" not in resources, (name, statement)
+        assert all(r != "arn:aws:s3:::*" for r in resources), (name, statement)
+
+
+def test_the_bucket_is_private_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["FilesBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    policy = template["Resources"]["FilesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert policy["Effect"] == "Deny"
+    assert policy["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
