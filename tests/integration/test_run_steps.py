@@ -222,3 +222,26 @@ def test_a_batch_stopped_before_planning_answers_every_line(
     if fault:
         assert ended.errors is not None
         assert ended.errors.data[0].code == "batch_failed"
+
+
+def test_the_result_writer_streams_large_files_as_a_multipart_upload(store: Store) -> None:
+    blocks = [bytes([i]) * (1024 * 1024) for i in range(12)]  # 12 MiB, one MiB at a time
+    writer = store.writer("files/t/large.jsonl")
+    for block in blocks:
+        writer.write(block)
+    assert writer.close() == 12 * 1024 * 1024
+    head = store.s3.head_object(Bucket=store.bucket_name, Key="files/t/large.jsonl")
+    assert head["ETag"].strip('"').endswith("-2")  # two parts: 8 MiB, then the last 4 MiB
+    assert b"".join(store.stream("files/t/large.jsonl")) == b"".join(blocks)
+
+
+def test_a_small_result_is_one_put_and_an_aborted_writer_leaves_nothing(store: Store) -> None:
+    writer = store.writer("files/t/small.jsonl")
+    writer.write(b'{"a": 1}\n')
+    writer.close()
+    assert b"".join(store.stream("files/t/small.jsonl")) == b'{"a": 1}\n'
+    aborted = store.writer("files/t/aborted.jsonl")
+    aborted.write(b"x" * (9 * 1024 * 1024))  # a part went up
+    aborted.abort()
+    uploads = store.s3.list_multipart_uploads(Bucket=store.bucket_name).get("Uploads", [])
+    assert [u for u in uploads if u["Key"] == "files/t/aborted.jsonl"] == []
