@@ -138,7 +138,9 @@ class ChunkRun:
                 break
             if self.monotonic() >= next_check:
                 next_check = self.monotonic() + self.status_check_interval
-                reason = stopped_reason(self.store.batch(batch.id), self.clock())
+                # Off the event loop: the requests in flight keep going while DynamoDB answers.
+                current = await asyncio.to_thread(self.store.batch, batch.id)
+                reason = stopped_reason(current, self.clock())
                 if reason:
                     logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
                     gate.release()
