@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import lambdas
+from localcloud import iam, lambdas
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,7 @@ class LocalCloud:
                 timeout=self.startup_timeout,
             )
             self._apply_function_environment()
+            self._enforce_iam()
             if self.seed_on_start:
                 self.seeded = seed_demo_data(self.table_name)
             if self.serve_api_on_start:
@@ -238,6 +239,7 @@ class LocalCloud:
             self._api_socket.close()
             self._api_socket = None
         lambdas.uninstall()
+        iam.uninstall()
         if self._moto is not None:
             try:
                 # Backends and config are process-wide: leave them as found for whatever runs next.
@@ -312,6 +314,17 @@ class LocalCloud:
             # Seeding imports the core from the layer, as the functions do.
             lambdas.extend_sys_path(lambdas.layer_search_path(function))
 
+    def _enforce_iam(self) -> None:
+        """From here on every function's AWS calls are checked against its own role (localcloud.iam)."""
+        stack = self.stack
+        machines = [
+            p
+            for logical_id, p in stack.principals.items()
+            if stack.resource_types.get(logical_id, "").startswith("AWS::StepFunctions")
+        ]
+        iam.set_state_machine_principal(machines[0] if len(machines) == 1 else None)
+        iam.install()
+
     def _listen(self) -> socket.socket:
         if self._api_socket is None:
             self._api_socket = _bound_socket(self.host, self.port)
@@ -334,6 +347,8 @@ class LocalCloud:
         sock = self._listen()
         # uvicorn's loop owns the socket from here and closes it on shutdown.
         self._api_socket = None
+        # API Gateway invokes the api function: every request runs under its role.
+        app = iam.asgi_acting_as(app, function.principal)
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

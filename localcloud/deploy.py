@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from localcloud import bridges, lambdas
+from localcloud import bridges, iam, lambdas
 from localcloud.lambdas import LocalFunction
 from localcloud.template import HIDDEN_OUTPUT_PREFIX, Translation, replace_references, translate
 
@@ -43,6 +43,8 @@ class DeployedStack:
     functions: dict[str, LocalFunction]
     # State machines by logical id -> ARN in moto's executing Step Functions backend.
     state_machines: dict[str, str] = field(default_factory=dict)
+    # The role each function and state machine acts as, by logical id (what localcloud.iam enforces).
+    principals: dict[str, iam.Principal] = field(default_factory=dict)
     # Resources created through moto's API instead of its CloudFormation: logical id -> physical id.
     emulated: dict[str, str] = field(default_factory=dict)
     # What was left out (logical id or "Outputs.<key>" -> why) and what kept placeholders.
@@ -158,7 +160,15 @@ def deploy(
     resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in summaries}
     resource_types = {r["LogicalResourceId"]: r["ResourceType"] for r in summaries}
 
-    functions = _read_functions(client("lambda"), translation, resources, resource_types)
+    attributes = {
+        logical_id: iam.attributes_of(resource_types[logical_id], physical_id, region=region, account=account_id)
+        for logical_id, physical_id in resources.items()
+    }
+    pseudo = iam.pseudo_parameters(
+        template, region=region, stack_name=stack_name, parameters=parameters, account=account_id
+    )
+    principals = iam.principals_from_template(template, attributes, pseudo)
+    functions = _read_functions(client("lambda"), translation, resources, resource_types, principals)
     if register:
         lambdas.install()
         for function in functions.values():
@@ -189,6 +199,7 @@ def deploy(
         resource_types=resource_types,
         functions=functions,
         state_machines=state_machines,
+        principals=principals,
         emulated={logical_id: values["Ref"] for logical_id, values in created.items()},
         removed=dict(translation.removed),
         patched=dict(translation.patched),
@@ -198,7 +209,11 @@ def deploy(
 
 
 def _read_functions(
-    lam: Any, translation: Translation, resources: Mapping[str, str], resource_types: Mapping[str, str]
+    lam: Any,
+    translation: Translation,
+    resources: Mapping[str, str],
+    resource_types: Mapping[str, str],
+    principals: Mapping[str, iam.Principal],
 ) -> dict[str, LocalFunction]:
     functions: dict[str, LocalFunction] = {}
     for logical_id, kind in resource_types.items():
@@ -217,5 +232,6 @@ def _read_functions(
             layer_dirs=translation.function_layers.get(logical_id, ()),
             timeout=int(config.get("Timeout") or 3),
             memory_size=int(config.get("MemorySize") or 128),
+            principal=principals.get(logical_id),
         )
     return functions

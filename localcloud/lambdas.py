@@ -44,6 +44,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from localcloud import iam
+
 log = logging.getLogger(__name__)
 
 MODULE_PREFIX = "localcloud_fn_"
@@ -62,6 +64,8 @@ class LocalFunction:
     layer_dirs: tuple[Path, ...] = ()
     timeout: int = 3
     memory_size: int = 128
+    # The role its AWS calls are checked against (localcloud.iam); None: unchecked.
+    principal: iam.Principal | None = None
 
 
 @dataclass(frozen=True)
@@ -332,7 +336,8 @@ def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -
     try:
         handler = load_handler(function)
         apply_environment(function.environment)
-        result = handler(event, LambdaContext(function, request_id))
+        with iam.acting_as(function.principal):
+            result = handler(event, LambdaContext(function, request_id))
         try:
             payload = json.dumps(result)
         except (TypeError, ValueError) as exc:
