@@ -317,12 +317,15 @@ class LocalCloud:
     def _enforce_iam(self) -> None:
         """From here on every function's AWS calls are checked against its own role (localcloud.iam)."""
         stack = self.stack
-        machines = [
-            p
-            for logical_id, p in stack.principals.items()
-            if stack.resource_types.get(logical_id, "").startswith("AWS::StepFunctions")
+        owned = [f.arn for f in stack.functions.values()]
+        owned += [
+            f"arn:aws:s3:::{name}"
+            for logical_id, name in stack.resources.items()
+            if stack.resource_types[logical_id] == "AWS::S3::Bucket"
         ]
-        iam.set_state_machine_principal(machines[0] if len(machines) == 1 else None)
+        for logical_id, principal in stack.principals.items():
+            if stack.resource_types.get(logical_id) == "AWS::StepFunctions::StateMachine":
+                iam.register_state_machine(principal, owned)
         iam.install()
 
     def _listen(self) -> socket.socket:
@@ -348,7 +351,7 @@ class LocalCloud:
         # uvicorn's loop owns the socket from here and closes it on shutdown.
         self._api_socket = None
         # API Gateway invokes the api function: every request runs under its role.
-        app = iam.asgi_acting_as(app, function.principal)
+        app = iam.ServedAs(app, function.principal)
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

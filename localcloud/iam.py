@@ -73,7 +73,8 @@ class AccessDeniedError(ClientError):
 
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("localcloud_principal", default=None)
-_state_machine_principal: Principal | None = None
+# State machine roles, each with the ARNs of its stack's resources (see `register_state_machine`).
+_state_machines: list[tuple[Principal, tuple[str, ...]]] = []
 _lock = threading.Lock()
 _originals: dict[str, Any] = {}
 
@@ -94,29 +95,49 @@ def current() -> Principal | None:
     return _current.get()
 
 
-def set_state_machine_principal(principal: Principal | None) -> None:
-    """The role moto's Step Functions interpreter acts as."""
-    global _state_machine_principal
-    _state_machine_principal = principal
+def register_state_machine(principal: Principal, resources: Sequence[str]) -> None:
+    """Judge moto's interpreter by `principal` when it calls one of `resources` (ARNs, or ARN prefixes).
+
+    moto's interpreter signs every execution's calls alike, so the caller is told apart by what it calls: the
+    Lambda functions and the bucket of the state machine's own stack.
+    """
+    with _lock:
+        _state_machines.append((principal, tuple(resources)))
 
 
-def asgi_acting_as(app: Callable[..., Any], principal: Principal | None) -> Callable[..., Any]:
-    """An ASGI app that serves every request of `app` as `principal` (the api function behind API Gateway)."""
-
-    async def serve(scope: Any, receive: Any, send: Any) -> None:
-        with acting_as(principal):
-            await app(scope, receive, send)
-
-    return serve
+def _state_machine_for(requests: Sequence[Request]) -> Principal | None:
+    with _lock:
+        for principal, resources in _state_machines:
+            if any(r.resource.startswith(prefix) for r in requests for prefix in resources):
+                return principal
+    return None
 
 
-def _caller(client: Any) -> Principal | None:
+class ServedAs:
+    """An ASGI app that serves every request of `app` as `principal` (the api function behind API Gateway).
+
+    Other attributes are the app's own (FastAPI's `dependency_overrides`, `routes`, ...).
+    """
+
+    def __init__(self, app: Any, principal: Principal | None) -> None:
+        self.app = app
+        self.principal = principal
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with acting_as(self.principal):
+            await self.app(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+
+def _caller(client: Any, requests: Callable[[], Sequence[Request]]) -> Principal | None:
     principal = _current.get()
     if principal is not None:
         return principal
     credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
     if credentials is not None and getattr(credentials, "access_key", None) == STEP_FUNCTIONS_ACCESS_KEY:
-        return _state_machine_principal
+        return _state_machine_for(requests())
     return None
 
 
@@ -363,9 +384,9 @@ def access_denied(principal: Principal, request: Request, operation: str, servic
     return AccessDeniedError(response, operation)  # type: ignore[arg-type]
 
 
-def authorize(principal: Principal, service: str, operation: str, params: Mapping[str, Any], region: str) -> None:
-    """Raise AccessDenied unless the principal may make this call."""
-    for request in requests_for(service, operation, params, region):
+def authorize(principal: Principal, service: str, requests: Sequence[Request], operation: str) -> None:
+    """Raise AccessDenied unless the principal may make every request of this call."""
+    for request in requests:
         if not is_allowed(principal.statements, request):
             log.info("denied %s %s on %s", principal.name, request.action, request.resource)
             raise access_denied(principal, request, operation, service)
@@ -379,26 +400,32 @@ def _missing_key(exc: ClientError) -> bool:
     )
 
 
-def _may_list(principal: Principal, bucket: str, key: str) -> bool:
-    return is_allowed(principal.statements, Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key}))
+def _may_list(principal: Principal, bucket: str) -> bool:
+    # A GET or HEAD carries no s3:prefix: a ListBucket allowed only for some prefix does not count here.
+    return is_allowed(principal.statements, Request("s3:ListBucket", f"arn:aws:s3:::{bucket}"))
 
 
 # ---------------------------------------------------------------------------------------------- hooks
+def _call_requests(client: Any, operation: str, params: Mapping[str, Any]) -> list[Request]:
+    return requests_for(
+        client.meta.service_model.service_name, operation, params, client.meta.region_name or "us-east-1"
+    )
+
+
 def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[str, Any]) -> Any:
-    principal = _caller(self)
     original = _originals["make_api_call"]
+    requests = _call_requests(self, operation_name, api_params)
+    principal = _caller(self, lambda: requests)
     if principal is None:
         return original(self, operation_name, api_params)
     service = self.meta.service_model.service_name
-    region = self.meta.region_name or "us-east-1"
-    authorize(principal, service, operation_name, api_params, region)
+    authorize(principal, service, requests, operation_name)
     try:
         return original(self, operation_name, api_params)
     except ClientError as exc:
         # Without s3:ListBucket, S3 answers a missing key with 403, not 404: it must not reveal what is absent.
         if service == "s3" and operation_name in ("GetObject", "HeadObject") and _missing_key(exc):
-            bucket, key = api_params.get("Bucket", ""), api_params.get("Key", "")
-            if not _may_list(principal, bucket, key):
+            if not _may_list(principal, api_params.get("Bucket", "")):
                 code, message = (
                     ("403", "Forbidden") if operation_name == "HeadObject" else ("AccessDenied", "Access Denied")
                 )
@@ -409,19 +436,13 @@ def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[s
         raise
 
 
-def _checked_presign(
-    self: Any, ClientMethod: str, Params: Any = None, *args: Any, **kwargs: Any
-) -> Any:  # botocore's names
-    principal = _caller(self)
+# botocore's own parameter names: callers pass them as keywords.
+def _checked_presign(self: Any, ClientMethod: str, Params: Any = None, *args: Any, **kwargs: Any) -> Any:
+    operation = self.meta.method_to_api_mapping.get(ClientMethod, ClientMethod)
+    requests = _call_requests(self, operation, Params or {})
+    principal = _caller(self, lambda: requests)
     if principal is not None:
-        operation = self.meta.method_to_api_mapping.get(ClientMethod, ClientMethod)
-        authorize(
-            principal,
-            self.meta.service_model.service_name,
-            operation,
-            Params or {},
-            self.meta.region_name or "us-east-1",
-        )
+        authorize(principal, self.meta.service_model.service_name, requests, operation)
     return _originals["presign"](self, ClientMethod, Params, *args, **kwargs)
 
 
@@ -450,7 +471,7 @@ def uninstall() -> None:
             return
         botocore.client.BaseClient._make_api_call = _originals.pop("make_api_call")  # type: ignore[method-assign]
         botocore.signers.generate_presigned_url = _originals.pop("presign")
-        set_state_machine_principal(None)
+        _state_machines.clear()
 
 
 @contextmanager
@@ -594,21 +615,3 @@ def offline_translation(template_path: Path, parameters: Mapping[str, str] | Non
 def dumps_policy(principal: Principal) -> str:
     """A principal's statements as JSON, for messages and debugging."""
     return json.dumps(list(principal.statements), indent=1, sort_keys=True)
-
-
-__all__ = [
-    "AccessDeniedError",
-    "Principal",
-    "Request",
-    "acting_as",
-    "asgi_acting_as",
-    "attributes_of",
-    "authorize",
-    "enforced",
-    "install",
-    "is_allowed",
-    "offline_translation",
-    "principals_from_template",
-    "requests_for",
-    "uninstall",
-]

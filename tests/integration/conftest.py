@@ -21,7 +21,9 @@ from batchline.models import ENDPOINTS, Job, MockProvider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
+from localcloud import iam
 from localcloud.template import load_template
+from tests.integration import stack as stack_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,16 +58,31 @@ def _table_kwargs(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
     return kwargs
 
 
+@pytest.fixture(scope="session")
+def cfn() -> dict[str, Any]:
+    """template.yaml through the SAM transform (its roles and variables; no code packaged)."""
+    return iam.offline_translation(ROOT / "template.yaml")
+
+
 @pytest.fixture
-def settings(template: dict[str, Any]) -> Iterator[ApiSettings]:
-    with mock_aws():
+def secret_arns() -> dict[str, str]:
+    """The ARNs of the stack's secrets, once `settings` has created them."""
+    return {}
+
+
+@pytest.fixture
+def settings(template: dict[str, Any], secret_arns: dict[str, str]) -> Iterator[ApiSettings]:
+    """moto with the stack's table, bucket and secrets; every call made as a function is held to its role."""
+    with mock_aws(), iam.enforced():
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(TableName="batchline-test", **_table_kwargs(template, "Table"))
         dynamodb.create_table(TableName="batchline-idempotency", **_table_kwargs(template, "IdempotencyTable"))
         boto3.client("s3").create_bucket(Bucket="batchline-test-files")
         sm = boto3.client("secretsmanager")
-        sm.create_secret(Name="admin-key", SecretString="admin-secret-key-for-tests")
-        sm.create_secret(Name="key-hash", SecretString="hash-key-for-tests")
+        secret_arns["AdminKeySecret"] = sm.create_secret(Name="admin-key", SecretString="admin-secret-key-for-tests")[
+            "ARN"
+        ]
+        secret_arns["KeyHashSecret"] = sm.create_secret(Name="key-hash", SecretString="hash-key-for-tests")["ARN"]
         yield ApiSettings(
             table_name="batchline-test",
             bucket_name="batchline-test-files",
@@ -75,6 +92,12 @@ def settings(template: dict[str, Any]) -> Iterator[ApiSettings]:
             state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:batchline-batch",
             max_upload_bytes=64 * 1024,
         )
+
+
+@pytest.fixture
+def stack(cfn: dict[str, Any], settings: ApiSettings, secret_arns: dict[str, str]) -> stack_module.Stack:
+    """The template's functions over this test's moto resources, each with its own role."""
+    return stack_module.build(cfn, secret_arns)
 
 
 @pytest.fixture
@@ -137,8 +160,14 @@ def runs() -> RecordedRuns:
 
 
 @pytest.fixture
-def api(settings: ApiSettings, store: Store, authenticator: Authenticator, runs: RecordedRuns) -> Iterator[TestClient]:
-    """The api function's app with the moto-backed dependencies injected."""
+def api(
+    settings: ApiSettings,
+    store: Store,
+    authenticator: Authenticator,
+    runs: RecordedRuns,
+    stack: stack_module.Stack,
+) -> Iterator[TestClient]:
+    """The api function's app with the moto-backed dependencies injected, served under the api function's role."""
     module = load_function("api")
     deps = sys.modules["routes.deps"]
     module.app.dependency_overrides.update(
@@ -151,7 +180,8 @@ def api(settings: ApiSettings, store: Store, authenticator: Authenticator, runs:
         }
     )
     try:
-        with TestClient(module.app, raise_server_exceptions=False) as client:
+        served = iam.ServedAs(module.app, stack.principals["ApiFunction"])
+        with TestClient(served, raise_server_exceptions=False) as client:
             yield client
     finally:
         module.app.dependency_overrides.clear()

@@ -551,3 +551,12 @@ def test_openapi_documents_the_upload_routes(api: TestClient) -> None:
     assert {"404", "409", "413"} <= set(paths["/v1/uploads/{upload_id}/parts"]["post"]["responses"])
     assert {"404", "409", "422"} <= set(paths["/v1/uploads/{upload_id}/complete"]["post"]["responses"])
     assert "409" in paths["/v1/uploads/{upload_id}/cancel"]["post"]["responses"]
+
+
+def test_completing_an_upload_with_nothing_uploaded_is_422_not_a_500(api: TestClient, tenant: Tenant) -> None:
+    # Issue 7, defect 8: S3 answers a HEAD of a missing key with 403, not 404, to a role that may not list
+    # that prefix, so "nothing was PUT" must not depend on telling the two apart.
+    upload = create(api, tenant, 3)
+    answer = complete(api, tenant, upload["id"], [])
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["param"] == "part_ids"

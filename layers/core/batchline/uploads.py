@@ -313,16 +313,16 @@ def _sources(store: Store, upload: UploadRecord, part_ids: list[str]) -> list[_S
     """The staged objects named by `part_ids` (or the presigned PUT's object when it is empty)."""
     if not part_ids:
         key = object_key(upload.tenant_id, upload.id)
-        try:
-            head = store.s3.head_object(Bucket=store.bucket_name, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                raise InvalidRequest(
-                    f"Upload {upload.id} has no parts given and nothing was PUT to its presigned URL.",
-                    param="part_ids",
-                ) from exc
-            raise
-        return [_Source(key, head["ContentLength"], head["ETag"])]
+        # A listing, not a HEAD: S3 answers a HEAD of a missing key with 403 to a role that may list only
+        # uploads/, which cannot be told from a real denial; the listing says "absent" plainly.
+        listed = store.s3.list_objects_v2(Bucket=store.bucket_name, Prefix=key, MaxKeys=1).get("Contents", [])
+        found = [obj for obj in listed if obj["Key"] == key]
+        if not found:
+            raise InvalidRequest(
+                f"Upload {upload.id} has no parts given and nothing was PUT to its presigned URL.",
+                param="part_ids",
+            )
+        return [_Source(key, found[0]["Size"], found[0]["ETag"])]
 
     seen: set[str] = set()
     for part_id in part_ids:
