@@ -424,15 +424,19 @@ def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[s
         return original(self, operation_name, api_params)
     except ClientError as exc:
         # Without s3:ListBucket, S3 answers a missing key with 403, not 404: it must not reveal what is absent.
-        if service == "s3" and operation_name in ("GetObject", "HeadObject") and _missing_key(exc):
-            if not _may_list(principal, api_params.get("Bucket", "")):
-                code, message = (
-                    ("403", "Forbidden") if operation_name == "HeadObject" else ("AccessDenied", "Access Denied")
-                )
-                raise AccessDeniedError(
-                    {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}},  # type: ignore[arg-type]
-                    operation_name,
-                ) from exc
+        if (
+            service == "s3"
+            and operation_name in ("GetObject", "HeadObject")
+            and _missing_key(exc)
+            and not _may_list(principal, api_params.get("Bucket", ""))
+        ):
+            code, message = (
+                ("403", "Forbidden") if operation_name == "HeadObject" else ("AccessDenied", "Access Denied")
+            )
+            raise AccessDeniedError(
+                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}},  # type: ignore[arg-type]
+                operation_name,
+            ) from exc
         raise
 
 

@@ -316,13 +316,13 @@ def _sources(store: Store, upload: UploadRecord, part_ids: list[str]) -> list[_S
         # A listing, not a HEAD: S3 answers a HEAD of a missing key with 403 to a role that may list only
         # uploads/, which cannot be told from a real denial; the listing says "absent" plainly.
         listed = store.s3.list_objects_v2(Bucket=store.bucket_name, Prefix=key, MaxKeys=1).get("Contents", [])
-        found = [obj for obj in listed if obj["Key"] == key]
-        if not found:
+        put = next((obj for obj in listed if obj["Key"] == key), None)
+        if put is None:
             raise InvalidRequest(
                 f"Upload {upload.id} has no parts given and nothing was PUT to its presigned URL.",
                 param="part_ids",
             )
-        return [_Source(key, found[0]["Size"], found[0]["ETag"])]
+        return [_Source(key, put["Size"], put["ETag"])]
 
     seen: set[str] = set()
     for part_id in part_ids:
