@@ -72,7 +72,7 @@ def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 @app.exception_handler(Exception)
 def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     # The trace goes to the logs, never to the client.
-    logger.exception("Unhandled error")
+    logger.exception("Unhandled error", exc_info=exc)
     return JSONResponse(
         error_body("The server had an error while processing your request.", "server_error"), status_code=500
     )

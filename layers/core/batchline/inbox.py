@@ -92,7 +92,7 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
     try:
         request = BatchCreate(
             input_file_id=file_id,
-            endpoint=meta.get("endpoint") or _first_url(store, record.s3_key) or job.allowed_endpoints[0],
+            endpoint=meta.get("endpoint") or _first_url(store, source) or job.allowed_endpoints[0],
             completion_window=job.sla.completion_window,
             job_id=job.id,
             metadata={k.removeprefix(METADATA_PREFIX): v for k, v in meta.items() if k.startswith(METADATA_PREFIX)}
@@ -108,9 +108,12 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
     return batch_id
 
 
-def _first_url(store: Store, key: str) -> str | None:
-    """The `url` of the file's first request line, read without fetching the whole file."""
-    body = store.open_object(key)
+def _first_url(store: Store, source: dict[str, str]) -> str | None:
+    """The `url` of the inbox object's first request line, read without fetching the whole object.
+
+    Read from the inbox object itself, not its copy under files/: the ingest function may read only the inbox.
+    """
+    body = store.s3.get_object(**source)["Body"]
     try:
         for _, raw in islice(iter_request_lines(body), 1):
             with contextlib.suppress(ValueError):
