@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient
 from batchline import batches, files
 from batchline.config import ApiSettings
 from batchline.models import BatchCreate, Job, OpenAIProvider
-from batchline.runs import Runs
 from batchline.store import Store
 from localcloud import iam
 from localcloud.template import inline_definitions, load_template, to_cloudformation
