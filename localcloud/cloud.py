@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import iam, lambdas
+from localcloud import faults, iam, lambdas
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,7 @@ class LocalCloud:
             self._api_socket = None
         lambdas.uninstall()
         iam.uninstall()
+        faults.uninstall()
         if self._moto is not None:
             try:
                 # Backends and config are process-wide: leave them as found for whatever runs next.
@@ -327,6 +328,7 @@ class LocalCloud:
             if stack.resource_types.get(logical_id) == "AWS::StepFunctions::StateMachine":
                 iam.register_state_machine(principal, owned)
         iam.install()
+        faults.install()
 
     def _listen(self) -> socket.socket:
         if self._api_socket is None:
@@ -351,7 +353,8 @@ class LocalCloud:
         # uvicorn's loop owns the socket from here and closes it on shutdown.
         self._api_socket = None
         # API Gateway invokes the api function: every request runs under its role.
-        app = iam.ServedAs(app, function.principal)
+        # Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
+        app = faults.ControlRoutes(iam.ServedAs(app, function.principal))
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
