@@ -11,7 +11,8 @@ import pytest
 from openai import OpenAI
 
 from batchline.store import Store
-from localcloud import LocalCloud
+from localcloud import LocalCloud, faults
+from localcloud.faults import Fault
 from tests.e2e.runs import (
     assert_each_line_once_in_order,
     create_job,
@@ -152,3 +153,36 @@ def test_cancel_of_an_ended_batch_is_a_409(cloud: LocalCloud, client: OpenAI) ->
     assert done.batch.status == "completed"
     with pytest.raises(openai.ConflictError, match="Cannot cancel a batch with status 'completed'"):
         client.batches.cancel(done.batch.id)
+
+
+def test_aws_faults_that_botocore_retries_slow_a_batch_and_change_nothing(cloud: LocalCloud, client: OpenAI) -> None:
+    lines = [request_line(f"aws-{i}", "/v1/chat/completions", f"aws fault {i}") for i in range(50)]
+    with faults.injected(
+        Fault.throttling("PlanFunction", "s3", operation="GetObject"),
+        Fault("WorkerFunction", "s3", "InternalError", operation="PutObject", times=2),
+        Fault.throttling("WorkerFunction", "dynamodb", operation="GetItem", times=2),
+        Fault.throttling("FinalizeFunction", "dynamodb", times=2),
+    ) as injected:
+        result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=cloud.job_id)
+    assert [f.hits for f in injected] == [f.times for f in injected]
+    assert result.batch.status == "completed"
+    assert_each_line_once_in_order(result, [line["custom_id"] for line in lines])
+    assert len(result.output) == len(lines)
+
+
+def test_a_worker_whose_commit_conflicts_sends_no_line_twice(
+    cloud: LocalCloud, client: OpenAI, fake: FakeOpenAI
+) -> None:
+    # Issue 7, defect 6: workers of one batch commit to its one item, and DynamoDB cancels colliding
+    # transactions; redoing the whole invocation would send answered (and paid for) lines again.
+    job = create_job(cloud.base_url, cloud.admin_key, cloud.tenant_id,
+                     provider={"type": "openai", "base_url": fake.base_url})  # fmt: skip
+    lines = [request_line(f"tc-{i}", "/v1/chat/completions", f"conflict {i}") for i in range(30)]
+    sent_before = len(fake.requests)
+    with faults.injected(Fault.transaction_conflict("WorkerFunction", times=3)) as (conflict,):
+        result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=job)
+    assert conflict.hits == 3
+    assert result.batch.status == "completed"
+    assert_each_line_once_in_order(result, [line["custom_id"] for line in lines])
+    texts = [r.body["messages"][0]["content"] for r in fake.requests[sent_before:]]
+    assert sorted(texts) == sorted(f"conflict {i}" for i in range(30)), "a line was sent upstream twice"
