@@ -168,11 +168,31 @@ class BatchObject(BaseModel):
     output_expires_after: ExpiresAfter | None = None
 
 
+class Merged(BaseModel):
+    """What finalize's merge produced: the result files (null when empty) and the lines it answered itself."""
+
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    unsent: int = 0
+
+
+class Closing(BaseModel):
+    """Finalize's progress, kept on the batch so that a retried finalize resumes instead of starting over.
+
+    Set once, when finalize closes the batch to workers; `merged` once, with the unsent lines' count.
+    """
+
+    status: Literal["completed", "failed", "cancelled", "expired"]
+    unsent_code: str
+    merged: Merged | None = None
+
+
 class BatchRecord(BatchObject):
     """A Batch as kept in DynamoDB."""
 
     tenant_id: str
     inbox_key: str | None = Field(default=None, description="The S3 inbox object it came from, if any.")
+    closing: Closing | None = Field(default=None, description="Set by finalize; no worker records after it.")
 
 
 # ----------------------------------------------------------------------------------------------- jobs

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from batchline.config import CoreSettings
 from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound, ServerError
-from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
+from batchline.models import ApiKeyRecord, BatchRecord, Closing, FileRecord, Job, Merged, TenantRecord
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -49,6 +49,11 @@ _NAMES = {
 def to_item(model: BaseModel) -> dict[str, Any]:
     """A model as a DynamoDB item (numbers as Decimal, which boto3 requires)."""
     return json.loads(model.model_dump_json(), parse_float=Decimal)  # type: ignore[no-any-return]
+
+
+def absent(name: str) -> ConditionBase:
+    """The attribute is not there: never written, or written as null (a model's None)."""
+    return Attr(name).not_exists() | Attr(name).attribute_type("NULL")
 
 
 def _now_ms() -> int:
@@ -302,6 +307,35 @@ class Store:
         )
         return BatchRecord.model_validate(item)
 
+    def close_batch(self, batch_id: str, from_status: str, closing: Closing) -> BatchRecord:
+        """Finalize's first step: no worker records from now on; a running batch shows `finalizing`.
+
+        Conflict if the batch is no longer in `from_status`, or another finalize closed it first.
+        """
+        set_: dict[str, Any] = {"closing": closing.model_dump()}
+        if from_status == "in_progress":
+            set_ |= {"status": "finalizing", "finalizing_at": int(time.time())}
+        item = self.update(
+            "batch",
+            batch_id,
+            set_=set_,
+            condition=Attr("status").eq(from_status) & absent("closing"),
+            conflict=f"Batch {batch_id} is no longer in {from_status}, or it is closed already.",
+        )
+        return BatchRecord.model_validate(item)
+
+    def record_merge(self, batch_id: str, merged: Merged) -> BatchRecord:
+        """Record the merge's result and count the lines it answered as failed, once, in one write."""
+        item = self.update(
+            "batch",
+            batch_id,
+            set_={"closing.merged": merged.model_dump()},
+            add={"request_counts.failed": merged.unsent} if merged.unsent else None,
+            condition=Attr("closing").attribute_type("M") & absent("closing.merged"),
+            conflict=f"Batch {batch_id}'s merge is recorded already.",
+        )
+        return BatchRecord.model_validate(item)
+
     def release_input(self, batch: BatchRecord) -> bool:
         """Once per batch, whatever retries: its input file is no longer in use. False if already done."""
         reasons = self._transact(
@@ -371,11 +405,18 @@ class Store:
                 {
                     "Key": {"pk": batch_id, "sk": "batch"},
                     "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for path, (name, _) in counters.items()),
-                    "ExpressionAttributeNames": {"#rc": "request_counts", "#u": "usage", "#status": "status"}
+                    "ExpressionAttributeNames": {
+                        "#rc": "request_counts",
+                        "#u": "usage",
+                        "#status": "status",
+                        "#closing": "closing",
+                    }
                     | {path.split(".")[1]: name for path, (name, _) in counters.items()},
                     "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()}
-                    | {":running": "in_progress", ":cancelling": "cancelling"},
-                    "ConditionExpression": "#status IN (:running, :cancelling)",
+                    | {":running": "in_progress", ":cancelling": "cancelling", ":null": "NULL"},
+                    # A cancelling batch is still open to workers until finalize closes it.
+                    "ConditionExpression": "#status IN (:running, :cancelling)"
+                    " AND (attribute_not_exists(#closing) OR attribute_type(#closing, :null))",
                 },
             ),
         )
@@ -400,11 +441,6 @@ class Store:
             if "LastEvaluatedKey" not in page:
                 return found
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def add_failed(self, batch_id: str, count: int) -> None:
-        """Lines that finalize itself answered (cancelled, expired, never run) count as failed."""
-        if count:
-            self.update("batch", batch_id, add={"request_counts.failed": count})
 
     def list_batches(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         items, more = self.list_owned("batch", tenant_id, after=after, limit=limit, newest_first=True)
@@ -598,8 +634,10 @@ class ObjectWriter:
         self._buffer.clear()
 
     def close(self) -> int:
-        """Finish the object; its size in bytes."""
+        """Finish the object; its size in bytes. Nothing written is no object at all (none to delete later)."""
         if self._upload_id is None:
+            if not self._buffer:
+                return 0
             self._s3.put_object(
                 Bucket=self._bucket, Key=self.key, Body=bytes(self._buffer), ContentType=self._content_type
             )
