@@ -5,10 +5,11 @@ and every line no segment answered (cancelled, expired, or never run because of 
 line. Finalize is a run of steps, each safe to repeat, and a retry resumes at the first one not done:
 
 1. close: the batch records the status it will end in; no worker may record a segment after this.
-2. merge: the result files are written (the same bytes on every try: what is merged no longer changes)
-   and registered; an empty one is not written at all.
-3. count: the merge's result, with the lines it answered itself counted as failed, in one write.
-4. end: the terminal status, with the files, usage and cost.
+2. merge: the result files are written whole (an empty one not at all), again on a retry; no segment
+   is committed after close, and a segment a worker kept but could not commit is merged here.
+3. count: the merge's result, with what it counted itself (unsent lines as failed, the uncommitted
+   segments' counts), in one conditional write.
+4. end: the result files registered (once), then the terminal status, with the files, usage and cost.
 5. after: the input file released once, the inbox's outbox copies, the EventBridge event (at least once).
 """
 
@@ -41,6 +42,8 @@ EVENT_TYPES = {
 }
 
 Publish = Callable[[str, dict[str, Any]], None]
+# What a kept segment counts, by the names its item and the batch's counters share.
+UNCOMMITTED_COUNTS = ("completed", "failed", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
@@ -82,20 +85,23 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     closing = batch.closing
     assert closing is not None
     if closing.merged is None:
-        merged = _merge_and_register(store, batch, closing.unsent_code)
+        merged = _merge_files(store, batch, closing.unsent_code)
         try:
             batch = store.record_merge(batch.id, merged)
         except Conflict:
-            batch = store.batch(batch.id)  # a twin recorded the same merge first
+            batch = store.batch(batch.id)  # a twin recorded its merge first: that one is the result
         closing = batch.closing
         assert closing is not None and closing.merged is not None
     merged = closing.merged
+    # Registered only once the merge is recorded: a record's size is always its final object's.
+    output_file_id = _register(store, batch, "output", merged.output_bytes)
+    error_file_id = _register(store, batch, "errors", merged.error_bytes)
     status = closing.status
     if status == "completed" and merged.unsent:
         status = "expired" if closing.unsent_code == lines.EXPIRED else "failed"
     fields: dict[str, Any] = {
-        "output_file_id": merged.output_file_id,
-        "error_file_id": merged.error_file_id,
+        "output_file_id": output_file_id,
+        "error_file_id": error_file_id,
         "processing_cost": batch.usage.total_tokens * batch.price_1m_tokens / 1_000_000,
     }
     if status == "failed" and fault is not None:
@@ -110,23 +116,18 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     return ended
 
 
-def _merge_and_register(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
-    out_id = ids.derived_file_id(batch.id, "output")
-    err_id = ids.derived_file_id(batch.id, "errors")
-    out = store.writer(files.file_key(batch.tenant_id, out_id))
-    err = store.writer(files.file_key(batch.tenant_id, err_id))
+def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
+    """Write the result files (the same ones on every try); what they hold and what finalize counted."""
+    out = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
+    err = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
     try:
-        unsent = _merge(store, batch, out, err, unsent_code)
+        unsent, uncommitted = _merge(store, batch, out, err, unsent_code)
         out_size, err_size = out.close(), err.close()
     except BaseException:
         out.abort()
         err.abort()
         raise
-    return Merged(
-        output_file_id=_register(store, batch, out_id, "output", out_size),
-        error_file_id=_register(store, batch, err_id, "errors", err_size),
-        unsent=unsent,
-    )
+    return Merged(output_bytes=out_size, error_bytes=err_size, unsent=unsent, uncommitted=uncommitted)
 
 
 def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
@@ -139,15 +140,21 @@ def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
     return [Chunk(**chunk) for chunk in json.loads(raw)]
 
 
-def _merge(store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str) -> int:
-    """Write every recorded segment's lines in input order, and an error line for every other line."""
+def _merge(
+    store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str
+) -> tuple[int, dict[str, int]]:
+    """Write every kept segment's lines in input order, and an error line for every other line.
+
+    The lines answered as errors here, and the counts of the kept segments no worker committed.
+    """
     chunks = _manifest(store, batch)
     source = files.file_key(batch.tenant_id, batch.input_file_id)
+    uncommitted: dict[str, int] = defaultdict(int)
     if chunks is None:
         # Stopped before planning (cancelled or a fault): nothing was sent, every line is unsent.
         if batch.errors is not None:
-            return 0  # the file itself was invalid; `errors` says why, there are no lines to answer
-        return _unsent(store.open_object(source), batch.id, (0, 0), 0, err, unsent_code)
+            return 0, {}  # the file itself was invalid; `errors` says why, there are no lines to answer
+        return _unsent(store.open_object(source), batch.id, (0, 0), 0, err, unsent_code), {}
     by_chunk: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for segment in store.segments(batch.id):
         by_chunk[int(segment["chunk"])].append(segment)
@@ -161,11 +168,14 @@ def _merge(store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWrite
                 store.copy_into(segment["out_key"], out)
             if segment.get("err_key"):
                 store.copy_into(segment["err_key"], err)
+            if segment.get("pending"):
+                for name in UNCOMMITTED_COUNTS:
+                    uncommitted[name] += int(segment.get(name, 0))
             covered = int(segment["next_cursor"])
         if covered < chunk.line_count:
             body = store.read_range(source, chunk.start_byte, chunk.end_byte)
             unsent += _unsent(body, batch.id, (chunk.start_byte, chunk.first_line), covered, err, unsent_code)
-    return unsent
+    return unsent, dict(uncommitted)
 
 
 def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: ObjectWriter, code: str) -> int:
@@ -187,10 +197,11 @@ def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Ob
     return count
 
 
-def _register(store: Store, batch: BatchRecord, file_id: str, kind: str, size: int) -> str | None:
+def _register(store: Store, batch: BatchRecord, kind: str, size: int) -> str | None:
     """Record a result file (purpose `batch_output`); an empty one was never written. Its id, or None."""
     if size == 0:
         return None
+    file_id = ids.derived_file_id(batch.id, kind)
     record = files.new_record(
         batch.tenant_id,
         filename=f"{batch.id}_{kind}.jsonl",

@@ -169,11 +169,16 @@ class BatchObject(BaseModel):
 
 
 class Merged(BaseModel):
-    """What finalize's merge produced: the result files (null when empty) and the lines it answered itself."""
+    """What finalize's merge wrote: the result files' sizes (0: not written) and what it counted itself.
 
-    output_file_id: str | None = None
-    error_file_id: str | None = None
+    `unsent`: lines it answered as errors. `uncommitted`: the counts (request_counts and usage names) of
+    segments a worker kept but never committed, which finalize merges and counts instead.
+    """
+
+    output_bytes: int = 0
+    error_bytes: int = 0
     unsent: int = 0
+    uncommitted: dict[str, int] = Field(default_factory=dict)
 
 
 class Closing(BaseModel):
