@@ -42,6 +42,8 @@ EVENT_TYPES = {
 }
 
 Publish = Callable[[str, dict[str, Any]], None]
+# PutEvents takes an entry of at most 256 KB (262,144 bytes), Source and DetailType included.
+EVENT_DETAIL_BYTES = 250_000
 # What a kept segment counts, by the names its item and the batch's counters share.
 UNCOMMITTED_COUNTS = ("completed", "failed", "prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -227,8 +229,33 @@ def _after(store: Store, publish: Publish, batch: BatchRecord) -> None:
     store.release_input(batch)
     if batch.inbox_key:
         _to_outbox(store, batch)
+    publish(EVENT_TYPES[batch.status], event_detail(batch))
+
+
+def encode_detail(detail: dict[str, Any]) -> str:
+    """An event's Detail as sent: compact JSON, non-ASCII as UTF-8 (an escaped emoji costs 12 bytes, not 4)."""
+    return json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+
+
+def _detail_bytes(detail: dict[str, Any]) -> int:
+    return len(encode_detail(detail).encode("utf-8", "surrogatepass"))
+
+
+def event_detail(batch: BatchRecord, budget: int = EVENT_DETAIL_BYTES) -> dict[str, Any]:
+    """The batch object for its event; errors.data cut to the entries that fit the entry's limit."""
     detail = public(BatchObject, batch).model_dump(mode="json")
-    publish(EVENT_TYPES[batch.status], detail)
+    errors = detail.get("errors") or {}
+    data = errors.get("data") or []
+    if not data or _detail_bytes(detail) <= budget:
+        return detail
+    errors["data"] = []
+    room = budget - _detail_bytes(detail)
+    for entry in data:
+        room -= _detail_bytes(entry) + 1
+        if room < 0:
+            break
+        errors["data"].append(entry)
+    return detail
 
 
 def _to_outbox(store: Store, batch: BatchRecord) -> None:
