@@ -152,3 +152,12 @@ def test_a_late_worker_cannot_record_into_a_cancelling_batch_that_finalize_close
     assert [s for s in store.segments(batch.id) if not s.get("pending")] == []  # kept, never committed
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "cancelled"}
     check_ended_once(store, tenant, batch.id, "cancelled")
+
+
+def test_a_batch_an_earlier_finalize_left_in_finalizing_ends(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
+    # What the previous finalize left after a crash: finalizing, with nothing recorded of its progress.
+    batch = new_batch(store, tenant, runs)
+    run_some(store, batch, "all")
+    store.set_batch_status(batch.id, "finalizing", allowed_from=["in_progress"])
+    assert finalize(store, lambda *_: None, batch.id, None) == {"status": "completed"}
+    check_ended_once(store, tenant, batch.id, "completed")

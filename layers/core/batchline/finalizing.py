@@ -119,7 +119,7 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
 
 
 def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
-    """Write the result files (the same ones on every try); what they hold and what finalize counted."""
+    """Write the result files (whole again on a retry); their sizes and what finalize counted itself."""
     out = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
     err = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
     try:
