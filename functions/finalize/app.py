@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
@@ -11,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import FinalizeSettings
-from batchline.finalizing import finalize
+from batchline.finalizing import encode_detail, finalize
 from batchline.observability import logger, metrics, tracer
 from batchline.store import Store
 
@@ -39,7 +38,7 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
             {
                 "Source": settings.event_source,
                 "DetailType": detail_type,
-                "Detail": json.dumps(detail),
+                "Detail": encode_detail(detail),
                 "EventBusName": settings.event_bus_name,
             }
         ]

@@ -11,6 +11,8 @@ import httpx
 from openai import OpenAI
 from openai.types import Batch
 
+from batchline.config import MAX_DIRECT_UPLOAD_BYTES
+
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 
 
@@ -40,8 +42,8 @@ class Run:
         return self.batch.model_dump()
 
 
-# Below the api function's direct upload limit (the template's MaxUploadBytes, 5 MiB).
-DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+# The api function's direct upload limit (the template's default MaxUploadBytes), also the part size.
+DIRECT_UPLOAD_BYTES = MAX_DIRECT_UPLOAD_BYTES
 
 
 def upload(client: OpenAI, data: bytes) -> str:

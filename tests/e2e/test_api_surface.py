@@ -20,10 +20,12 @@ import openai
 import pytest
 from openai import OpenAI
 
+from batchline.config import MAX_DIRECT_UPLOAD_BYTES
+
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-DIRECT_UPLOAD_LIMIT = 5 * MiB  # the template's default MaxUploadBytes, which the local cloud deploys
+DIRECT_UPLOAD_LIMIT = MAX_DIRECT_UPLOAD_BYTES  # the template's default MaxUploadBytes, which the local cloud deploys
 THIRTY_DAYS = 30 * 24 * 3600
 # A file whose batches fail validation at once: the cheapest run the state machine can make.
 INVALID_BATCH_FILE = b"this line is not JSON\n"

@@ -64,18 +64,18 @@ def test_upstream_faults_and_a_worker_crash_lose_and_double_nothing(
         request_line(f"line-{i}", "/v1/chat/completions", f"request {i} {FAULTS.get(i % 10, ('', ''))[0]}")
         for i in range(120)
     ]
-    # The worker answering the second chunk dies once after writing its part files, before recording
-    # them: the state machine retries the invocation, which must answer the same lines again.
+    # The worker answering the second chunk dies once after writing its part files, before keeping
+    # its segment: the state machine retries the invocation, which must answer the same lines again.
     crashes: list[tuple[int, int]] = []
-    commit = Store.commit_segment
+    keep = Store.put_segment
 
-    def crash_once(self: Store, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> str:
+    def crash_once(self: Store, batch_id: str, segment: dict[str, Any]) -> dict[str, Any] | None:
         if segment["chunk"] == 1 and not crashes:
             crashes.append((segment["chunk"], segment["cursor"]))
             raise RuntimeError("worker died after writing its part files")
-        return commit(self, batch_id, segment, usage)
+        return keep(self, batch_id, segment)
 
-    monkeypatch.setattr(Store, "commit_segment", crash_once)
+    monkeypatch.setattr(Store, "put_segment", crash_once)
     result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=job)
 
     assert crashes == [(1, 0)]

@@ -10,7 +10,7 @@ from batchline import ids
 from batchline.errors import InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
 from batchline.runs import Runs
-from batchline.store import Store
+from batchline.store import Store, absent
 
 WINDOW_SECONDS = {"24h": 24 * 3600, "unlimited": None}
 
@@ -80,11 +80,13 @@ def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
     batch = store.get_batch(tenant_id, batch_id)
     if batch.status in ("cancelling", "cancelled"):
         return batch  # cancelling twice is not an error, as with OpenAI
+    # Once finalize has closed the batch (a fault ends it), only finalize changes its status.
     item = store.update(
         "batch",
         batch_id,
         set_={"status": "cancelling", "cancelling_at": int(time.time())},
-        condition=Attr("status").is_in(list(CANCELLABLE)),
-        conflict=f"Cannot cancel a batch with status '{batch.status}'.",
+        condition=Attr("status").is_in(list(CANCELLABLE)) & absent("closing"),
+        conflict=f"Cannot cancel a batch with status '{batch.status}'"
+        + (", which is ending." if batch.closing else "."),
     )
     return BatchRecord.model_validate(item)

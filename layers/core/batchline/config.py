@@ -3,6 +3,9 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The largest body POST /v1/files and an upload part accept (the template's MaxUploadBytes at most).
+MAX_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+
 
 class CoreSettings(BaseSettings):
     """What every function needs: where objects live."""
@@ -20,8 +23,10 @@ class ApiSettings(CoreSettings):
     key_hash_secret: str = Field(min_length=1, description="Secrets Manager id of the API-key hashing key.")
     idempotency_table: str = Field(min_length=1, description="Powertools Idempotency records of creates.")
     state_machine_arn: str = Field(min_length=1, description="The batch state machine; one execution per batch.")
-    # API Gateway and Lambda cap a request near 6 MB after base64; larger files use the other ways in.
-    max_upload_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    # Lambda takes an event of at most 6,291,456 bytes, and API Gateway base64-encodes a binary body
+    # into it (4/3): 4 MiB becomes 5,592,408 bytes, leaving ~680 KiB for the multipart framing, the
+    # headers (10 KiB at most) and the request context. Larger files use the other ways in.
+    max_upload_bytes: int = Field(default=MAX_DIRECT_UPLOAD_BYTES, gt=0, le=MAX_DIRECT_UPLOAD_BYTES)
     # Lambda's 6 MB response cap, after base64: larger contents are answered with a redirect to S3.
     max_inline_content_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 

@@ -23,7 +23,8 @@ def too_large(size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"File of {size} bytes is over this route's limit of {limit} bytes. Larger files (up to "
         f"{MAX_FILE_BYTES} bytes) go in through the Uploads API (POST /v1/uploads, or the SDK's "
-        "client.uploads.upload_file_chunked), a presigned PUT (POST /v1/uploads/{id}/presigned_url), or the S3 inbox "
+        f"client.uploads.upload_file_chunked(..., part_size={limit}) or smaller: its 64 MiB default is "
+        "refused), a presigned PUT (POST /v1/uploads/{id}/presigned_url), or the S3 inbox "
         "(inbox/<job_id>/<name>.jsonl).",
         param="file",
         code="file_too_large",

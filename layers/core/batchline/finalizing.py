@@ -2,8 +2,15 @@
 
 Every input line ends in exactly one of the two files: the lines segments answered, in input order,
 and every line no segment answered (cancelled, expired, or never run because of a fault) as an error
-line. Safe to run again: file ids derive from the batch id, status changes are conditional, and the
-input file is released once.
+line. Finalize is a run of steps, each safe to repeat, and a retry resumes at the first one not done:
+
+1. close: the batch records the status it will end in; no worker may record a segment after this.
+2. merge: the result files are written whole (an empty one not at all), again on a retry; no segment
+   is committed after close, and a segment a worker kept but could not commit is merged here.
+3. count: the merge's result, with what it counted itself (unsent lines as failed, the uncommitted
+   segments' counts), in one conditional write.
+4. end: the result files registered (once), then the terminal status, with the files, usage and cost.
+5. after: the input file released once, the inbox's outbox copies, the EventBridge event (at least once).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from batchline import files, ids, lines
 from batchline.errors import Conflict
-from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, public
+from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Closing, Merged, public
 from batchline.observability import logger
 from batchline.planning import manifest_key
 from batchline.store import ObjectWriter, Store
@@ -35,17 +42,19 @@ EVENT_TYPES = {
 }
 
 Publish = Callable[[str, dict[str, Any]], None]
+# PutEvents takes an entry of at most 256 KB (262,144 bytes), Source and DetailType included.
+EVENT_DETAIL_BYTES = 250_000
+# What a kept segment counts, by the names its item and the batch's counters share.
+UNCOMMITTED_COUNTS = ("completed", "failed", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
     """End the batch in its terminal status; `fault` is the error a failed state handed over."""
     batch = store.batch(batch_id)
+    if batch.status not in TERMINAL and batch.closing is None:
+        batch = _close(store, batch, fault)
     if batch.status not in TERMINAL:
-        try:
-            batch = _close(store, batch, fault)
-        except Conflict:
-            # The batch moved (a cancel arrived) while we merged: decide again from where it is now.
-            batch = _close(store, store.batch(batch_id), fault)
+        batch = _end(store, batch, fault)
     _after(store, publish, batch)
     return {"status": batch.status}
 
@@ -62,34 +71,65 @@ def _target(batch: BatchRecord, fault: dict[str, Any] | None, now: float) -> tup
 
 
 def _close(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> BatchRecord:
-    status, unsent_code = _target(batch, fault, time.time())
-    if status == "completed":
-        batch = store.set_batch_status(batch.id, "finalizing", allowed_from=["in_progress"])
-    out_id = ids.derived_file_id(batch.id, "output")
-    err_id = ids.derived_file_id(batch.id, "errors")
-    out = store.writer(files.file_key(batch.tenant_id, out_id))
-    err = store.writer(files.file_key(batch.tenant_id, err_id))
+    """Decide the ending once and close the batch to workers; a cancel that came first is decided again."""
+    for _ in range(3):  # the status can change under us at most twice (validating -> cancelling, a twin)
+        status, unsent_code = _target(batch, fault, time.time())
+        try:
+            return store.close_batch(batch.id, batch.status, Closing(status=status, unsent_code=unsent_code))
+        except Conflict:
+            batch = store.batch(batch.id)
+            if batch.closing is not None or batch.status in TERMINAL:
+                return batch
+    raise Conflict(f"Batch {batch.id} keeps changing status; finalize again.")
+
+
+def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> BatchRecord:
+    closing = batch.closing
+    assert closing is not None
+    if closing.merged is None:
+        merged = _merge_files(store, batch, closing.unsent_code)
+        try:
+            batch = store.record_merge(batch.id, merged)
+        except Conflict:
+            batch = store.batch(batch.id)  # a twin recorded its merge first: that one is the result
+        closing = batch.closing
+        assert closing is not None and closing.merged is not None
+    merged = closing.merged
+    # Registered only once the merge is recorded: a record's size is always its final object's.
+    output_file_id = _register(store, batch, "output", merged.output_bytes)
+    error_file_id = _register(store, batch, "errors", merged.error_bytes)
+    status = closing.status
+    if status == "completed" and merged.unsent:
+        status = "expired" if closing.unsent_code == lines.EXPIRED else "failed"
+    fields: dict[str, Any] = {
+        "output_file_id": output_file_id,
+        "error_file_id": error_file_id,
+        "processing_cost": batch.usage.total_tokens * batch.price_1m_tokens / 1_000_000,
+    }
+    if status == "failed" and fault is not None:
+        fields["errors"] = BatchErrors(data=[_fault_error(fault)]).model_dump()
     try:
-        unsent = _merge(store, batch, out, err, unsent_code)
+        ended = store.set_batch_status(batch.id, status, allowed_from=[batch.status], fields=fields)
+    except Conflict:
+        ended = store.batch(batch.id)  # a twin ended it first
+        if ended.status not in TERMINAL:
+            raise
+    logger.info("Batch ended", extra={"batch_id": batch.id, "status": ended.status, "unsent": merged.unsent})
+    return ended
+
+
+def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
+    """Write the result files (whole again on a retry); their sizes and what finalize counted itself."""
+    out = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
+    err = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
+    try:
+        unsent, uncommitted = _merge(store, batch, out, err, unsent_code)
         out_size, err_size = out.close(), err.close()
     except BaseException:
         out.abort()
         err.abort()
         raise
-    if status == "completed" and unsent:
-        status = "expired" if unsent_code == lines.EXPIRED else "failed"
-    store.add_failed(batch.id, unsent)
-    fields: dict[str, Any] = {
-        "output_file_id": _register(store, batch, out_id, "output", out_size),
-        "error_file_id": _register(store, batch, err_id, "errors", err_size),
-        "processing_cost": batch.usage.total_tokens * batch.price_1m_tokens / 1_000_000,
-    }
-    if status == "failed" and fault is not None:
-        fields["errors"] = BatchErrors(data=[_fault_error(fault)]).model_dump()
-    allowed = ["finalizing"] if batch.status == "finalizing" else [batch.status]
-    ended = store.set_batch_status(batch.id, status, allowed_from=allowed, fields=fields)
-    logger.info("Batch ended", extra={"batch_id": batch.id, "status": status, "unsent": unsent})
-    return ended
+    return Merged(output_bytes=out_size, error_bytes=err_size, unsent=unsent, uncommitted=uncommitted)
 
 
 def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
@@ -102,15 +142,21 @@ def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
     return [Chunk(**chunk) for chunk in json.loads(raw)]
 
 
-def _merge(store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str) -> int:
-    """Write every recorded segment's lines in input order, and an error line for every other line."""
+def _merge(
+    store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str
+) -> tuple[int, dict[str, int]]:
+    """Write every kept segment's lines in input order, and an error line for every other line.
+
+    The lines answered as errors here, and the counts of the kept segments no worker committed.
+    """
     chunks = _manifest(store, batch)
     source = files.file_key(batch.tenant_id, batch.input_file_id)
+    uncommitted: dict[str, int] = defaultdict(int)
     if chunks is None:
         # Stopped before planning (cancelled or a fault): nothing was sent, every line is unsent.
         if batch.errors is not None:
-            return 0  # the file itself was invalid; `errors` says why, there are no lines to answer
-        return _unsent(store.open_object(source), 0, 0, err, unsent_code)
+            return 0, {}  # the file itself was invalid; `errors` says why, there are no lines to answer
+        return _unsent(store.open_object(source), batch.id, (0, 0), 0, err, unsent_code), {}
     by_chunk: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for segment in store.segments(batch.id):
         by_chunk[int(segment["chunk"])].append(segment)
@@ -124,34 +170,40 @@ def _merge(store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWrite
                 store.copy_into(segment["out_key"], out)
             if segment.get("err_key"):
                 store.copy_into(segment["err_key"], err)
+            if segment.get("pending"):
+                for name in UNCOMMITTED_COUNTS:
+                    uncommitted[name] += int(segment.get(name, 0))
             covered = int(segment["next_cursor"])
         if covered < chunk.line_count:
             body = store.read_range(source, chunk.start_byte, chunk.end_byte)
-            unsent += _unsent(body, chunk.start_byte, covered, err, unsent_code)
-    return unsent
+            unsent += _unsent(body, batch.id, (chunk.start_byte, chunk.first_line), covered, err, unsent_code)
+    return unsent, dict(uncommitted)
 
 
-def _unsent(body: Any, start_byte: int, skip: int, err: ObjectWriter, code: str) -> int:
-    """Error lines for the request lines of `body` after the first `skip`."""
+def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: ObjectWriter, code: str) -> int:
+    """Error lines for the request lines of `body` after the first `skip`; `start` is its (byte, request)."""
+    start_byte, first_line = start
     count = 0
     try:
-        for _, raw in islice(iter_request_lines(body, start_byte), skip, None):
+        requests = islice(iter_request_lines(body, start_byte), skip, None)
+        for index, (_, raw) in enumerate(requests, first_line + skip):
             try:
                 custom_id = parse_request_line(raw).get("custom_id")
             except ValueError:
                 custom_id = None
-            err.write(lines.unsent_line(custom_id, code))
+            request_id = ids.derived_batch_request_id(batch_id, str(index))
+            err.write(lines.unsent_line(custom_id, code, request_id))
             count += 1
     finally:
         body.close()
     return count
 
 
-def _register(store: Store, batch: BatchRecord, file_id: str, kind: str, size: int) -> str | None:
-    """Record a result file (purpose `batch_output`); an empty one is not kept. Its id, or None."""
+def _register(store: Store, batch: BatchRecord, kind: str, size: int) -> str | None:
+    """Record a result file (purpose `batch_output`); an empty one was never written. Its id, or None."""
     if size == 0:
-        store.delete_object(files.file_key(batch.tenant_id, file_id))
         return None
+    file_id = ids.derived_file_id(batch.id, kind)
     record = files.new_record(
         batch.tenant_id,
         filename=f"{batch.id}_{kind}.jsonl",
@@ -177,8 +229,33 @@ def _after(store: Store, publish: Publish, batch: BatchRecord) -> None:
     store.release_input(batch)
     if batch.inbox_key:
         _to_outbox(store, batch)
+    publish(EVENT_TYPES[batch.status], event_detail(batch))
+
+
+def encode_detail(detail: dict[str, Any]) -> str:
+    """An event's Detail as sent: compact JSON, non-ASCII as UTF-8 (an escaped emoji costs 12 bytes, not 4)."""
+    return json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+
+
+def _detail_bytes(detail: dict[str, Any]) -> int:
+    return len(encode_detail(detail).encode("utf-8", "surrogatepass"))
+
+
+def event_detail(batch: BatchRecord, budget: int = EVENT_DETAIL_BYTES) -> dict[str, Any]:
+    """The batch object for its event; errors.data cut to the entries that fit the entry's limit."""
     detail = public(BatchObject, batch).model_dump(mode="json")
-    publish(EVENT_TYPES[batch.status], detail)
+    errors = detail.get("errors") or {}
+    data = errors.get("data") or []
+    if not data or _detail_bytes(detail) <= budget:
+        return detail
+    errors["data"] = []
+    room = budget - _detail_bytes(detail)
+    for entry in data:
+        room -= _detail_bytes(entry) + 1
+        if room < 0:
+            break
+        errors["data"].append(entry)
+    return detail
 
 
 def _to_outbox(store: Store, batch: BatchRecord) -> None:

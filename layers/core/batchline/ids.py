@@ -55,3 +55,8 @@ def part_id() -> str:
 
 def batch_request_id() -> str:
     return f"batch_req_{secrets.token_hex(12)}"
+
+
+def derived_batch_request_id(*parts: str) -> str:
+    """A request id that is the same for the same parts: a retried merge writes the same bytes."""
+    return f"batch_req_{hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:24]}"

@@ -35,7 +35,7 @@ def result_line(custom_id: Any, outcome: Outcome) -> bytes:
     return _dump({"id": ids.batch_request_id(), "custom_id": custom_id, "response": response, "error": error})
 
 
-def unsent_line(custom_id: Any, code: str) -> bytes:
+def unsent_line(custom_id: Any, code: str, request_id: str) -> bytes:
     """A request the batch never sent (cancelled, expired, failed): an error line with no response."""
     error = {"code": code, "message": _MESSAGES[code]}
-    return _dump({"id": ids.batch_request_id(), "custom_id": custom_id, "response": None, "error": error})
+    return _dump({"id": request_id, "custom_id": custom_id, "response": None, "error": error})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, computed_field
@@ -125,16 +126,54 @@ class Usage(BaseModel):
         return self.completion_tokens
 
 
+# errors.data is kept on the batch item (DynamoDB: 400 KB an item) and sent in its EventBridge event
+# (256 KB an entry): OpenAI's cap of 1,000 entries is not enough, since one entry may quote client
+# values. Entries are kept, in order, while both the count and their encoded size fit.
+MAX_ERRORS = 1000
+MAX_ERRORS_BYTES = 160 * 1024
+MAX_ERROR_MESSAGE_CHARS = 512
+
+
+def _bounded_message(text: str) -> str:
+    """At most MAX_ERROR_MESSAGE_CHARS, and writable as UTF-8 (a lone surrogate becomes U+FFFD)."""
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text if len(text) <= MAX_ERROR_MESSAGE_CHARS else text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+
+
 class BatchError(BaseModel):
     code: str
     line: int | None = None
-    message: str
+    message: Annotated[str, AfterValidator(_bounded_message)] = Field(
+        description=f"What is wrong, in at most {MAX_ERROR_MESSAGE_CHARS} characters."
+    )
     param: str | None = None
+
+    def encoded_size(self) -> int:
+        """Bytes of this entry as compact UTF-8 JSON: more than DynamoDB or EventBridge count for it."""
+        return len(self.model_dump_json().encode())
 
 
 class BatchErrors(BaseModel):
     object: Literal["list"] = "list"
-    data: list[BatchError] = Field(default_factory=list)
+    data: list[BatchError] = Field(
+        default_factory=list,
+        description=f"In line order; at most {MAX_ERRORS} entries (as OpenAI) and {MAX_ERRORS_BYTES} bytes "
+        "of encoded entries in all: past either bound, the rest are not listed.",
+    )
+
+
+def bounded_errors(
+    errors: Iterable[BatchError], *, max_count: int = MAX_ERRORS, max_bytes: int = MAX_ERRORS_BYTES
+) -> list[BatchError]:
+    """The longest prefix of `errors` within both bounds."""
+    kept: list[BatchError] = []
+    used = 0
+    for error in errors:
+        used += error.encoded_size() + 1  # and its comma
+        if len(kept) >= max_count or used > max_bytes:
+            break
+        kept.append(error)
+    return kept
 
 
 class BatchObject(BaseModel):
@@ -168,11 +207,36 @@ class BatchObject(BaseModel):
     output_expires_after: ExpiresAfter | None = None
 
 
+class Merged(BaseModel):
+    """What finalize's merge wrote: the result files' sizes (0: not written) and what it counted itself.
+
+    `unsent`: lines it answered as errors. `uncommitted`: the counts (request_counts and usage names) of
+    segments a worker kept but never committed, which finalize merges and counts instead.
+    """
+
+    output_bytes: int = 0
+    error_bytes: int = 0
+    unsent: int = 0
+    uncommitted: dict[str, int] = Field(default_factory=dict)
+
+
+class Closing(BaseModel):
+    """Finalize's progress, kept on the batch so that a retried finalize resumes instead of starting over.
+
+    Set once, when finalize closes the batch to workers; `merged` once, with the unsent lines' count.
+    """
+
+    status: Literal["completed", "failed", "cancelled", "expired"]
+    unsent_code: str
+    merged: Merged | None = None
+
+
 class BatchRecord(BatchObject):
     """A Batch as kept in DynamoDB."""
 
     tenant_id: str
     inbox_key: str | None = Field(default=None, description="The S3 inbox object it came from, if any.")
+    closing: Closing | None = Field(default=None, description="Set by finalize; no worker records after it.")
 
 
 # ----------------------------------------------------------------------------------------------- jobs

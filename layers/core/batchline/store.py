@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from batchline.config import CoreSettings
 from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound, ServerError
-from batchline.models import ApiKeyRecord, BatchRecord, FileRecord, Job, TenantRecord
+from batchline.models import ApiKeyRecord, BatchRecord, Closing, FileRecord, Job, Merged, TenantRecord
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -33,6 +33,8 @@ TTL_ATTR = "ttl"
 # Segment records only matter until the batch is finalized; keep them a while for inspection.
 SEGMENT_TTL_SECONDS = 14 * 24 * 3600
 ADMIN_OWNER = "admin"
+# Why DynamoDB cancels a transaction that the same transaction, tried again later, may pass.
+RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 # DynamoDB's limit for a partition key value (2048) less room for the prefixes some keys carry.
 MAX_KEY_BYTES = 1024
 
@@ -49,6 +51,11 @@ _NAMES = {
 def to_item(model: BaseModel) -> dict[str, Any]:
     """A model as a DynamoDB item (numbers as Decimal, which boto3 requires)."""
     return json.loads(model.model_dump_json(), parse_float=Decimal)  # type: ignore[no-any-return]
+
+
+def absent(name: str) -> ConditionBase:
+    """The attribute is not there: never written, or written as null (a model's None)."""
+    return Attr(name).not_exists() | Attr(name).attribute_type("NULL")
 
 
 def _now_ms() -> int:
@@ -302,6 +309,41 @@ class Store:
         )
         return BatchRecord.model_validate(item)
 
+    def close_batch(self, batch_id: str, from_status: str, closing: Closing) -> BatchRecord:
+        """Finalize's first step: no worker records from now on; a running batch shows `finalizing`.
+
+        Conflict if the batch is no longer in `from_status`, or another finalize closed it first.
+        """
+        set_: dict[str, Any] = {"closing": closing.model_dump()}
+        if from_status == "in_progress":
+            set_ |= {"status": "finalizing", "finalizing_at": int(time.time())}
+        item = self.update(
+            "batch",
+            batch_id,
+            set_=set_,
+            condition=Attr("status").eq(from_status) & absent("closing"),
+            conflict=f"Batch {batch_id} is no longer in {from_status}, or it is closed already.",
+        )
+        return BatchRecord.model_validate(item)
+
+    def record_merge(self, batch_id: str, merged: Merged) -> BatchRecord:
+        """Record the merge's result and add what it counted itself, once, in one write."""
+        late = merged.uncommitted
+        add = {
+            "request_counts.completed": late.get("completed", 0),
+            "request_counts.failed": merged.unsent + late.get("failed", 0),
+            **{f"usage.{name}": late.get(name, 0) for name in ("prompt_tokens", "completion_tokens", "total_tokens")},
+        }
+        item = self.update(
+            "batch",
+            batch_id,
+            set_={"closing.merged": merged.model_dump()},
+            add={name: value for name, value in add.items() if value} or None,
+            condition=Attr("closing").attribute_type("M") & absent("closing.merged"),
+            conflict=f"Batch {batch_id}'s merge is recorded already.",
+        )
+        return BatchRecord.model_validate(item)
+
     def release_input(self, batch: BatchRecord) -> bool:
         """Once per batch, whatever retries: its input file is no longer in use. False if already done."""
         reasons = self._transact(
@@ -337,45 +379,77 @@ class Store:
 
     @staticmethod
     def _segment_sk(chunk: int, cursor: int) -> str:
-        return f"{chunk:06d}#{cursor:06d}"
+        return f"{int(chunk):06d}#{int(cursor):06d}"  # ints, or the Decimals of an item read back
 
     def get_segment(self, batch_id: str, chunk: int, cursor: int) -> dict[str, Any] | None:
         key = {"pk": self._segments_pk(batch_id), "sk": self._segment_sk(chunk, cursor)}
         item: dict[str, Any] | None = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
         return item
 
-    def commit_segment(self, batch_id: str, segment: dict[str, Any], usage: tuple[int, int, int]) -> str:
-        """Record a segment and add its counts to the batch, together.
+    def put_segment(self, batch_id: str, segment: dict[str, Any]) -> dict[str, Any] | None:
+        """Keep what an invocation answered, `pending` until committed; None, or the segment already there.
 
-        Answers `recorded`; `duplicate` if this segment was recorded before; `closed` if the batch is no
-        longer running (finalize has begun, or ended it): a late worker must not change what it merged.
+        Its own item, so no other writer contends for it: once it is kept, a commit that fails never
+        makes the lines go upstream again (the next invocation, or finalize, commits what is kept).
         """
         item = {
             "pk": self._segments_pk(batch_id),
             "sk": self._segment_sk(segment["chunk"], segment["cursor"]),
             "ttl": int(time.time()) + SEGMENT_TTL_SECONDS,
             **segment,
+            "pending": True,
         }
-        prompt, completion, total = usage
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return self.get_segment(batch_id, segment["chunk"], segment["cursor"])
+        return None
+
+    def commit_segment(self, batch_id: str, segment: dict[str, Any]) -> str:
+        """Mark a kept segment committed and add its counts to the batch, together.
+
+        Answers `recorded`; `duplicate` if it was committed before; `closed` if the batch no longer takes
+        segments (finalize closed it: it merges what is kept itself); `retry` if DynamoDB cancelled the
+        transaction for a conflict or throttling, which a later try may pass.
+        """
         counters = {
             "#rc.#done": ("completed", segment["completed"]),
             "#rc.#failed": ("failed", segment["failed"]),
-            "#u.#p": ("prompt_tokens", prompt),
-            "#u.#c": ("completion_tokens", completion),
-            "#u.#t": ("total_tokens", total),
+            "#u.#p": ("prompt_tokens", segment.get("prompt_tokens", 0)),
+            "#u.#c": ("completion_tokens", segment.get("completion_tokens", 0)),
+            "#u.#t": ("total_tokens", segment.get("total_tokens", 0)),
         }
         reasons = self._transact(
-            ("Put", {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}),
+            (
+                "Update",
+                {
+                    "Key": {
+                        "pk": self._segments_pk(batch_id),
+                        "sk": self._segment_sk(segment["chunk"], segment["cursor"]),
+                    },
+                    "UpdateExpression": "REMOVE pending",
+                    "ConditionExpression": "attribute_exists(pending)",
+                },
+            ),
             (
                 "Update",
                 {
                     "Key": {"pk": batch_id, "sk": "batch"},
                     "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for path, (name, _) in counters.items()),
-                    "ExpressionAttributeNames": {"#rc": "request_counts", "#u": "usage", "#status": "status"}
+                    "ExpressionAttributeNames": {
+                        "#rc": "request_counts",
+                        "#u": "usage",
+                        "#status": "status",
+                        "#closing": "closing",
+                    }
                     | {path.split(".")[1]: name for path, (name, _) in counters.items()},
                     "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()}
-                    | {":running": "in_progress", ":cancelling": "cancelling"},
-                    "ConditionExpression": "#status IN (:running, :cancelling)",
+                    | {":running": "in_progress", ":cancelling": "cancelling", ":null": "NULL"},
+                    # A cancelling batch is still open to workers until finalize closes it.
+                    "ConditionExpression": "#status IN (:running, :cancelling)"
+                    " AND (attribute_not_exists(#closing) OR attribute_type(#closing, :null))",
                 },
             ),
         )
@@ -385,10 +459,12 @@ class Store:
             return "duplicate"
         if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
             return "closed"
+        if set(reasons) <= {"None", None, *RETRYABLE_REASONS}:
+            return "retry"
         raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
 
     def segments(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every recorded segment of a batch, in chunk then cursor order."""
+        """Every kept segment of a batch (committed, or `pending` until it is), in chunk then cursor order."""
         query: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(self._segments_pk(batch_id)),
             "ConsistentRead": True,
@@ -400,11 +476,6 @@ class Store:
             if "LastEvaluatedKey" not in page:
                 return found
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def add_failed(self, batch_id: str, count: int) -> None:
-        """Lines that finalize itself answered (cancelled, expired, never run) count as failed."""
-        if count:
-            self.update("batch", batch_id, add={"request_counts.failed": count})
 
     def list_batches(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         items, more = self.list_owned("batch", tenant_id, after=after, limit=limit, newest_first=True)
@@ -598,8 +669,10 @@ class ObjectWriter:
         self._buffer.clear()
 
     def close(self) -> int:
-        """Finish the object; its size in bytes."""
+        """Finish the object; its size in bytes. Nothing written is no object at all (none to delete later)."""
         if self._upload_id is None:
+            if not self._buffer:
+                return 0
             self._s3.put_object(
                 Bucket=self._bucket, Key=self.key, Body=bytes(self._buffer), ContentType=self._content_type
             )

@@ -182,8 +182,9 @@ def add_part(
     if size > max_bytes:
         raise PayloadTooLarge(
             f"A part of {size} bytes is over this route's limit of {max_bytes} bytes per part; send "
-            "smaller parts (the SDK's `part_size`), or PUT the whole file to a presigned URL "
-            f"(POST /v1/uploads/{upload_id}/presigned_url).",
+            f"smaller parts (the SDK's upload_file_chunked(..., part_size={max_bytes}) or smaller), PUT the "
+            f"whole file to a presigned URL (POST /v1/uploads/{upload_id}/presigned_url), or put it in the "
+            "S3 inbox (inbox/<job_id>/<name>.jsonl).",
             param="data",
             code="part_too_large",
         )

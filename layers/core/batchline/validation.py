@@ -16,7 +16,8 @@ custom_id and the chunk list, never the file. Choices where the contract is sile
   occurrence is a duplicate.
 - JSON is strict: NaN and Infinity are rejected (they cannot be forwarded as JSON), and so is nesting deep
   enough to exhaust the parser.
-- Whole-file errors (line null) come first, then line errors in line order, `max_errors` in all.
+- Whole-file errors (line null) come first, then line errors in line order: `max_errors` in all, and
+  no more than `max_error_bytes` of them encoded (the batch item and its event must hold them).
 - `file_too_large` is the only error reported for a file over the limit: with `size` known nothing is
   read, and without it reading stops one byte past the limit, so both paths give the same answer.
 - `chunks` is empty whenever there is an error; the planner stops building it at the first line error or
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from batchline.models import ENDPOINTS, BatchError
+from batchline.models import ENDPOINTS, MAX_ERRORS, MAX_ERRORS_BYTES, BatchError, bounded_errors
 
 BOM = b"\xef\xbb\xbf"
 MAX_CUSTOM_ID_CHARS = 512
@@ -216,7 +217,13 @@ class _Planner:
     """The state of one pass over a file: counts, custom_id hashes, errors kept, chunks built."""
 
     def __init__(
-        self, endpoint: str, model: str | None, lines_per_chunk: int, max_errors: int, max_requests: int
+        self,
+        endpoint: str,
+        model: str | None,
+        lines_per_chunk: int,
+        max_errors: int,
+        max_requests: int,
+        max_error_bytes: int = MAX_ERRORS_BYTES,
     ) -> None:
         self.endpoint = endpoint
         self.model = model
@@ -225,6 +232,9 @@ class _Planner:
         self.max_requests = max_requests
         self.errors: list[BatchError] = []
         self.error_count = 0
+        self.max_error_bytes = max_error_bytes
+        self.error_bytes = 0
+        self.errors_full = False
         self.total = 0
         self.embedding_inputs = 0
         # 16-byte digests: a false duplicate would fail a good batch, so 64 bits is too few at scale.
@@ -234,10 +244,15 @@ class _Planner:
         self.chunk_end = 0
 
     def error(self, line: int, code: str, message: str, param: str | None = None) -> None:
-        """Count a problem; keep it only while under the cap."""
+        """Count a problem; keep it only while under both caps (entries, and their encoded bytes)."""
         self.error_count += 1
-        if len(self.errors) < self.max_errors:
-            self.errors.append(BatchError(code=code, line=line, message=message, param=param))
+        if len(self.errors) < self.max_errors and not self.errors_full:
+            error = BatchError(code=code, line=line, message=message, param=param)
+            self.error_bytes += error.encoded_size() + 1
+            if self.error_bytes > self.max_error_bytes:
+                self.errors_full = True  # later entries must not fill the gap: what is kept is a prefix
+            else:
+                self.errors.append(error)
 
     def add(self, line_no: int, start: int, end: int, raw: bytes) -> None:
         """Validate one request line and, while everything is fine, extend the chunk list."""
@@ -434,7 +449,8 @@ def plan_batch(
     model: str | None,
     lines_per_chunk: int = 100,
     size: int | None = None,
-    max_errors: int = 1000,
+    max_errors: int = MAX_ERRORS,
+    max_error_bytes: int = MAX_ERRORS_BYTES,
     max_bytes: int = 200 * 1024 * 1024,
     max_requests: int = 50_000,
     max_embedding_inputs: int = 50_000,
@@ -448,7 +464,7 @@ def plan_batch(
         raise ValueError("lines_per_chunk must be at least 1")
     if size is not None and size > max_bytes:
         return _too_large(max_bytes)
-    planner = _Planner(endpoint, model, lines_per_chunk, max_errors, max_requests)
+    planner = _Planner(endpoint, model, lines_per_chunk, max_errors, max_requests, max_error_bytes)
     line_no = 0
     try:
         for start, end, raw in _lines(_blocks(stream, read_size, max_bytes), 0, skip_bom=True):
@@ -462,7 +478,7 @@ def plan_batch(
         planner.close_chunk()
     error_count = len(found) + planner.error_count
     return Plan(
-        errors=(found + planner.errors)[:max_errors],
+        errors=bounded_errors(found + planner.errors, max_count=max_errors, max_bytes=max_error_bytes),
         total=planner.total,
         chunks=planner.chunks if error_count == 0 else [],
         error_count=error_count,

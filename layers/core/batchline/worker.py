@@ -1,16 +1,19 @@
 """Worker: send one chunk's requests to the model, many in flight, and record what each line got.
 
 An invocation answers a contiguous run of the chunk's lines, [cursor, next_cursor), and records it as
-one segment: part files first, then one transaction that stores the segment and adds its counts to
-the batch. Only recorded segments count, so an invocation that dies before recording is simply done
-again, and a retry of one that recorded finds its segment and answers the same cursor. The lines it
-did not reach are the next invocation's (the state machine loops until `done`); lines that a cancel
-or the window's end stops are answered by finalize.
+one segment: part files first, then the segment's own item (kept, `pending`), then one transaction
+that commits it and adds its counts to the batch. A commit DynamoDB cancels for contention on the
+batch item is retried here, with jittered backoff; if it keeps failing the invocation fails, and the
+next one at that cursor finds the kept segment and commits it without sending a line again (finalize
+merges a kept segment nobody committed). An invocation that dies before keeping its segment is simply
+done again. The lines it did not reach are the next invocation's (the state machine loops until
+`done`); lines that a cancel or the window's end stops are answered by finalize.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from batchline.errors import ServerError
 from batchline.files import file_key
 from batchline.lines import result_line
 from batchline.models import BatchRecord, Job
@@ -27,6 +31,11 @@ from batchline.store import Store
 from batchline.validation import Chunk, iter_request_lines, parse_request_line
 
 ProviderFactory = Callable[[Job], Provider]
+
+# A commit cancelled for a conflict is tried again after a jittered wait, up to about 10 s in all.
+COMMIT_ATTEMPTS = 8
+COMMIT_BACKOFF_BASE = 0.05
+COMMIT_BACKOFF_CAP = 2.0
 
 
 def part_keys(batch_id: str, chunk: int, cursor: int, attempt: str) -> tuple[str, str]:
@@ -68,6 +77,9 @@ class ChunkRun:
         status_check_interval: float = 2.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = random.random,
+        commit_attempts: int = COMMIT_ATTEMPTS,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -78,12 +90,16 @@ class ChunkRun:
         self.status_check_interval = status_check_interval
         self.clock = clock
         self.monotonic = monotonic
+        self.sleep = sleep
+        self.random = random
+        self.commit_attempts = commit_attempts
 
     def run(self, batch_id: str, chunk: Chunk, cursor: int) -> dict[str, Any]:
         """Answer lines from `cursor` on; `{cursor, done}` for the state machine's loop."""
-        recorded = self.store.get_segment(batch_id, chunk.chunk, cursor)
-        if recorded is not None:
-            return {"cursor": int(recorded["next_cursor"]), "done": bool(recorded["done"])}
+        kept = self.store.get_segment(batch_id, chunk.chunk, cursor)
+        if kept is not None:
+            # Answered before; if its commit failed, commit it now: never send its lines again.
+            return self._commit(batch_id, kept)
         batch = self.store.batch(batch_id)
         if cursor >= chunk.line_count or stopped_reason(batch, self.clock()):
             return {"cursor": cursor, "done": True}
@@ -178,19 +194,35 @@ class ChunkRun:
             "err_key": err_key if err else None,
             "completed": completed,
             "failed": len(answered.lines) - completed,
+            "prompt_tokens": answered.usage[0],
+            "completion_tokens": answered.usage[1],
+            "total_tokens": answered.usage[2],
+            "pending": True,
         }
-        usage = (answered.usage[0], answered.usage[1], answered.usage[2])
-        verdict = self.store.commit_segment(batch_id, segment, usage)
-        if verdict == "recorded":
-            return {"cursor": next_cursor, "done": done}
-        if verdict == "closed":
-            # Finalize has begun: it answers these lines itself; ours were never counted.
-            logger.warning("Batch closed before the segment was recorded", extra={"chunk": chunk, "cursor": cursor})
-            return {"cursor": cursor, "done": True}
-        # A twin invocation recorded this segment first; its parts and its cursor are the ones that count.
-        logger.warning("Segment already recorded", extra={"batch_id": batch_id, "chunk": chunk, "cursor": cursor})
-        recorded: dict[str, Any] = self.store.get_segment(batch_id, chunk, cursor) or segment
-        return {"cursor": int(recorded["next_cursor"]), "done": bool(recorded["done"])}
+        kept = self.store.put_segment(batch_id, segment)
+        if kept is not None:
+            # A twin invocation kept this segment first; its parts and its cursor are the ones that count.
+            logger.warning("Segment already kept", extra={"batch_id": batch_id, "chunk": chunk, "cursor": cursor})
+            segment = kept
+        return self._commit(batch_id, segment)
+
+    def _commit(self, batch_id: str, segment: dict[str, Any]) -> dict[str, Any]:
+        """Commit a kept segment, retrying by itself what DynamoDB cancels for contention on the batch item."""
+        answer = {"cursor": int(segment["next_cursor"]), "done": bool(segment["done"])}
+        if not segment.get("pending"):
+            return answer
+        for attempt in range(self.commit_attempts):
+            verdict = self.store.commit_segment(batch_id, segment)
+            if verdict in ("recorded", "duplicate"):
+                return answer
+            if verdict == "closed":
+                # Finalize has begun: it merges and counts what is kept itself.
+                logger.warning("Batch closed before the segment was committed", extra={"batch_id": batch_id})
+                return {"cursor": int(segment["cursor"]), "done": True}
+            # Full jitter: many workers that conflicted together must not all come back together.
+            self.sleep(self.random() * min(COMMIT_BACKOFF_CAP, COMMIT_BACKOFF_BASE * 2**attempt))
+        # Failing the invocation is safe: the next one finds the kept segment and commits it unsent.
+        raise ServerError(f"Committing a segment of {batch_id} conflicted {self.commit_attempts} times.")
 
 
 def _usage(outcome: Outcome) -> tuple[int, int, int]:
