@@ -26,6 +26,7 @@ concurrency (an account limit and each function's ReservedConcurrentExecutions);
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import io
@@ -404,9 +405,30 @@ def function_for(fn: Any) -> LocalFunction:
     )
 
 
+@contextmanager
+def _thread_event_loop() -> Iterator[None]:
+    """An event loop for the block when the thread has none, as Lambda's main thread has one.
+
+    Handlers such as Mangum's call asyncio.get_event_loop(), which fails in moto's request threads.
+    """
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            yield
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+        return
+    yield
+
+
 def _moto_invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
     """Drop-in for `LambdaFunction._invoke_lambda`: same arguments, same result tuple."""
-    result = invoke(function_for(self), {} if event is None else event)
+    with _thread_event_loop():
+        result = invoke(function_for(self), {} if event is None else event)
     try:
         self.logs_backend.ensure_log_group(self.logs_group_name)
         self.save_logs(result.logs)
@@ -447,6 +469,7 @@ class ConcurrencyLimits:
         self.account_limit = DEFAULT_ACCOUNT_CONCURRENCY
         self.in_flight: dict[str, int] = {}
         self.throttled: dict[str, int] = {}
+        self.injected: dict[str, int] = {}
 
     def reset(self, account_limit: int = DEFAULT_ACCOUNT_CONCURRENCY) -> None:
         """Forget what is in flight and counted, and set the account limit."""
@@ -456,6 +479,23 @@ class ConcurrencyLimits:
             self.account_limit = account_limit
             self.in_flight.clear()
             self.throttled.clear()
+            self.injected.clear()
+
+    def inject_throttles(self, name: str, count: int) -> None:
+        """Refuse the next `count` synchronous invocations of `name` as if its pool were full (a fault)."""
+        with self._lock:
+            self.injected[name] = self.injected.get(name, 0) + count
+
+    @contextmanager
+    def hold(self, name: str, count: int) -> Iterator[None]:
+        """Count `count` executions of `name` in flight for the block: another workload of the account."""
+        with self._lock:
+            self.in_flight[name] = self.in_flight.get(name, 0) + count
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight[name] -= count
 
     def check_reservations(self, reserved: Mapping[str, int], min_unreserved: int = MIN_UNRESERVED_CONCURRENCY) -> None:
         """Refuse reservations that leave less unreserved concurrency than Lambda allows."""
@@ -478,6 +518,9 @@ class ConcurrencyLimits:
                 pool = self.account_limit - sum(reservations.values())
                 shared = sum(n for fn, n in self.in_flight.items() if fn not in reservations)
                 full, reason = shared >= pool, "ConcurrentInvocationLimitExceeded"
+            if throttle and self.injected.get(name, 0) > 0:
+                self.injected[name] -= 1
+                full, reason = True, "injected"
             if full and throttle:
                 self.throttled[name] = self.throttled.get(name, 0) + 1
                 raise _json_error(429, "TooManyRequestsException", f"Rate Exceeded. ({reason})")
