@@ -411,6 +411,10 @@ def _thread_event_loop() -> Iterator[None]:
 
     Handlers such as Mangum's call asyncio.get_event_loop(), which fails in moto's request threads.
     """
+    if threading.current_thread() is threading.main_thread():
+        # asyncio makes one there on demand (in-process moto, where tests invoke from the main thread).
+        yield
+        return
     try:
         asyncio.get_event_loop_policy().get_event_loop()
     except RuntimeError:
