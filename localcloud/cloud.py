@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import faults, iam, lambdas
+from localcloud import faults, iam, lambdas, stepfunctions
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ class LocalCloud:
         seed: bool = True,
         log_level: str = "warning",
         startup_timeout: float = 60.0,
+        account_concurrency: int = lambdas.DEFAULT_ACCOUNT_CONCURRENCY,
+        min_unreserved_concurrency: int = lambdas.MIN_UNRESERVED_CONCURRENCY,
+        retry_interval_scale: float = 1.0,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -109,6 +112,12 @@ class LocalCloud:
         self.seed_on_start = seed
         self.log_level = log_level
         self.startup_timeout = startup_timeout
+        # Lambda's account concurrency limit, and the unreserved part AWS keeps (100): tests that run a
+        # small account lower both explicitly.
+        self.account_concurrency = account_concurrency
+        self.min_unreserved_concurrency = min_unreserved_concurrency
+        # Multiplies every ASL Retry interval (1 = as on AWS); see localcloud.stepfunctions.
+        self.retry_interval_scale = retry_interval_scale
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
         self._stack: DeployedStack | None = None
@@ -207,6 +216,8 @@ class LocalCloud:
             self._set_environment()
             self._start_moto()
             lambdas.install()
+            lambdas.limits.reset(self.account_concurrency)
+            stepfunctions.install(retry_interval_scale=self.retry_interval_scale)
             self._stack = deploy(
                 self.template,
                 self.client,
@@ -215,6 +226,7 @@ class LocalCloud:
                 region=REGION,
                 timeout=self.startup_timeout,
             )
+            self._check_reserved_concurrency()
             self._apply_function_environment()
             self._enforce_iam()
             if self.seed_on_start:
@@ -241,6 +253,7 @@ class LocalCloud:
         lambdas.uninstall()
         iam.uninstall()
         faults.uninstall()
+        stepfunctions.uninstall()
         if self._moto is not None:
             try:
                 # Backends and config are process-wide: leave them as found for whatever runs next.
@@ -306,6 +319,19 @@ class LocalCloud:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             text = response.read().decode() or "null"
         return json.loads(text) if text.lstrip().startswith(("{", "[")) else text
+
+    def _check_reserved_concurrency(self) -> None:
+        # AWS refuses the stack when its reservations leave the account too little unreserved concurrency.
+        lam = self.client("lambda")
+        reserved: dict[str, int] = {}
+        for function in self.stack.functions.values():
+            answer = lam.get_function_concurrency(FunctionName=function.name)
+            if "ReservedConcurrentExecutions" in answer:
+                reserved[function.logical_id] = int(answer["ReservedConcurrentExecutions"])
+        try:
+            lambdas.limits.check_reservations(reserved, self.min_unreserved_concurrency)
+        except ValueError as exc:
+            raise LocalCloudError(f"the stack cannot be deployed: {exc}") from exc
 
     def _apply_function_environment(self) -> None:
         stack = self.stack

@@ -116,6 +116,26 @@ def _environment_conflicts(functions: Mapping[str, LocalFunction]) -> dict[str, 
     return {key: by_fn for key, by_fn in seen.items() if len(set(by_fn.values())) > 1}
 
 
+def check_parameters(declared: Mapping[str, Any], given: Mapping[str, str]) -> None:
+    """Refuse parameter values as CloudFormation does: unknown names, AllowedValues, Min/MaxValue."""
+    for name, value in given.items():
+        spec = declared.get(name)
+        if spec is None:
+            raise DeployError(f"Parameters: [{name}] do not exist in the template")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and str(value) not in [str(a) for a in allowed]:
+            raise DeployError(f"Parameter '{name}' must be one of AllowedValues")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                raise DeployError(f"Parameter '{name}' must be a number") from None
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                raise DeployError(f"Parameter '{name}' must be a number not less than {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                raise DeployError(f"Parameter '{name}' must be a number not greater than {spec['MaxValue']}")
+
+
 def deploy(
     template_path: Path,
     client: ClientFactory,

@@ -19,10 +19,14 @@ in Lambda, so a handler can import modules next to it (`from routes import files
 modules are shared process-wide under their plain names: two functions that both have a top-level
 `routes` cannot run in one process, and importing the second fails with a clear error instead of
 silently running the first one's code.
+
+Limits: `LambdaFunction.invoke` is wrapped too, with Lambda's 6 MB request and response payloads and its
+concurrency (an account limit and each function's ReservedConcurrentExecutions); see `ConcurrencyLimits`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import io
@@ -114,6 +118,7 @@ _extracted: dict[str, Path] = {}
 # Re-entrant: importing a handler may invoke nothing, but registration and import share it.
 _lock = threading.RLock()
 _original_invoke: Callable[..., tuple[str, bool, str]] | None = None
+_original_function_invoke: Callable[..., Any] | None = None
 
 
 def register(function: LocalFunction) -> None:
@@ -141,24 +146,31 @@ def apply_environment(environment: Mapping[str, str]) -> None:
 
 def install() -> None:
     """Replace moto's Docker-based `_invoke_lambda` with the in-process runner (idempotent)."""
-    global _original_invoke
+    global _original_invoke, _original_function_invoke
     from moto.awslambda.models import LambdaFunction
 
     with _lock:
         if _original_invoke is None:
             _original_invoke = LambdaFunction._invoke_lambda
             LambdaFunction._invoke_lambda = _moto_invoke_lambda  # type: ignore[method-assign]
+        if _original_function_invoke is None:
+            _original_function_invoke = LambdaFunction.invoke
+            LambdaFunction.invoke = _moto_function_invoke  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     """Restore moto's own `_invoke_lambda` and forget registrations and extracted code."""
-    global _original_invoke
+    global _original_invoke, _original_function_invoke
     from moto.awslambda.models import LambdaFunction
 
     with _lock:
         if _original_invoke is not None:
             LambdaFunction._invoke_lambda = _original_invoke  # type: ignore[method-assign]
             _original_invoke = None
+        if _original_function_invoke is not None:
+            LambdaFunction.invoke = _original_function_invoke  # type: ignore[method-assign]
+            _original_function_invoke = None
+        limits.reset()
         _functions.clear()
         for folder in _extracted.values():
             shutil.rmtree(folder, ignore_errors=True)
@@ -398,12 +410,180 @@ def function_for(fn: Any) -> LocalFunction:
     )
 
 
+@contextmanager
+def _thread_event_loop() -> Iterator[None]:
+    """An event loop for the block when the thread has none, as Lambda's main thread has one.
+
+    Handlers such as Mangum's call asyncio.get_event_loop(), which fails in moto's request threads.
+    """
+    if threading.current_thread() is threading.main_thread():
+        # asyncio makes one there on demand (in-process moto, where tests invoke from the main thread).
+        yield
+        return
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            yield
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+        return
+    yield
+
+
 def _moto_invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
     """Drop-in for `LambdaFunction._invoke_lambda`: same arguments, same result tuple."""
-    result = invoke(function_for(self), {} if event is None else event)
+    with _thread_event_loop():
+        result = invoke(function_for(self), {} if event is None else event)
     try:
         self.logs_backend.ensure_log_group(self.logs_group_name)
         self.save_logs(result.logs)
     except Exception:  # CloudWatch copies of the logs are a convenience only
         log.debug("could not store logs of %s", self.function_name, exc_info=True)
     return result.payload, result.errored, result.logs
+
+
+# ------------------------------------------------------------------------------------------ limits
+# Lambda's synchronous invocation payload quota, request and response: 6 MB.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# AWS's default account concurrency, and the part of it Lambda never lets reservations take.
+DEFAULT_ACCOUNT_CONCURRENCY = 1000
+MIN_UNRESERVED_CONCURRENCY = 100
+
+
+def _json_error(code: int, error_type: str, message: str) -> Exception:
+    """An error moto's request handler answers with HTTP `code`, as Lambda's Invoke API does."""
+    from moto.core.exceptions import JsonRESTError
+
+    error = JsonRESTError(error_type, message)
+    error.code = code
+    return error
+
+
+class ConcurrencyLimits:
+    """Lambda's concurrency: an account limit, shared by every function without a reservation.
+
+    A function with ReservedConcurrentExecutions runs at most that many at once (0 disables it); the
+    others share what the reservations leave of the account limit. A synchronous invocation beyond its
+    pool fails with TooManyRequestsException (HTTP 429), which Step Functions names
+    `Lambda.TooManyRequestsException`. Invocations by event sources and `Event` invocations are queued and
+    retried by Lambda itself on AWS: here they run at once, and count as in flight.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.account_limit = DEFAULT_ACCOUNT_CONCURRENCY
+        self.in_flight: dict[str, int] = {}
+        self.throttled: dict[str, int] = {}
+        self.injected: dict[str, int] = {}
+
+    def reset(self, account_limit: int = DEFAULT_ACCOUNT_CONCURRENCY) -> None:
+        """Forget what is in flight and counted, and set the account limit."""
+        if account_limit < 1:
+            raise ValueError("the account concurrency limit must be at least 1")
+        with self._lock:
+            self.account_limit = account_limit
+            self.in_flight.clear()
+            self.throttled.clear()
+            self.injected.clear()
+
+    def inject_throttles(self, name: str, count: int) -> None:
+        """Refuse the next `count` synchronous invocations of `name` as if its pool were full (a fault)."""
+        with self._lock:
+            self.injected[name] = self.injected.get(name, 0) + count
+
+    @contextmanager
+    def hold(self, name: str, count: int) -> Iterator[None]:
+        """Count `count` executions of `name` in flight for the block: another workload of the account."""
+        with self._lock:
+            self.in_flight[name] = self.in_flight.get(name, 0) + count
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight[name] -= count
+
+    def check_reservations(self, reserved: Mapping[str, int], min_unreserved: int = MIN_UNRESERVED_CONCURRENCY) -> None:
+        """Refuse reservations that leave less unreserved concurrency than Lambda allows."""
+        unreserved = self.account_limit - sum(reserved.values())
+        if unreserved < min_unreserved:
+            raise ValueError(
+                f"Specified ReservedConcurrentExecutions for functions {sorted(reserved)} decrease the account's "
+                f"UnreservedConcurrentExecution below its minimum value of [{min_unreserved}] "
+                f"(account concurrency limit {self.account_limit})"
+            )
+
+    @contextmanager
+    def slot(self, name: str, reservations: Mapping[str, int], throttle: bool) -> Iterator[None]:
+        """Hold one concurrent execution of `name` for the block, or raise TooManyRequestsException."""
+        with self._lock:
+            own = reservations.get(name)
+            if own is not None:
+                full, reason = self.in_flight.get(name, 0) >= own, "ReservedFunctionConcurrentInvocationLimitExceeded"
+            else:
+                pool = self.account_limit - sum(reservations.values())
+                shared = sum(n for fn, n in self.in_flight.items() if fn not in reservations)
+                full, reason = shared >= pool, "ConcurrentInvocationLimitExceeded"
+            if throttle and self.injected.get(name, 0) > 0:
+                self.injected[name] -= 1
+                full, reason = True, "injected"
+            if full and throttle:
+                self.throttled[name] = self.throttled.get(name, 0) + 1
+                raise _json_error(429, "TooManyRequestsException", f"Rate Exceeded. ({reason})")
+            self.in_flight[name] = self.in_flight.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight[name] -= 1
+
+
+limits = ConcurrencyLimits()
+
+
+def reservations_in(backend: Any) -> dict[str, int]:
+    """ReservedConcurrentExecutions of a moto Lambda backend's functions, by name."""
+    return {
+        fn.function_name: int(fn.reserved_concurrency)
+        for fn in backend.list_functions()
+        if fn.reserved_concurrency is not None and str(fn.reserved_concurrency) != ""
+    }
+
+
+def _synchronous(request_headers: Any) -> bool:
+    # moto's own event sources (SQS, S3, streams, EventBridge) invoke with no headers at all.
+    if not request_headers:
+        return False
+    kind = request_headers.get("X-Amz-Invocation-Type") or request_headers.get("x-amz-invocation-type")
+    return kind in (None, "RequestResponse")
+
+
+def _moto_function_invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
+    """Drop-in for `LambdaFunction.invoke`: Lambda's payload and concurrency limits around moto's."""
+    from moto.awslambda.utils import get_backend
+
+    assert _original_function_invoke is not None  # installed together
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise _json_error(
+            413,
+            "RequestEntityTooLargeException",
+            f"{len(raw)} byte payload is too large for the RequestResponse invocation type ({MAX_PAYLOAD_BYTES} bytes)",
+        )
+    synchronous = _synchronous(request_headers)
+    reservations = reservations_in(get_backend(self.account_id, self.region))
+    with limits.slot(self.function_name, reservations, throttle=synchronous):
+        payload = _original_function_invoke(self, body, request_headers, response_headers)
+    size = len(payload.encode() if isinstance(payload, str) else payload)
+    if synchronous and size > MAX_PAYLOAD_BYTES:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        error = {
+            "errorMessage": f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+            f"({MAX_PAYLOAD_BYTES} bytes).",
+            "errorType": "Function.ResponseSizeTooLarge",
+        }
+        payload = json.dumps(error).encode()
+    return payload

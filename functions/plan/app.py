@@ -35,6 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         event["batch_id"],
         lines_per_chunk=settings.lines_per_chunk,
         requests_per_worker=settings.requests_per_worker,
+        worker_concurrency=settings.worker_concurrency,
     )
     metrics.add_metric(name=f"BatchesPlanned_{answer['status']}", unit=MetricUnit.Count, value=1)
     return answer

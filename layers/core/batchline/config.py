@@ -34,8 +34,12 @@ class ApiSettings(CoreSettings):
 class PlanSettings(CoreSettings):
     """The plan function."""
 
-    lines_per_chunk: int = Field(default=100, ge=1, description="Request lines per chunk (Map item).")
+    # At least 10, as the template's LinesPerChunk: 50,000 lines make at most 5,000 Map children.
+    lines_per_chunk: int = Field(default=100, ge=10, description="Request lines per chunk (Map item).")
     requests_per_worker: int = Field(default=25, ge=1, description="Requests one worker keeps in flight.")
+    worker_concurrency: int = Field(
+        default=100, ge=1, le=10_000, description="Most worker invocations one batch runs at once (Map cap)."
+    )
 
 
 class WorkerSettings(CoreSettings):

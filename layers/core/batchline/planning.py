@@ -18,19 +18,26 @@ def manifest_key(batch_id: str) -> str:
     return f"work/{batch_id}/manifest.json"
 
 
-def map_concurrency(max_concurrency: int, requests_per_worker: int) -> int:
-    """Chunks in flight so that all their workers together keep about the job's requests in flight."""
-    return max(1, math.ceil(max_concurrency / min(max_concurrency, requests_per_worker)))
+def map_concurrency(max_concurrency: int, requests_per_worker: int, worker_concurrency: int) -> int:
+    """Chunks in flight so that all their workers together keep about the job's requests in flight.
+
+    Never more than `worker_concurrency`: each chunk in flight is a worker invocation, and Lambda's
+    concurrency is the account's, shared with every other function and batch.
+    """
+    wanted = math.ceil(max_concurrency / min(max_concurrency, requests_per_worker))
+    return max(1, min(wanted, worker_concurrency))
 
 
-def plan(store: Store, batch_id: str, *, lines_per_chunk: int, requests_per_worker: int) -> dict[str, Any]:
+def plan(
+    store: Store, batch_id: str, *, lines_per_chunk: int, requests_per_worker: int, worker_concurrency: int = 100
+) -> dict[str, Any]:
     """validating -> in_progress with a manifest, or -> failed with `errors.data`. Safe to run again."""
     batch = store.batch(batch_id)
     job = store.job(batch.job_id)
     answer: dict[str, Any] = {
         "status": batch.status,
         "manifest_key": manifest_key(batch_id),
-        "max_concurrency": map_concurrency(job.sla.max_concurrency, requests_per_worker),
+        "max_concurrency": map_concurrency(job.sla.max_concurrency, requests_per_worker, worker_concurrency),
     }
     if batch.status != "validating":
         # A retry after the status change, or a cancel that came first: report where the batch is.

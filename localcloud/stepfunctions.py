@@ -1,0 +1,300 @@
+"""Make moto's Step Functions interpreter fail what AWS Step Functions fails.
+
+moto's ASL interpreter (moto/stepfunctions/parser, from LocalStack) runs the real state machine, but it
+is lenient where AWS is not. `install()` patches it, `uninstall()` restores it; LocalCloud does both:
+
+- A failed child of a Distributed Map fails the Map with `States.ExceedToleratedFailureThreshold`
+  (AWS's default tolerance is zero failed items); moto counted it and let the Map succeed with a null.
+  Tolerance is honoured: the Map fails once the failed (or timed-out) items exceed ToleratedFailureCount
+  and their share exceeds ToleratedFailurePercentage (each defaults to 0). AWS fails when either one is
+  exceeded; with both declared this is more lenient than AWS, which the product does not use.
+  An inline Map already propagates its child's error.
+- Payloads are limited to 256 KiB (262,144 bytes of UTF-8 JSON) as AWS does: a state's output (moto
+  checked, but refused exactly 256 KiB), a task's input after Parameters (moto did not check), and a
+  Map's aggregated result of its children (before ResultSelector and ResultPath: `"ResultPath": null`
+  does not save it; moto did not check) -> `States.DataLimitExceeded`.
+- `States.ALL` (and `States.TaskFailed`) neither retry nor catch `States.DataLimitExceeded` or
+  `States.Runtime`, as AWS documents: those fail the execution unless a Retrier/Catcher names them.
+- ASL Retry really sleeps in moto. `retry_interval_scale` (default 1, as AWS) multiplies every retry
+  interval, so tests can run long retry policies quickly; it is explicit, never implied.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+TERMINAL_ERRORS = ("States.DataLimitExceeded", "States.Runtime")
+TOLERATED_FAILURE_CAUSE = "The specified tolerated failure threshold was exceeded"
+
+_lock = threading.RLock()
+# (owner, attribute name) -> the original attribute, for uninstall.
+_originals: dict[tuple[Any, str], Any] = {}
+_retry_interval_scale = 1.0
+
+
+def payload_bytes(value: Any) -> int:
+    """Size of a value as Step Functions measures it: its JSON text in UTF-8."""
+    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+    # Compact, as AWS renders payloads (moto's own check measures them with spaces).
+    text = value if isinstance(value, str) else to_json_str(value, separators=(",", ":"))
+    return len(text.encode("utf-8"))
+
+
+def within_quota(value: Any) -> bool:
+    """AWS allows a payload of exactly 256 KiB; moto's own check refuses it."""
+    return payload_bytes(value) <= MAX_PAYLOAD_BYTES
+
+
+def data_limit_exceeded(env: Any, what: str, size: int) -> Exception:
+    """The FailureEventException AWS raises for an oversized payload."""
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    error_type = StatesErrorNameType.StatesStatesDataLimitExceeded
+    cause = (
+        f"{what} has a size of {size} bytes, exceeding the maximum number of bytes service limit ({MAX_PAYLOAD_BYTES})."
+    )
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error_type),
+            event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(
+                executionFailedEventDetails=ExecutionFailedEventDetails(error=error_type.to_name(), cause=cause)
+            ),
+        )
+    )
+
+
+def tolerated_failure_exceeded(env: Any) -> Exception:
+    """The error a Distributed Map fails with once too many of its children failed."""
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    error_type = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error_type),
+            event_type=HistoryEventType.ExecutionFailed,
+            event_details=EventDetails(
+                executionFailedEventDetails=ExecutionFailedEventDetails(
+                    error=error_type.to_name(), cause=TOLERATED_FAILURE_CAUSE
+                )
+            ),
+        )
+    )
+
+
+def exceeds_tolerance(failed: int, total: int, tolerated_count: int, tolerated_percentage: float) -> bool:
+    """Whether `failed` of `total` items exceed the tolerance (see the module docstring)."""
+    percentage = 100.0 * failed / total if total else 0.0
+    return failed > tolerated_count and percentage > tolerated_percentage
+
+
+# ----------------------------------------------------------------------------------------- patches
+def _patch(owner: Any, name: str, replacement: Any) -> None:
+    key = (owner, name)
+    if key not in _originals:
+        _originals[key] = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    setattr(owner, name, replacement)
+
+
+def _original(owner: Any, name: str) -> Callable[..., Any]:
+    return _originals[(owner, name)]  # type: ignore[no-any-return]
+
+
+def _patch_error_matching() -> None:
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    original = _originals.get((ErrorEqualsDecl, "_eval_body")) or ErrorEqualsDecl._eval_body
+
+    def _eval_body(self: Any, env: Any) -> None:
+        error_name = env.stack[-1]
+        terminal = isinstance(error_name, StatesErrorName) and error_name.error_name in TERMINAL_ERRORS
+        if terminal and error_name not in self.error_names:
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        original(self, env)
+
+    _patch(ErrorEqualsDecl, "_eval_body", _eval_body)
+
+
+def _patch_size_quotas() -> None:
+    from moto.stepfunctions.parser.asl.component.state import state
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service
+
+    for module in (state, state_task_lambda, state_task_service):
+        _patch(module, "is_within_size_quota", within_quota)
+
+    service = state_task_service.StateTaskService
+    before = _originals.get((service, "_before_eval_execution")) or service._before_eval_execution
+
+    def _before_eval_execution(
+        self: Any, env: Any, resource_runtime_part: Any, raw_parameters: dict[str, Any], state_credentials: Any
+    ) -> None:
+        size = payload_bytes(raw_parameters)
+        if size > MAX_PAYLOAD_BYTES:
+            raise data_limit_exceeded(env, f"The input of state '{self.name}' after Parameters", size)
+        before(self, env, resource_runtime_part, raw_parameters, state_credentials)
+
+    _patch(service, "_before_eval_execution", _before_eval_execution)
+
+
+def _patch_map_aggregate() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+
+    original = _originals.get((StateMap, "_eval_execution")) or StateMap._eval_execution
+
+    def _eval_execution(self: Any, env: Any) -> None:
+        original(self, env)
+        # The children's outputs, before ResultSelector and ResultPath: the limit applies to them.
+        size = payload_bytes(env.stack[-1])
+        if size > MAX_PAYLOAD_BYTES:
+            raise data_limit_exceeded(env, f"The result of Map state '{self.name}'", size)
+
+    _patch(StateMap, "_eval_execution", _eval_execution)
+
+
+def _patch_distributed_child_failure() -> None:
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker as worker_module,
+    )
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramStopped
+    from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
+
+    worker_class = worker_module.DistributedItemProcessorWorker
+
+    def _eval_job(self: Any, env: Any, job: Any) -> None:
+        # moto's own version, except that a failed item counts against the Map's tolerance.
+        record = self._map_run_record
+        record.item_counter.total.count()
+        record.item_counter.running.count()
+        record.execution_counter.total.count()
+        record.execution_counter.running.count()
+        job_output: Any = None
+        failed = False
+        try:
+            env.states.context_object.context_object_data["Map"] = MapData(
+                Item=ItemData(Index=job.job_index, Value=job.job_input)
+            )
+            env.states.reset(job.job_input)
+            env.stack.append(env.states.get_input())
+            self._eval_input(env_frame=env)
+            job.job_program.eval(env)
+            end_state = env.program_state()
+            if isinstance(end_state, ProgramError):
+                record.execution_counter.failed.count()
+                record.item_counter.failed.count()
+                failed = True
+            elif isinstance(end_state, ProgramStopped):
+                record.execution_counter.aborted.count()
+                record.item_counter.aborted.count()
+            else:
+                record.item_counter.succeeded.count()
+                record.item_counter.results_written.count()
+                record.execution_counter.succeeded.count()
+                record.execution_counter.results_written.count()
+                record.execution_counter.running.offset(-1)
+                job_output = env.states.get_input()
+        except EvalTimeoutError:
+            record.item_counter.timed_out.count()
+            failed = True
+        except Exception:
+            log.debug("Map item %s failed", job.job_index, exc_info=True)
+            record.item_counter.failed.count()
+            failed = True
+        finally:
+            record.item_counter.running.offset(-1)
+        if failed:
+            counter = record.item_counter
+            unsuccessful = counter.failed.get() + counter.timed_out.get()
+            total = self._job_pool._jobs_number
+            if exceeds_tolerance(
+                unsuccessful, total, record.tolerated_failure_count, record.tolerated_failure_percentage
+            ):
+                # An exception as the job's output makes the job pool stop and the Map raise it.
+                job_output = tolerated_failure_exceeded(env)
+        job.job_output = job_output
+
+    _patch(worker_class, "_eval_job", _eval_job)
+
+
+class _ScaledTime:
+    """Stands in for the `time` module where moto's retrier sleeps."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def sleep(self, seconds: float) -> None:
+        self._real.sleep(seconds * _retry_interval_scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _patch_retry_sleep() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    real = _originals.get((retrier_decl, "time")) or retrier_decl.time
+    _patch(retrier_decl, "time", _ScaledTime(real))
+
+
+# ---------------------------------------------------------------------------------------- lifecycle
+def install(*, retry_interval_scale: float = 1.0) -> None:
+    """Patch moto's ASL interpreter to AWS's behaviour (idempotent; the scale is updated)."""
+    global _retry_interval_scale
+    if retry_interval_scale < 0:
+        raise ValueError("retry_interval_scale must not be negative")
+    with _lock:
+        _retry_interval_scale = retry_interval_scale
+        if _originals:
+            return
+        _patch_error_matching()
+        _patch_size_quotas()
+        _patch_map_aggregate()
+        _patch_distributed_child_failure()
+        _patch_retry_sleep()
+
+
+def uninstall() -> None:
+    """Restore moto's own behaviour."""
+    global _retry_interval_scale
+    with _lock:
+        for (owner, name), original in reversed(list(_originals.items())):
+            setattr(owner, name, original)
+        _originals.clear()
+        _retry_interval_scale = 1.0
+
+
+def is_installed() -> bool:
+    """Whether the AWS behaviour is in effect."""
+    with _lock:
+        return bool(_originals)
