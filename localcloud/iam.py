@@ -17,6 +17,8 @@ the local cloud runs every handler, before botocore sends them:
 - Presigned URLs are authorized when they are signed, against the signing function's role (the role cannot change
   between signing and use in the local cloud, so this is what S3 would decide on use).
 
+The same hook refuses calls over the service quotas moto does not enforce (localcloud.quotas).
+
 Principals come from the SAM-translated template itself (`principals_from_template`), with the stack's physical
 names substituted, so a policy edited in template.yaml is the policy enforced.
 """
@@ -37,6 +39,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
+
+from localcloud import quotas
 
 log = logging.getLogger(__name__)
 
@@ -414,6 +418,8 @@ def _call_requests(client: Any, operation: str, params: Mapping[str, Any]) -> li
 
 def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[str, Any]) -> Any:
     original = _originals["make_api_call"]
+    # Quotas bind every caller, checked or not.
+    quotas.check(self.meta.service_model.service_name, operation_name, api_params)
     requests = _call_requests(self, operation_name, api_params)
     principal = _caller(self, lambda: requests)
     if principal is None:
