@@ -215,6 +215,8 @@ class LocalCloud:
                 self._listen()
             self._set_environment()
             self._start_moto()
+            # Whatever an earlier cloud (or test) in this process imported and cached starts cold.
+            lambdas.forget_modules()
             lambdas.install()
             lambdas.limits.reset(self.account_concurrency)
             stepfunctions.install(retry_interval_scale=self.retry_interval_scale)
@@ -251,6 +253,8 @@ class LocalCloud:
             self._api_socket.close()
             self._api_socket = None
         lambdas.uninstall()
+        # Clients cached by the functions point at this cloud's moto: none may outlive it.
+        lambdas.forget_modules()
         iam.uninstall()
         faults.uninstall()
         stepfunctions.uninstall()

@@ -195,12 +195,26 @@ def in_process_lambdas(*functions: LocalFunction) -> Iterator[None]:
 
 
 def forget_modules() -> None:
-    """Drop imported handler modules, so the next invocation imports them afresh (a cold start)."""
+    """A cold start for every function: handler modules are imported afresh, caches next to them emptied.
+
+    Sibling modules (the api's `routes`) stay imported, since tests may hold them; their functools caches
+    (clients and settings of the previous cloud) are cleared instead. So are Powertools' default parameter
+    providers, whose clients would still point at the previous endpoint (or, from a moto-mocked test, at AWS).
+    """
     with _lock:
         for module in _modules.values():
             sys.modules.pop(module.__name__, None)
         _modules.clear()
+        for name in _local_names:
+            for loaded, module in list(sys.modules.items()):
+                if loaded == name or loaded.startswith(f"{name}."):
+                    for value in list(vars(module).values()):
+                        if callable(getattr(value, "cache_clear", None)):
+                            value.cache_clear()
         _local_names.clear()
+    from aws_lambda_powertools.utilities.parameters import base
+
+    base.DEFAULT_PROVIDERS.clear()
 
 
 def handler_file(function: LocalFunction) -> tuple[Path, str]:

@@ -11,6 +11,7 @@ import pytest
 from openai import OpenAI
 
 from batchline.store import Store
+from batchline.worker import ChunkRun
 from localcloud import LocalCloud, faults
 from localcloud.faults import Fault
 from tests.e2e.runs import (
@@ -186,3 +187,25 @@ def test_a_worker_whose_commit_conflicts_sends_no_line_twice(
     assert_each_line_once_in_order(result, [line["custom_id"] for line in lines])
     texts = [r.body["messages"][0]["content"] for r in fake.requests[sent_before:]]
     assert sorted(texts) == sorted(f"conflict {i}" for i in range(30)), "a line was sent upstream twice"
+
+
+def test_a_chunk_that_keeps_failing_fails_the_map_and_finalize_still_answers_every_line(
+    cloud: LocalCloud, client: OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On AWS a failed Distributed Map child fails the Map; its Catch hands the fault to Finalize.
+    lines = [request_line(f"mf-{i}", "/v1/chat/completions", f"map fault {i}") for i in range(100)]
+    run_chunk = ChunkRun.run
+
+    def broken_second_chunk(self: ChunkRun, batch_id: str, chunk: Any, cursor: int) -> dict[str, Any]:
+        if chunk.chunk == 1:
+            raise RuntimeError("this chunk's worker always fails")
+        return run_chunk(self, batch_id, chunk, cursor)
+
+    monkeypatch.setattr(ChunkRun, "run", broken_second_chunk)
+    result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=cloud.job_id)
+
+    assert result.batch.status == "failed"
+    assert result.batch.failed_at is not None
+    assert_each_line_once_in_order(result, [line["custom_id"] for line in lines])
+    failed = {line["custom_id"] for line in result.errors}
+    assert {f"mf-{i}" for i in range(40, 80)} <= failed

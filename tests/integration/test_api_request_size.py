@@ -7,6 +7,7 @@ the way API Gateway builds them (events/api_get_file.json is a real one) and giv
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -86,7 +87,14 @@ def api_gateway_event(path: str, body: bytes, key: str) -> dict[str, Any]:
 def invoke(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     size = len(json.dumps(event).encode())
     assert size < LAMBDA_REQUEST_LIMIT, f"an event of {size} bytes would never reach the function"
-    answer = load_function("api").lambda_handler(event, Context())
+    # Lambda's runtime thread has an event loop for Mangum; an earlier asyncio.run() here leaves none.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        answer = load_function("api").lambda_handler(event, Context())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     return answer["statusCode"], json.loads(answer["body"])
 
 
