@@ -52,8 +52,8 @@ def within_quota(value: Any) -> bool:
     return payload_bytes(value) <= MAX_PAYLOAD_BYTES
 
 
-def data_limit_exceeded(env: Any, what: str, size: int) -> Exception:
-    """The FailureEventException AWS raises for an oversized payload."""
+def _execution_failure(env: Any, error: str, cause: str) -> Exception:
+    """A FailureEventException that fails the execution with a States.* error, as AWS raises it."""
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -65,10 +65,7 @@ def data_limit_exceeded(env: Any, what: str, size: int) -> Exception:
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    error_type = StatesErrorNameType.StatesStatesDataLimitExceeded
-    cause = (
-        f"{what} has a size of {size} bytes, exceeding the maximum number of bytes service limit ({MAX_PAYLOAD_BYTES})."
-    )
+    error_type = getattr(StatesErrorNameType, error)
     return FailureEventException(
         failure_event=FailureEvent(
             env=env,
@@ -81,32 +78,17 @@ def data_limit_exceeded(env: Any, what: str, size: int) -> Exception:
     )
 
 
-def tolerated_failure_exceeded(env: Any) -> Exception:
-    """The error a Distributed Map fails with once too many of its children failed."""
-    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
+def data_limit_exceeded(env: Any, what: str, size: int) -> Exception:
+    """The failure AWS raises for an oversized payload."""
+    cause = (
+        f"{what} has a size of {size} bytes, exceeding the maximum number of bytes service limit ({MAX_PAYLOAD_BYTES})."
     )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-        StatesErrorNameType,
-    )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    return _execution_failure(env, "StatesStatesDataLimitExceeded", cause)
 
-    error_type = StatesErrorNameType.StatesExceedToleratedFailureThreshold
-    return FailureEventException(
-        failure_event=FailureEvent(
-            env=env,
-            error_name=StatesErrorName(typ=error_type),
-            event_type=HistoryEventType.ExecutionFailed,
-            event_details=EventDetails(
-                executionFailedEventDetails=ExecutionFailedEventDetails(
-                    error=error_type.to_name(), cause=TOLERATED_FAILURE_CAUSE
-                )
-            ),
-        )
-    )
+
+def tolerated_failure_exceeded(env: Any) -> Exception:
+    """The failure a Distributed Map raises once too many of its children failed."""
+    return _execution_failure(env, "StatesExceedToleratedFailureThreshold", TOLERATED_FAILURE_CAUSE)
 
 
 def exceeds_tolerance(failed: int, total: int, tolerated_count: int, tolerated_percentage: float) -> bool:
