@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import lambdas
+from localcloud import lambdas, moto_fixes
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,7 @@ class LocalCloud:
             self._set_environment()
             self._start_moto()
             lambdas.install()
+            moto_fixes.install()
             self._stack = deploy(
                 self.template,
                 self.client,
@@ -238,6 +239,7 @@ class LocalCloud:
             self._api_socket.close()
             self._api_socket = None
         lambdas.uninstall()
+        moto_fixes.uninstall()
         if self._moto is not None:
             try:
                 # Backends and config are process-wide: leave them as found for whatever runs next.
