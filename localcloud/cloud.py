@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -313,6 +314,14 @@ class LocalCloud:
             lambdas.apply_environment(function.environment)
             # Seeding imports the core from the layer, as the functions do.
             lambdas.extend_sys_path(lambdas.layer_search_path(function))
+        for function in stack.functions.values():
+            # Imported here, in one thread, not first in moto's request threads next to the caller's
+            # own imports (see localcloud.preload). One that cannot be imported fails when invoked, as in Lambda.
+            with contextlib.suppress(lambdas.HandlerError, ImportError):
+                lambdas.load_function_module(function)
+        api = stack.functions.get(self.api_function)
+        if api is not None:
+            lambdas.apply_environment(api.environment)
 
     def _listen(self) -> socket.socket:
         if self._api_socket is None:

@@ -23,6 +23,7 @@ silently running the first one's code.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import io
@@ -321,6 +322,30 @@ def error_payload(exc: BaseException, request_id: str) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _thread_event_loop() -> Iterator[None]:
+    """An event loop set for this thread while a handler runs.
+
+    Lambda's runtime imports a handler and calls it on one thread, so a loop a module sets at import
+    (Mangum does) is current at every call. Here modules are imported once, in one thread, and called
+    in moto's request threads: each call gets a current loop of its own, as the runtime's thread has.
+    """
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        pass
+    else:
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -> InvocationResult:
     """Run one invocation of `function` in this thread, as the Lambda Python runtime would."""
     request_id = request_id or str(uuid.uuid4())
@@ -332,7 +357,8 @@ def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -
     try:
         handler = load_handler(function)
         apply_environment(function.environment)
-        result = handler(event, LambdaContext(function, request_id))
+        with _thread_event_loop():
+            result = handler(event, LambdaContext(function, request_id))
         try:
             payload = json.dumps(result)
         except (TypeError, ValueError) as exc:

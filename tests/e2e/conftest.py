@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.preload import preload_sdk
+
+# Before any test's threads (or the in-process cloud's) use the SDK (see localcloud.preload).
+preload_sdk()
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0
