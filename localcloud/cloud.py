@@ -18,6 +18,7 @@ from typing import Any, Self
 import boto3
 
 from localcloud import lambdas, moto_fixes
+from localcloud.apigateway import ApiGatewayLimits
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -345,7 +346,10 @@ class LocalCloud:
         sock = self._listen()
         # uvicorn's loop owns the socket from here and closes it on shutdown.
         self._api_socket = None
-        config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
+        # Clients reach the api function through API Gateway's HTTP API on AWS: its limits apply here too.
+        config = uvicorn.Config(
+            ApiGatewayLimits(app), log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
         thread.start()
