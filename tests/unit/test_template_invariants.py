@@ -64,3 +64,64 @@ def test_every_state_machine_arn_in_a_policy_names_the_stacks_state_machine(stac
                     assert match.group(1) in names, f"{logical_id}: {text} names no state machine of the stack"
                     found += 1
     assert found >= 3  # the state machine's own two statements and at least one caller
+
+
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html (general purpose buckets)
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why S3 (or TLS on its virtual-hosted endpoint) would refuse this bucket name; None if it is fine."""
+    if not BUCKET_NAME.fullmatch(name):
+        return "3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
+    if name.startswith(BUCKET_PREFIXES) or name.endswith(BUCKET_SUFFIXES):
+        return "a reserved prefix or suffix"
+    if "." in name:
+        return "a dot breaks TLS on the virtual-hosted endpoint presigned URLs use"
+    return None
+
+
+def test_the_bucket_name_rule_refuses_what_s3_refuses() -> None:
+    for bad in ("ab", "Batchline-123", "a" * 64, "-a1", "a1-", "xn--a1", "a.b", "a_b"):
+        assert bucket_name_problem(bad) is not None, bad
+    assert bucket_name_problem("batchline-123456789012-us-east-1") is None
+
+
+@pytest.mark.parametrize("region", REGIONS)
+@pytest.mark.parametrize("stack_name", STACK_NAMES)
+def test_the_bucket_name_is_valid_for_every_stack_name_cloudformation_accepts(stack_name: str, region: str) -> None:
+    stack = Stack(TEMPLATE, name=stack_name, region=region)
+    name = stack.ref("FilesBucket")
+    assert bucket_name_problem(name) is None, f"stack {stack_name} in {region}: {name}"
+
+
+@pytest.mark.parametrize("stack_name", STACK_NAMES)
+def test_the_inbox_queue_accepts_events_from_the_stacks_own_bucket(stack_name: str) -> None:
+    """The queue policy exists before the bucket, so it spells the bucket's ARN out: it must agree."""
+    stack = Stack(TEMPLATE, name=stack_name)
+    (statement,) = stack.resolve(RESOURCES["InboxQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"])
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == stack.get_att("FilesBucket", "Arn")
+
+
+def test_a_versioned_bucket_is_retained_so_stack_delete_can_finish() -> None:
+    """CloudFormation cannot delete a bucket that still holds object versions: the stack delete would fail."""
+    bucket = RESOURCES["FilesBucket"]
+    if bucket["Properties"].get("VersioningConfiguration", {}).get("Status") == "Enabled":
+        assert (bucket.get("DeletionPolicy"), bucket.get("UpdateReplacePolicy")) == ("Retain", "Retain")
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_logs_to_a_log_group_of_the_stack_with_retention(function: str) -> None:
+    stack = Stack(TEMPLATE)
+    expected = f"/aws/lambda/{stack.ref(function)}"
+    groups = {
+        logical_id: resource
+        for logical_id, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+        and stack.resolve(resource.get("Properties", {}).get("LogGroupName")) == expected
+    }
+    assert len(groups) == 1, f"{function}: no log group named {expected}"
+    (props,) = (resource["Properties"] for resource in groups.values())
+    assert int(stack.resolve(props["RetentionInDays"])) > 0
