@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import lambdas, moto_fixes
+from localcloud import lambdas, moto_fixes, streams
 from localcloud.apigateway import ApiGatewayLimits
 from localcloud.deploy import DeployedStack, deploy
 
@@ -98,6 +98,7 @@ class LocalCloud:
         seed: bool = True,
         log_level: str = "warning",
         startup_timeout: float = 60.0,
+        ttl_interval: float | None = 60.0,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -111,6 +112,9 @@ class LocalCloud:
         self.seed_on_start = seed
         self.log_level = log_level
         self.startup_timeout = startup_timeout
+        # How often DynamoDB's TTL runs (None: only when expire_ttl is called).
+        self.ttl_interval = ttl_interval
+        self._reaper: streams.Reaper | None = None
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
         self._stack: DeployedStack | None = None
@@ -219,6 +223,9 @@ class LocalCloud:
                 timeout=self.startup_timeout,
             )
             self._apply_function_environment()
+            if self.ttl_interval:
+                self._reaper = streams.Reaper(self.ttl_interval)
+                self._reaper.start()
             if self.seed_on_start:
                 self.seeded = seed_demo_data(self.table_name)
             if self.serve_api_on_start:
@@ -240,6 +247,9 @@ class LocalCloud:
         if self._api_socket is not None:
             self._api_socket.close()
             self._api_socket = None
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
         lambdas.uninstall()
         moto_fixes.uninstall()
         if self._moto is not None:
@@ -259,6 +269,10 @@ class LocalCloud:
             self._saved_environ = None
         if was_running:
             log.info("local cloud stopped in %.2f s", time.monotonic() - began)
+
+    def expire_ttl(self, now: float | None = None) -> int:
+        """Run DynamoDB's TTL at `now` (epoch seconds, default the clock): how many items it removed."""
+        return streams.expire(now)
 
     # ---------------------------------------------------------------------------------- pieces
     def _set_environment(self) -> None:

@@ -16,7 +16,8 @@ source mapping, runs the subscribed function) from inside the request that cause
 PutObject before the object's metadata is stored. On AWS the event follows the stored object, and the
 function it starts runs outside the request. So notifications and stream deliveries raised during a
 request are held and delivered after it, once the object (and its metadata) is stored and the
-service's lock is released, so a function they start can call the same service.
+service's lock is released, so a function they start can call the same service. What a stream
+delivers, and TTL, are in localcloud.streams.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from localcloud import streams
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ _install_lock = threading.Lock()
 
 
 @contextmanager
-def _request(lock: ServiceLock) -> Iterator[None]:
+def request(lock: ServiceLock) -> Iterator[None]:
     """One request to a serialized service: hold its events until it is done and the lock is free."""
     outer = getattr(_held, "deliveries", None)
     if outer is None:
@@ -111,7 +114,7 @@ def _serialized(lock: ServiceLock) -> Callable[[Any], Any]:
     def make(original: Any) -> Any:
         @functools.wraps(original)
         def serialized(*args: Any, **kwargs: Any) -> Any:
-            with _request(lock):
+            with request(lock):
                 return original(*args, **kwargs)
 
         return serialized
@@ -133,9 +136,9 @@ def _held_stream_delivery(original: Any) -> Any:
     def send_dynamodb_items(self: Any, function_arn: str, items: list[Any], source: str) -> Any:
         # The shard starts a new list after a truthy answer, so this one is ours to deliver later.
         records = list(items)
-        if _hold(lambda: original(self, function_arn, records, source)):
-            return "held"
-        return original(self, function_arn, records, source)
+        if not _hold(lambda: streams.deliver(self, function_arn, records, source)):
+            streams.deliver(self, function_arn, records, source)
+        return "delivered"
 
     return send_dynamodb_items
 
@@ -155,6 +158,7 @@ def _cached_routing(original: Any) -> Any:
 def install() -> None:
     """Serialize moto's DynamoDB and S3 and deliver their events after the request (idempotent)."""
     from moto.awslambda.models import LambdaBackend
+    from moto.dynamodb.models.table import StreamRecord, Table
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.s3 import notifications
@@ -166,6 +170,8 @@ def install() -> None:
         for name in ("key_response", "bucket_response"):
             _patch(S3Response, name, _serialized(S3_LOCK))
         _patch(LambdaBackend, "send_dynamodb_items", _held_stream_delivery)
+        _patch(Table, "create_from_cloudformation_json", streams.table_from_cloudformation)
+        _patch(StreamRecord, "__init__", streams.record_with_identity)
         # Every caller in moto.s3 looks the function up on the module at call time.
         _patch(notifications, "send_event", _held_notification)
 
