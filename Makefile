@@ -6,6 +6,7 @@ PORT ?= 8000
 VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
+ASL_VALIDATOR := tools/asl/node_modules/.bin/asl-validator
 PY := $(VENV)/bin/python
 PYENV_ROOT ?= $(HOME)/.pyenv
 # Lambda runs python3.13: develop and build on the same minor version. A pyenv shim only answers
@@ -18,7 +19,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for `python3.13` on PATH: the project's virtualenv provides it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo local test check lint format build validate security pytest deploy clean
+.PHONY: help venv demo local test check lint format build validate security asl invariants pytest deploy clean
 
 help:
 	@echo "make demo     run a batch on the local cloud with the openai SDK and show it happen"
@@ -52,6 +53,12 @@ $(CHECKOV_VENV)/.installed:
 
 venv: $(VENV)/.installed
 
+# asl-validator (npm), pinned by tools/asl/package-lock.json.
+$(ASL_VALIDATOR): tools/asl/package.json tools/asl/package-lock.json
+	@command -v npm >/dev/null || { echo "node and npm are required (asl-validator)"; exit 1; }
+	cd tools/asl && npm ci --no-audit --no-fund --silent
+	touch $@
+
 demo: venv
 	$(PY) -m localcloud.demo
 
@@ -76,7 +83,15 @@ build: $(SAM_VENV)/.installed venv
 security: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
 
-check: lint validate security build
+# The state machine definitions, as written and with their DefinitionSubstitutions applied.
+asl: $(ASL_VALIDATOR) venv
+	$(PY) tools/asl/check.py
+
+# What the template must keep true for every stack name it accepts.
+invariants: venv
+	$(PY) -m pytest -q tests/unit/test_template_invariants.py
+
+check: lint validate security asl invariants build
 
 pytest: venv
 	$(PY) -m pytest tests/unit tests/integration
@@ -89,4 +104,4 @@ deploy: $(SAM_VENV)/.installed venv
 	$(SAM_VENV)/bin/sam deploy --guided
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) tools/asl/node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,8 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import faults, iam, lambdas, stepfunctions
+from localcloud import faults, iam, lambdas, moto_fixes, stepfunctions, streams
+from localcloud.apigateway import ApiGatewayLimits
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class LocalCloud:
         account_concurrency: int = lambdas.DEFAULT_ACCOUNT_CONCURRENCY,
         min_unreserved_concurrency: int = lambdas.MIN_UNRESERVED_CONCURRENCY,
         retry_interval_scale: float = 1.0,
+        ttl_interval: float | None = 60.0,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -118,6 +121,9 @@ class LocalCloud:
         self.min_unreserved_concurrency = min_unreserved_concurrency
         # Multiplies every ASL Retry interval (1 = as on AWS); see localcloud.stepfunctions.
         self.retry_interval_scale = retry_interval_scale
+        # How often DynamoDB's TTL runs (None: only when expire_ttl is called).
+        self.ttl_interval = ttl_interval
+        self._reaper: streams.Reaper | None = None
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
         self._stack: DeployedStack | None = None
@@ -220,6 +226,7 @@ class LocalCloud:
             lambdas.install()
             lambdas.limits.reset(self.account_concurrency)
             stepfunctions.install(retry_interval_scale=self.retry_interval_scale)
+            moto_fixes.install()
             self._stack = deploy(
                 self.template,
                 self.client,
@@ -231,6 +238,9 @@ class LocalCloud:
             self._check_reserved_concurrency()
             self._apply_function_environment()
             self._enforce_iam()
+            if self.ttl_interval:
+                self._reaper = streams.Reaper(self.ttl_interval)
+                self._reaper.start()
             if self.seed_on_start:
                 self.seeded = seed_demo_data(self.table_name)
             if self.serve_api_on_start:
@@ -252,12 +262,16 @@ class LocalCloud:
         if self._api_socket is not None:
             self._api_socket.close()
             self._api_socket = None
+        if self._reaper is not None:
+            self._reaper.stop()
+            self._reaper = None
         lambdas.uninstall()
         # Clients cached by the functions point at this cloud's moto: none may outlive it.
         lambdas.forget_modules()
         iam.uninstall()
         faults.uninstall()
         stepfunctions.uninstall()
+        moto_fixes.uninstall()
         if self._moto is not None:
             try:
                 # Backends and config are process-wide: leave them as found for whatever runs next.
@@ -275,6 +289,10 @@ class LocalCloud:
             self._saved_environ = None
         if was_running:
             log.info("local cloud stopped in %.2f s", time.monotonic() - began)
+
+    def expire_ttl(self, now: float | None = None) -> int:
+        """Run DynamoDB's TTL at `now` (epoch seconds, default the clock): how many items it removed."""
+        return streams.expire(now)
 
     # ---------------------------------------------------------------------------------- pieces
     def _set_environment(self) -> None:
@@ -344,6 +362,14 @@ class LocalCloud:
             lambdas.apply_environment(function.environment)
             # Seeding imports the core from the layer, as the functions do.
             lambdas.extend_sys_path(lambdas.layer_search_path(function))
+        for function in stack.functions.values():
+            # Imported here, in one thread, not first in moto's request threads next to the caller's
+            # own imports (see localcloud.preload). One that cannot be imported fails when invoked, as in Lambda.
+            with contextlib.suppress(lambdas.HandlerError, ImportError):
+                lambdas.load_function_module(function)
+        api = stack.functions.get(self.api_function)
+        if api is not None:
+            lambdas.apply_environment(api.environment)
 
     def _enforce_iam(self) -> None:
         """From here on every function's AWS calls are checked against its own role (localcloud.iam)."""
@@ -382,9 +408,9 @@ class LocalCloud:
         sock = self._listen()
         # uvicorn's loop owns the socket from here and closes it on shutdown.
         self._api_socket = None
-        # API Gateway invokes the api function: every request runs under its role.
-        # Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
-        app = faults.ControlRoutes(iam.ServedAs(app, function.principal))
+        # API Gateway invokes the api function: every request runs under its role, within the HTTP API's
+        # limits. Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
+        app = faults.ControlRoutes(ApiGatewayLimits(iam.ServedAs(app, function.principal)))
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

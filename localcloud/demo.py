@@ -19,6 +19,10 @@ from pathlib import Path
 from openai import OpenAI
 
 from localcloud.cloud import ROOT, LocalCloud
+from localcloud.preload import preload_sdk
+
+# Before the local cloud's threads start importing handlers (see localcloud.preload).
+preload_sdk()
 
 SAMPLE = ROOT / "events" / "batch_requests.jsonl"
 TERMINAL = ("completed", "failed", "cancelled", "expired")

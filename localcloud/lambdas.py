@@ -351,6 +351,30 @@ def error_payload(exc: BaseException, request_id: str) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _thread_event_loop() -> Iterator[None]:
+    """An event loop set for this thread while a handler runs.
+
+    Lambda's runtime imports a handler and calls it on one thread, so a loop a module sets at import
+    (Mangum does) is current at every call. Here modules are imported once, in one thread, and called
+    in moto's request threads: each call gets a current loop of its own, as the runtime's thread has.
+    """
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        pass
+    else:
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -> InvocationResult:
     """Run one invocation of `function` in this thread, as the Lambda Python runtime would."""
     request_id = request_id or str(uuid.uuid4())
@@ -362,7 +386,7 @@ def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -
     try:
         handler = load_handler(function)
         apply_environment(function.environment)
-        with iam.acting_as(function.principal):
+        with iam.acting_as(function.principal), _thread_event_loop():
             result = handler(event, LambdaContext(function, request_id))
         try:
             payload = json.dumps(result)
@@ -424,34 +448,9 @@ def function_for(fn: Any) -> LocalFunction:
     )
 
 
-@contextmanager
-def _thread_event_loop() -> Iterator[None]:
-    """An event loop for the block when the thread has none, as Lambda's main thread has one.
-
-    Handlers such as Mangum's call asyncio.get_event_loop(), which fails in moto's request threads.
-    """
-    if threading.current_thread() is threading.main_thread():
-        # asyncio makes one there on demand (in-process moto, where tests invoke from the main thread).
-        yield
-        return
-    try:
-        asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            yield
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-        return
-    yield
-
-
 def _moto_invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
     """Drop-in for `LambdaFunction._invoke_lambda`: same arguments, same result tuple."""
-    with _thread_event_loop():
-        result = invoke(function_for(self), {} if event is None else event)
+    result = invoke(function_for(self), {} if event is None else event)
     try:
         self.logs_backend.ensure_log_group(self.logs_group_name)
         self.save_logs(result.logs)

@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.preload import preload_sdk
+
+# Before any test's threads (or the in-process cloud's) use the SDK (see localcloud.preload).
+preload_sdk()
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0
@@ -38,16 +42,23 @@ class LocalCloudProcess:
     admin_key: str
     process: subprocess.Popen[str]
     output: deque[str] = field(default_factory=lambda: deque(maxlen=500))
+    # Every line since start, so a test can look for tracebacks in what it caused.
+    history: list[str] = field(default_factory=list)
 
     def recent_output(self) -> str:
         """The last lines the process printed (stdout and stderr), for failure messages."""
         return "\n".join(self.output)
 
+    def lines_since(self, mark: int) -> list[str]:
+        """The lines printed after `mark` (a previous `len(history)`)."""
+        return self.history[mark:]
 
-def _pump(stream: object, lines: queue.Queue[str | None], output: deque[str]) -> None:
+
+def _pump(stream: object, lines: queue.Queue[str | None], output: deque[str], history: list[str]) -> None:
     # Reads until EOF: after Ready the pipe must still be drained, or a chatty server would block.
     for line in stream:  # type: ignore[attr-defined]
         output.append(line.rstrip("\n"))
+        history.append(line.rstrip("\n"))
         lines.put(line.rstrip("\n"))
     lines.put(None)
 
@@ -87,8 +98,9 @@ def local_cloud() -> Iterator[LocalCloudProcess]:
         encoding="utf-8",
     )
     output: deque[str] = deque(maxlen=500)
+    history: list[str] = []
     lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines, output), daemon=True).start()
+    threading.Thread(target=_pump, args=(process.stdout, lines, output, history), daemon=True).start()
 
     values: dict[str, str] = {}
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -111,7 +123,7 @@ def local_cloud() -> Iterator[LocalCloudProcess]:
         missing = set(FIELDS.values()) - set(values)
         if missing:
             pytest.fail(f"local cloud did not print {sorted(missing)}:\n" + "\n".join(output))
-        cloud = LocalCloudProcess(process=process, output=output, **values)
+        cloud = LocalCloudProcess(process=process, output=output, history=history, **values)
     except BaseException:
         _stop(process)
         raise

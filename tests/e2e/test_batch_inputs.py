@@ -137,6 +137,26 @@ def test_an_inbox_put_delivered_twice_makes_one_batch_with_results_in_the_outbox
     assert outbox == client.files.content(done.output_file_id).content  # type: ignore[arg-type]
 
 
+def test_an_inbox_objects_metadata_sets_the_batchs_endpoint_and_metadata(cloud: LocalCloud, client: OpenAI) -> None:
+    """The S3 event follows the stored metadata, so ingest reads `endpoint` and `metadata-*` from it.
+
+    The lines are chat requests and the metadata says embeddings: honoured, the metadata wins and the
+    file fails validation with url_mismatch; ignored, the batch would take the first line's url and complete.
+    """
+    s3 = cloud.client("s3")
+    bucket = cloud.stack.physical_id("FilesBucket")
+    before = {batch.id for batch in client.batches.list(limit=100)}
+    lines = [request_line(f"meta-{i}", CHAT, f"metadata {i}") for i in range(3)]
+    s3.put_object(Bucket=bucket, Key=f"inbox/{cloud.job_id}/with metadata.jsonl", Body=jsonl(lines),
+                  Metadata={"endpoint": "/v1/embeddings", "metadata-foo": "bar", "other": "ignored"})  # fmt: skip
+    done = wait(client, _appear(client, before).id)
+
+    assert (done.endpoint, done.metadata) == ("/v1/embeddings", {"foo": "bar"})
+    assert done.status == "failed"
+    assert done.errors is not None
+    assert "url_mismatch" in {error.code for error in done.errors.data or []}
+
+
 def _appear(client: OpenAI, before: set[str]) -> Any:
     """The one batch the inbox made."""
     deadline = time.monotonic() + 30

@@ -322,3 +322,25 @@ def test_the_api_is_served_over_http(cloud: LocalCloud) -> None:
 
     assert answer.value.code == 401
     assert json.loads(answer.value.read())["error"]["type"] == "authentication_error"
+
+
+def test_every_functions_handler_is_imported_before_any_invocation(cloud: LocalCloud) -> None:
+    """Imported at start in one thread, so moto's request threads never import a handler next to the caller."""
+    for function in cloud.stack.functions.values():
+        path, _ = lambdas.handler_file(function)
+        assert path in lambdas._modules, f"{function.logical_id} is imported only when first invoked"
+
+
+def test_the_demo_imports_the_sdks_lazy_parts_before_it_starts_threads() -> None:
+    """The demo (like the e2e tests' conftest) leaves no lazily imported SDK module to its threads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, localcloud.demo; from localcloud.preload import SDK_MODULES; "
+        "print([m for m in SDK_MODULES if m not in sys.modules])"
+    )
+    answer = subprocess.run(  # noqa: S603  # this interpreter, our own code
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.strip() == "[]"

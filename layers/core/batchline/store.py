@@ -48,6 +48,16 @@ _NAMES = {
 }
 
 
+# SigV4 for presigned links: what S3 requires in every region, and what carries X-Amz-Expires.
+# Virtual-hosted on the regional endpoint: botocore presigns for the global s3.amazonaws.com
+# otherwise, which redirects for up to a day for a new bucket outside us-east-1. (A custom
+# endpoint given by IP, as the local cloud's, keeps path-style addressing.)
+S3_CONFIG = Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+)
+
+
 def to_item(model: BaseModel) -> dict[str, Any]:
     """A model as a DynamoDB item (numbers as Decimal, which boto3 requires)."""
     return json.loads(model.model_dump_json(), parse_float=Decimal)  # type: ignore[no-any-return]
@@ -82,8 +92,7 @@ class Store:
 
     @cached_property
     def s3(self) -> Any:
-        # SigV4 for presigned links: what S3 requires in every region, and what carries X-Amz-Expires.
-        return self._s3 or boto3.client("s3", config=Config(signature_version="s3v4"))
+        return self._s3 or boto3.client("s3", config=S3_CONFIG)
 
     # ------------------------------------------------------------------------------------- generic
 

@@ -19,7 +19,6 @@ from typing import IO, Any, Literal, NoReturn
 
 import boto3
 from boto3.dynamodb.conditions import Attr
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
@@ -27,7 +26,7 @@ from batchline import files, ids
 from batchline.errors import Conflict, InvalidRequest, PayloadTooLarge
 from batchline.models import ExpiresAfter, FileObject, FileRecord, Strict, UploadPurpose
 from batchline.observability import logger
-from batchline.store import Store
+from batchline.store import S3_CONFIG, Store
 
 # OpenAI's lifetime of an Upload.
 UPLOAD_TTL_SECONDS = 3600
@@ -237,7 +236,7 @@ def presign_put(
 @lru_cache(maxsize=8)
 def _presigner(region: str | None, endpoint_url: str | None) -> Any:
     # SigV4 signs Content-Length, so S3 itself refuses a PUT of another size (complete checks it too).
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=Config(signature_version="s3v4"))
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=S3_CONFIG)
 
 
 def complete_upload(store: Store, tenant_id: str, upload_id: str, request: UploadComplete) -> UploadObject:

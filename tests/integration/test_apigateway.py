@@ -1,0 +1,63 @@
+"""The local API answers as API Gateway's HTTP API does at its payload limit and integration timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+
+from localcloud.apigateway import ApiGatewayLimits
+
+app = FastAPI()
+
+
+@app.post("/echo")
+async def echo(request: Request) -> dict[str, Any]:
+    return {"bytes": len(await request.body())}
+
+
+@app.get("/blocked")
+async def blocked() -> None:
+    await asyncio.Event().wait()  # never set: the integration cannot answer
+
+
+def client(**limits: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=ApiGatewayLimits(app, **limits))
+    return httpx.AsyncClient(transport=transport, base_url="http://api")
+
+
+def run(request: Callable[[httpx.AsyncClient], Awaitable[Any]], **limits: Any) -> Any:
+    async def go() -> Any:
+        async with client(**limits) as api:
+            return await request(api)
+
+    return asyncio.run(go())
+
+
+def test_a_body_up_to_the_limit_reaches_the_app() -> None:
+    answer = run(lambda api: api.post("/echo", content=b"x" * 1000), max_body_bytes=1000)
+    assert (answer.status_code, answer.json()) == (200, {"bytes": 1000})
+
+
+def test_a_body_over_the_limit_is_refused_before_the_app() -> None:
+    async def chunks() -> Any:  # no content-length: counted as it arrives
+        for _ in range(3):
+            yield b"x" * 400
+
+    declared = run(lambda api: api.post("/echo", content=b"x" * 1001), max_body_bytes=1000)
+    streamed = run(lambda api: api.post("/echo", content=chunks()), max_body_bytes=1000)
+    for answer in (declared, streamed):
+        assert (answer.status_code, answer.json()) == (413, {"message": "Request Entity Too Large"})
+
+
+def test_an_integration_that_does_not_answer_in_time_is_a_503() -> None:
+    answer = run(lambda api: api.get("/blocked"), integration_timeout=0.05)
+    assert (answer.status_code, answer.json()) == (503, {"message": "Service Unavailable"})
+
+
+def test_the_defaults_are_the_http_apis_quotas() -> None:
+    limits = ApiGatewayLimits(app)
+    assert (limits.max_body_bytes, limits.integration_timeout) == (10 * 1024 * 1024, 30.0)
