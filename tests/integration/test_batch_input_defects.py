@@ -205,3 +205,12 @@ def test_job_strings_are_bounded(api: TestClient, tenant: Tenant, field: str, va
     answer = api.post("/v1/jobs", headers=ADMIN, json=job)
     assert answer.status_code == 422, answer.text[:300]
     assert answer.json()["error"]["param"].startswith(field)
+
+
+def test_a_batch_whose_planning_failed_after_its_manifest_counts_every_line(store: Store, batch: BatchRecord) -> None:
+    planned(store, batch)
+    # As if plan had written the manifest and then failed every retry before its status change.
+    store.update("batch", batch.id, set_={"status": "validating", "in_progress_at": None, "request_counts.total": 0})
+    fault = {"Error": "States.TaskFailed", "Cause": "boom"}
+    assert finalize(store, lambda *_: None, batch.id, fault) == {"status": "failed"}
+    assert store.batch(batch.id).request_counts.model_dump() == {"total": 10, "completed": 0, "failed": 10}

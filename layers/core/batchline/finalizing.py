@@ -172,6 +172,8 @@ def _merge(
             merged.input_missing = True  # nothing tells how many lines there were
         merged.total = merged.unsent
         return
+    if batch.in_progress_at is None:
+        merged.total = sum(chunk.line_count for chunk in chunks)  # planned, but stopped before it said so
     by_chunk: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for segment in store.segments(batch.id):
         by_chunk[int(segment["chunk"])].append(segment)
