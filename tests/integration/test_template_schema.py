@@ -60,3 +60,38 @@ def test_the_bucket_is_private_encrypted_and_refuses_plain_http(template: dict[s
     policy = template["Resources"]["FilesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert policy["Effect"] == "Deny"
     assert policy["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_a_stream_record_the_sweeper_cannot_process_goes_to_a_queue_that_raises_an_alarm(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    (mapping,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "SweeperFunction"}
+    ]
+    # Retries are bounded (a record is not retried for the stream's 24 hours) and then not dropped.
+    assert 0 <= mapping["MaximumRetryAttempts"] <= 10
+    destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
+    queue = destination["Fn::GetAtt"][0]
+    assert destination == {"Fn::GetAtt": [queue, "Arn"]}
+    assert resources[queue]["Type"] == "AWS::SQS::Queue"
+    assert resources[queue]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600  # SQS's longest
+    # Lambda sends the failure record with the function's own role.
+    role = resources[resources["SweeperFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert any(
+        "sqs:SendMessage" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        and s["Resource"] == destination
+        for s in statements
+    ), statements
+    alarms = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}} in r["Properties"]["Dimensions"]
+    ]
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0

@@ -7,7 +7,7 @@ import time
 from boto3.dynamodb.conditions import Attr
 
 from batchline import ids
-from batchline.errors import InvalidRequest, ServerError
+from batchline.errors import Conflict, InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
 from batchline.runs import Runs
 from batchline.store import Store, absent
@@ -39,6 +39,14 @@ def create_batch(
         )
     now = int(time.time())
     window = WINDOW_SECONDS[request.completion_window]
+    if window and input_file.expires_at is not None and input_file.expires_at < now + window:
+        # Its bytes are kept while the batch uses it, but a file must not be gone to its owner before
+        # the batch that reads it has to end: refuse it, as its expiry says it will not be there.
+        raise InvalidRequest(
+            f"File {input_file.id} expires at {input_file.expires_at}, before this batch's "
+            f"{request.completion_window} window ends; upload it with a longer expires_after.",
+            param="input_file_id",
+        )
     record = BatchRecord(
         id=batch_id or ids.batch_id(),
         endpoint=request.endpoint,
@@ -68,6 +76,7 @@ def create_batch(
                     "message": "The batch could not be started; create it again.", "param": None}]}},
         )  # fmt: skip
         store.release_input(record)
+        store.restore_expiry(record.input_file_id)
         raise ServerError("The batch could not be started.") from exc
     return record
 
@@ -78,15 +87,28 @@ CANCELLABLE = ("validating", "in_progress")
 def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
     """validating/in_progress -> cancelling; the run stops sending and finalizes as `cancelled`."""
     batch = store.get_batch(tenant_id, batch_id)
-    if batch.status in ("cancelling", "cancelled"):
+    if _cancelled_already(batch):
         return batch  # cancelling twice is not an error, as with OpenAI
     # Once finalize has closed the batch (a fault ends it), only finalize changes its status.
-    item = store.update(
-        "batch",
-        batch_id,
-        set_={"status": "cancelling", "cancelling_at": int(time.time())},
-        condition=Attr("status").is_in(list(CANCELLABLE)) & absent("closing"),
-        conflict=f"Cannot cancel a batch with status '{batch.status}'"
-        + (", which is ending." if batch.closing else "."),
-    )
+    try:
+        item = store.update(
+            "batch",
+            batch_id,
+            set_={"status": "cancelling", "cancelling_at": int(time.time())},
+            condition=Attr("status").is_in(list(CANCELLABLE)) & absent("closing"),
+        )
+    except Conflict:
+        # The batch moved since it was read: a concurrent cancel won (that is this cancel's answer too),
+        # or finalize closed it (then it is ending, and the cancel comes too late).
+        batch = store.batch(batch_id)
+        if _cancelled_already(batch):
+            return batch
+        raise Conflict(
+            f"Cannot cancel a batch with status '{batch.status}'" + (", which is ending." if batch.closing else ".")
+        ) from None
     return BatchRecord.model_validate(item)
+
+
+def _cancelled_already(batch: BatchRecord) -> bool:
+    """A cancel has won already (finalize closes a cancelling batch only as cancelled)."""
+    return batch.status in ("cancelling", "cancelled")

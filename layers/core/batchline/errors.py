@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# What an error echoes of a client's value: an id, a key, a name. Words longer than this are cut.
+MAX_ECHO_CHARS = 64
+MAX_MESSAGE_CHARS = 1000
+MAX_PARAM_CHARS = 200
+_LONG_WORD = re.compile(rf"[^\s'\"]{{{MAX_ECHO_CHARS + 1},}}")
 
 
 class BatchlineError(Exception):
@@ -68,9 +75,17 @@ _TYPE_BY_STATUS = {
 }
 
 
+def _bounded(text: str, limit: int) -> str:
+    """`text` with every over-long word (a client's id, a metadata key) cut to a prefix and an ellipsis."""
+    text = _LONG_WORD.sub(lambda m: m.group()[:MAX_ECHO_CHARS] + "…", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error body, which the SDK reads."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    """OpenAI's error body, which the SDK reads; what it echoes of the request is bounded here, for all."""
+    bounded_param = None if param is None else _bounded(param, MAX_PARAM_CHARS)
+    return {"error": {"message": _bounded(message, MAX_MESSAGE_CHARS), "type": type_, "param": bounded_param,
+                      "code": code}}  # fmt: skip
 
 
 def to_http(exc: BatchlineError) -> tuple[int, dict[str, Any]]:

@@ -106,8 +106,14 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
         "error_file_id": error_file_id,
         "processing_cost": batch.usage.total_tokens * batch.price_1m_tokens / 1_000_000,
     }
+    reasons = []
+    if merged.input_missing:
+        status = "failed" if status == "completed" else status
+        reasons.append(BatchError(code="input_file_missing", message="The batch's input file's content was gone."))
     if status == "failed" and fault is not None:
-        fields["errors"] = BatchErrors(data=[_fault_error(fault)]).model_dump()
+        reasons.append(_fault_error(fault))
+    if reasons:
+        fields["errors"] = BatchErrors(data=reasons).model_dump()
     try:
         ended = store.set_batch_status(batch.id, status, allowed_from=[batch.status], fields=fields)
     except Conflict:
@@ -122,32 +128,34 @@ def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
     """Write the result files (whole again on a retry); their sizes and what finalize counted itself."""
     out = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
     err = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
+    merged = Merged()
     try:
-        unsent, uncommitted = _merge(store, batch, out, err, unsent_code)
-        out_size, err_size = out.close(), err.close()
+        _merge(store, batch, out, err, unsent_code, merged)
+        merged.output_bytes, merged.error_bytes = out.close(), err.close()
     except BaseException:
         out.abort()
         err.abort()
         raise
-    return Merged(output_bytes=out_size, error_bytes=err_size, unsent=unsent, uncommitted=uncommitted)
+    return merged
 
 
 def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
     try:
         raw = b"".join(store.stream(manifest_key(batch.id)))
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+        if _missing(exc):
             return None
         raise
     return [Chunk(**chunk) for chunk in json.loads(raw)]
 
 
 def _merge(
-    store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str
-) -> tuple[int, dict[str, int]]:
+    store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str, merged: Merged
+) -> None:
     """Write every kept segment's lines in input order, and an error line for every other line.
 
-    The lines answered as errors here, and the counts of the kept segments no worker committed.
+    Fills in `merged`: the lines answered as errors here, the counts of the kept segments no worker
+    committed, the total when planning never counted it, and whether the input's bytes were gone.
     """
     chunks = _manifest(store, batch)
     source = files.file_key(batch.tenant_id, batch.input_file_id)
@@ -155,12 +163,20 @@ def _merge(
     if chunks is None:
         # Stopped before planning (cancelled or a fault): nothing was sent, every line is unsent.
         if batch.errors is not None:
-            return 0, {}  # the file itself was invalid; `errors` says why, there are no lines to answer
-        return _unsent(store.open_object(source), batch.id, (0, 0), 0, err, unsent_code), {}
+            return  # the file itself was invalid; `errors` says why, there are no lines to answer
+        try:
+            merged.unsent = _unsent(store.open_object(source), batch.id, (0, 0), 0, err, unsent_code)
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+            merged.input_missing = True  # nothing tells how many lines there were
+        merged.total = merged.unsent
+        return
+    if batch.in_progress_at is None:
+        merged.total = sum(chunk.line_count for chunk in chunks)  # planned, but stopped before it said so
     by_chunk: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for segment in store.segments(batch.id):
         by_chunk[int(segment["chunk"])].append(segment)
-    unsent = 0
     for chunk in chunks:
         covered = 0
         for segment in sorted(by_chunk[chunk.chunk], key=lambda s: int(s["cursor"])):
@@ -175,9 +191,24 @@ def _merge(
                     uncommitted[name] += int(segment.get(name, 0))
             covered = int(segment["next_cursor"])
         if covered < chunk.line_count:
-            body = store.read_range(source, chunk.start_byte, chunk.end_byte)
-            unsent += _unsent(body, batch.id, (chunk.start_byte, chunk.first_line), covered, err, unsent_code)
-    return unsent, dict(uncommitted)
+            try:
+                body = store.read_range(source, chunk.start_byte, chunk.end_byte)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+                # The manifest still counts the lines: each gets its error line, without its custom_id.
+                merged.input_missing = True
+                for index in range(chunk.first_line + covered, chunk.first_line + chunk.line_count):
+                    err.write(lines.unsent_line(None, lines.FAILED, ids.derived_batch_request_id(batch.id, str(index))))
+                merged.unsent += chunk.line_count - covered
+                continue
+            start = (chunk.start_byte, chunk.first_line)
+            merged.unsent += _unsent(body, batch.id, start, covered, err, unsent_code)
+    merged.uncommitted = dict(uncommitted)
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in ("NoSuchKey", "404")
 
 
 def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: ObjectWriter, code: str) -> int:
@@ -227,6 +258,7 @@ def _fault_error(fault: dict[str, Any]) -> BatchError:
 def _after(store: Store, publish: Publish, batch: BatchRecord) -> None:
     """What follows the terminal status, each step safe to repeat."""
     store.release_input(batch)
+    store.restore_expiry(batch.input_file_id)  # every time: a retry after a crash between the two writes
     if batch.inbox_key:
         _to_outbox(store, batch)
     publish(EVENT_TYPES[batch.status], event_detail(batch))

@@ -90,13 +90,18 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
     with contextlib.suppress(Conflict):  # a repeated event got this far before
         store.put_file(record)
     try:
-        request = BatchCreate(
-            input_file_id=file_id,
-            endpoint=meta.get("endpoint") or _first_url(store, source) or job.allowed_endpoints[0],
-            completion_window=job.sla.completion_window,
-            job_id=job.id,
-            metadata={k.removeprefix(METADATA_PREFIX): v for k, v in meta.items() if k.startswith(METADATA_PREFIX)}
-            or None,
+        # Validated as a client's body is: the object's metadata is the client's input here.
+        request = BatchCreate.model_validate(
+            {
+                "input_file_id": file_id,
+                "endpoint": meta.get("endpoint") or _first_url(store, source) or job.allowed_endpoints[0],
+                "completion_window": job.sla.completion_window,
+                "job_id": job.id,
+                "metadata": {
+                    k.removeprefix(METADATA_PREFIX): v for k, v in meta.items() if k.startswith(METADATA_PREFIX)
+                }
+                or None,
+            }
         )
     except ValidationError as exc:
         raise Rejected(f"Invalid batch for {key}: {exc.errors()[0]['msg']}") from exc

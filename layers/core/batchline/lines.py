@@ -21,7 +21,12 @@ _MESSAGES = {
 
 
 def _dump(line: dict[str, Any]) -> bytes:
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    text = json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        # An upstream's JSON may escape a lone surrogate, which UTF-8 cannot hold: keep it escaped, as sent.
+        return json.dumps(line, separators=(",", ":")).encode() + b"\n"
 
 
 def result_line(custom_id: Any, outcome: Outcome) -> bytes:

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, computed_field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+    model_validator,
+)
 
 Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ENDPOINTS: tuple[Endpoint, ...] = Endpoint.__args__  # type: ignore[attr-defined]
@@ -27,20 +37,47 @@ MIN_EXPIRY_SECONDS = 3600
 MAX_EXPIRY_SECONDS = 2_592_000
 
 
+def canonical_path(url: str) -> str:
+    """The one canonical form of an endpoint path: `v1/chat/completions` is `/v1/chat/completions`.
+
+    Used for a batch's endpoint, a job's endpoints, a request line's url when it is validated and
+    when it is sent, so that what was checked is what goes upstream.
+    """
+    return url if not url or url.startswith("/") else "/" + url
+
+
 def _canonical_endpoint(value: Any) -> Any:
     """Accept `v1/chat/completions` as the SDK may send it; store the canonical form."""
-    if isinstance(value, str) and value and not value.startswith("/"):
-        return "/" + value
-    return value
+    return canonical_path(value) if isinstance(value, str) else value
 
 
 CanonicalEndpoint = Annotated[Endpoint, BeforeValidator(_canonical_endpoint)]
 
 
-class Strict(BaseModel):
-    """Request bodies: unknown fields are errors, like OpenAI's `Unrecognized request argument`."""
+def _from_dynamodb(value: Any) -> Any:
+    """DynamoDB hands back every number as a Decimal: the int or float it was stored from."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamodb(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamodb(v) for v in value]
+    return value
 
-    model_config = ConfigDict(extra="forbid")
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, like OpenAI's `Unrecognized request argument`.
+
+    Types are strict, as OpenAI's are: `"3600"` is not a number, `1` is not a string. The same models
+    are read back from DynamoDB, whose numbers are Decimals; those alone are converted first.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_numbers(cls, data: Any) -> Any:
+        return _from_dynamodb(data)
 
 
 class ExpiresAfter(Strict):
@@ -48,8 +85,15 @@ class ExpiresAfter(Strict):
     seconds: int = Field(ge=MIN_EXPIRY_SECONDS, le=MAX_EXPIRY_SECONDS, description="Lifetime in seconds.")
 
 
+# Ids the service makes are under 64 characters; a client's are bounded before they reach a key or a message.
+MAX_ID_CHARS = 128
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+
 Metadata = Annotated[
-    dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=512)]],
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        Annotated[str, StringConstraints(max_length=512)],
+    ],
     Field(max_length=16, description="Up to 16 pairs; keys up to 64 characters, values up to 512."),
 ]
 
@@ -92,10 +136,10 @@ class Deleted(BaseModel):
 class BatchCreate(Strict):
     """Body of POST /v1/batches."""
 
-    input_file_id: str = Field(min_length=1, description="A file uploaded with purpose `batch`.")
+    input_file_id: ObjectId = Field(description="A file uploaded with purpose `batch`.")
     endpoint: CanonicalEndpoint = Field(description="The endpoint every request line calls.")
     completion_window: CompletionWindow = Field(description="`24h` (OpenAI semantics) or `unlimited`.")
-    job_id: str = Field(min_length=1, description="The job (model, provider, SLA, price) that runs the batch.")
+    job_id: ObjectId = Field(description="The job (model, provider, SLA, price) that runs the batch.")
     metadata: Metadata | None = None
     output_expires_after: ExpiresAfter | None = None
 
@@ -218,6 +262,10 @@ class Merged(BaseModel):
     error_bytes: int = 0
     unsent: int = 0
     uncommitted: dict[str, int] = Field(default_factory=dict)
+    # Set when planning never ran (a cancel or a fault came first): the lines finalize counted are the total.
+    total: int | None = None
+    # The input's bytes were gone: its unsent lines are answered without their custom_id, and the batch fails.
+    input_missing: bool = False
 
 
 class Closing(BaseModel):
@@ -244,14 +292,21 @@ class BatchRecord(BatchObject):
 
 class OpenAIProvider(Strict):
     type: Literal["openai"]
-    base_url: str = Field(description="Base URL of an OpenAI-compatible server, e.g. `http://vllm:8000/v1`.")
-    api_key_secret: str | None = Field(default=None, description="Secrets Manager name of the key, or null.")
+    base_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Base URL of an OpenAI-compatible server, e.g. `http://vllm:8000/v1`.",
+    )
+    # Secrets Manager names are at most 512 characters.
+    api_key_secret: str | None = Field(
+        default=None, min_length=1, max_length=512, description="Secrets Manager name of the key, or null."
+    )
 
 
 class BedrockProvider(Strict):
     type: Literal["bedrock"]
-    region: str
-    model_id: str
+    region: str = Field(min_length=1, max_length=32)
+    model_id: str = Field(min_length=1, max_length=2048, description="A model id or ARN (Bedrock: at most 2048).")
 
 
 class MockProvider(Strict):
@@ -273,10 +328,10 @@ class Sla(Strict):
 class JobCreate(Strict):
     """Body of POST /v1/jobs (admin)."""
 
-    tenant: str = Field(min_length=1)
-    model: str = Field(min_length=1)
+    tenant: ObjectId
+    model: str = Field(min_length=1, max_length=256)
     provider: Provider
-    use_case: str = ""
+    use_case: str = Field(default="", max_length=1024)
     sla: Sla = Field(default_factory=Sla)
     allowed_endpoints: list[CanonicalEndpoint] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
     # DynamoDB stores magnitudes from 1e-130 to 1e126 only: bound and round what it will be asked to keep.

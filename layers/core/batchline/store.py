@@ -279,8 +279,11 @@ class Store:
                 "Update",
                 {
                     "Key": {"pk": record.input_file_id, "sk": "file"},
-                    "UpdateExpression": "ADD in_use :one",
+                    # No TTL while in use: DynamoDB would remove the record, and the sweeper the bytes the
+                    # batch still reads. The last batch to release it puts its expiry back (restore_expiry).
+                    "UpdateExpression": "ADD in_use :one REMOVE #ttl",
                     "ConditionExpression": "tenant_id = :tenant",
+                    "ExpressionAttributeNames": {"#ttl": TTL_ATTR},
                     "ExpressionAttributeValues": {":one": 1, ":tenant": record.tenant_id},
                 },
             ),
@@ -343,10 +346,13 @@ class Store:
             "request_counts.failed": merged.unsent + late.get("failed", 0),
             **{f"usage.{name}": late.get(name, 0) for name in ("prompt_tokens", "completion_tokens", "total_tokens")},
         }
+        set_: dict[str, Any] = {"closing.merged": merged.model_dump()}
+        if merged.total is not None:
+            set_["request_counts.total"] = merged.total  # planning never ran; finalize counted the lines
         item = self.update(
             "batch",
             batch_id,
-            set_={"closing.merged": merged.model_dump()},
+            set_=set_,
             add={name: value for name, value in add.items() if value} or None,
             condition=Attr("closing").attribute_type("M") & absent("closing.merged"),
             conflict=f"Batch {batch_id}'s merge is recorded already.",
@@ -376,6 +382,25 @@ class Store:
             ),
         )
         return not reasons
+
+    def restore_expiry(self, file_id: str) -> None:
+        """Give a file its TTL back once no batch uses it (safe to repeat; a no-op while one still does).
+
+        A file past its expiry is then removed by TTL, and its bytes by the sweeper, as any other.
+        """
+        try:
+            self.table.update_item(
+                Key={"pk": file_id, "sk": "file"},
+                UpdateExpression="SET #ttl = expires_at",
+                ConditionExpression=Attr("pk").exists()
+                & (Attr("in_use").not_exists() | Attr("in_use").lte(0))
+                & Attr(TTL_ATTR).not_exists()
+                & Attr("expires_at").attribute_type("N"),
+                ExpressionAttributeNames={"#ttl": TTL_ATTR},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     # ------------------------------------------------------------------------------ run segments
     # A segment is the lines one worker invocation answered: [cursor, next_cursor) of one chunk.

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from batchline.models import ENDPOINTS, MAX_ERRORS, MAX_ERRORS_BYTES, BatchError, bounded_errors
+from batchline.models import ENDPOINTS, MAX_ERRORS, MAX_ERRORS_BYTES, BatchError, bounded_errors, canonical_path
 
 BOM = b"\xef\xbb\xbf"
 MAX_CUSTOM_ID_CHARS = 512
@@ -172,6 +172,31 @@ def _decode(raw: bytes) -> Any:
     return _DECODER.decode(raw.decode("utf-8"))
 
 
+def _writable(text: str) -> bool:
+    """A string UTF-8 can encode: JSON's `\\ud800` escape decodes to a lone surrogate, which it cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unwritable_string(request: dict[str, Any]) -> bool:
+    """Whether any key or string of the request, its custom_id's value aside, is not writable as UTF-8."""
+    stack: list[Any] = [v for k, v in request.items() if k != "custom_id"] + list(request)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not _writable(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 def parse_request_line(raw: bytes) -> dict[str, Any]:
     """Decode one line that plan_batch accepted."""
     value = _decode(raw)
@@ -196,11 +221,6 @@ def _show(value: Any) -> str:
         return _json_type(value)
     text = json.dumps(value[:64], ensure_ascii=False)
     return text[:-1] + '…"' if len(value) > 64 else text
-
-
-def _canonical_url(url: str) -> str:
-    """The endpoint a url names: `v1/embeddings` is `/v1/embeddings`, as the SDK allows on batches."""
-    return url if url.startswith("/") else "/" + url
 
 
 def _embedding_inputs(value: Any) -> int | None:
@@ -300,6 +320,15 @@ class _Planner:
         if not isinstance(request, dict):
             self.error(line_no, "invalid_json_line", f"This line is {_json_type(request)}, not a JSON object.")
             return
+        # Only an escape can make a lone surrogate (raw bytes must be strict UTF-8): look when there is one.
+        if (b"\\ud" in raw or b"\\uD" in raw) and _unwritable_string(request):
+            self.error(
+                line_no,
+                "invalid_json_line",
+                "This line holds a string that cannot be written as UTF-8 (an escaped lone surrogate).",
+            )
+            self.check_custom_id(line_no, request)
+            return
         self.check_custom_id(line_no, request)
         self.check_method(line_no, request)
         self.check_url(line_no, request)
@@ -329,8 +358,15 @@ class _Planner:
                 "custom_id",
             )
             return
-        # surrogatepass: JSON escapes may carry lone surrogates, which strict UTF-8 cannot encode.
-        digest = hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if not _writable(custom_id):
+            self.error(
+                line_no,
+                "invalid_custom_id",
+                "Invalid 'custom_id': it holds an escaped lone surrogate, which cannot be written as UTF-8.",
+                "custom_id",
+            )
+            return
+        digest = hashlib.blake2b(custom_id.encode("utf-8"), digest_size=16).digest()
         if digest in self.custom_ids:
             self.error(line_no, "duplicate_custom_id", DUPLICATE_CUSTOM_ID_MESSAGE, "custom_id")
         else:
@@ -354,7 +390,7 @@ class _Planner:
             self.missing(line_no, "url")
             return
         url = request["url"]
-        if not isinstance(url, str) or _canonical_url(url) != self.endpoint:
+        if not isinstance(url, str) or canonical_path(url) != self.endpoint:
             self.error(
                 line_no,
                 "url_mismatch",
@@ -457,7 +493,7 @@ def plan_batch(
     read_size: int = 1 << 20,
 ) -> Plan:
     """Validate a batch input file in one streamed pass and cut it into chunks of `lines_per_chunk`."""
-    endpoint = _canonical_url(endpoint)
+    endpoint = canonical_path(endpoint)
     if endpoint not in ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}")
     if lines_per_chunk < 1:

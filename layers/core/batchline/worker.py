@@ -24,7 +24,7 @@ from typing import Any
 from batchline.errors import ServerError
 from batchline.files import file_key
 from batchline.lines import result_line
-from batchline.models import BatchRecord, Job
+from batchline.models import BatchRecord, Job, canonical_path
 from batchline.observability import logger
 from batchline.providers import Outcome, Provider
 from batchline.store import Store
@@ -139,7 +139,9 @@ class ChunkRun:
         async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, int, int]]:
             request = parse_request_line(raw)  # plan accepted every line of the chunk
             try:
-                outcome = await provider.send(request["url"], request["body"], deadline=deadline)
+                # The url plan checked, in the form it checked it: `v1/...` goes as `/v1/...`.
+                url = canonical_path(request["url"])
+                outcome = await provider.send(url, request["body"], deadline=deadline)
             except Exception as exc:  # noqa: BLE001  # one line's fault is that line's error, never the chunk's
                 logger.exception("Provider fault", extra={"batch_id": batch.id})
                 outcome = Outcome.failure("internal_error", f"The request could not be sent: {type(exc).__name__}.")
