@@ -8,11 +8,20 @@ from typing import Any
 class BatchlineError(Exception):
     """A failure the client caused or should hear about; `param` names the offending field."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        # HTTP headers the answer carries (Retry-After on a 429).
+        self.headers = dict(headers or {})
 
 
 class InvalidRequest(BatchlineError):

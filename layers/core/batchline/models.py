@@ -298,11 +298,38 @@ class Job(JobCreate):
 # ------------------------------------------------------------------------------------- tenants, keys
 
 
+# A tenant's enqueued requests can never exceed what one account's batches could hold.
+MAX_ENQUEUED_REQUESTS = 1_000_000_000
+
+
+class TenantLimits(BaseModel):
+    """A tenant's own limits; null: the stack's default (its RequestsPerSecond, EnqueuedRequests)."""
+
+    requests_per_second: int | None = Field(default=None, description="Requests per second per API key.")
+    enqueued_requests: int | None = Field(
+        default=None, description="Request lines the tenant's non-terminal batches may hold together."
+    )
+
+
+class TenantLimitsUpdate(Strict):
+    """Limits as an admin sets them: whole numbers (`"5"` is refused, as 5.0 is)."""
+
+    requests_per_second: int | None = Field(default=None, strict=True, ge=1, le=100_000)
+    enqueued_requests: int | None = Field(default=None, strict=True, ge=1, le=MAX_ENQUEUED_REQUESTS)
+
+
 class TenantRecord(BaseModel):
     id: str
     object: Literal["tenant"] = "tenant"
     name: str
     created_at: int
+    limits: TenantLimits = Field(default_factory=TenantLimits)
+
+
+class TenantUpdate(Strict):
+    """Body of PATCH /v1/admin/tenants/{tenant_id}: the limits given replace the tenant's; others stay."""
+
+    limits: TenantLimitsUpdate
 
 
 class TenantCreate(Strict):

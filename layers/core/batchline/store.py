@@ -534,6 +534,18 @@ class Store:
             raise NotFound(f"No such Tenant object: {tenant_id}", param=param)
         return TenantRecord.model_validate(item)
 
+    def set_tenant_limits(self, tenant_id: str, limits: dict[str, int | None]) -> TenantRecord:
+        """Replace the limits named in `limits` (None: back to the stack's default); the others stay."""
+        tenant = self.get_tenant(tenant_id)
+        merged = tenant.limits.model_copy(update=limits)
+        item = self.update(
+            "tenant",
+            tenant_id,
+            set_={"limits": merged.model_dump()},
+            conflict=NotFound(f"No such Tenant object: {tenant_id}", param="tenant_id"),
+        )
+        return TenantRecord.model_validate(item)
+
     def list_tenants(self, *, after: str | None, limit: int) -> tuple[list[TenantRecord], bool]:
         items, more = self.list_owned("tenant", ADMIN_OWNER, after=after, limit=limit, newest_first=True)
         return [TenantRecord.model_validate(i) for i in items], more
