@@ -52,6 +52,18 @@ class RateLimited(BatchlineError):
     """Per-tenant rate or enqueued-request limit reached."""
 
 
+class EnqueuedLimitReached(RateLimited):
+    """A batch would take the tenant's non-terminal batches over its enqueued-requests limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Enqueued request limit reached: limit {limit} requests in this project's batches that have not "
+            "ended. Please try again once some in_progress batches have been completed.",
+            code="request_limit_exceeded",
+        )
+        self.limit = limit
+
+
 class ServerError(BatchlineError):
     """Our fault or an AWS fault; the message is safe to show."""
 

@@ -237,6 +237,9 @@ class BatchRecord(BatchObject):
     tenant_id: str
     inbox_key: str | None = Field(default=None, description="The S3 inbox object it came from, if any.")
     closing: Closing | None = Field(default=None, description="Set by finalize; no worker records after it.")
+    enqueued: int = Field(
+        default=0, description="Lines plan added to the tenant's enqueued count; closing removes them."
+    )
 
 
 # ----------------------------------------------------------------------------------------------- jobs
