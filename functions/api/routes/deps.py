@@ -133,6 +133,10 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+# Tenant routes count against the key's request rate (get_tenant): each can answer 429.
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {"model": ErrorBody}}
+
+
 def page[T: BaseModel](model: type[T], records: list[Any], has_more: bool) -> Page[T]:
     """OpenAI's list envelope over records shown as `model`."""
     data = [model.model_validate(r, from_attributes=True) for r in records]

@@ -24,7 +24,7 @@ def create_job(body: JobCreate, _: Admin, store: StoreDep, settings: SettingsDep
     )
 
 
-@router.get("", response_model=Page[Job], responses=errors(422))
+@router.get("", response_model=Page[Job], responses=errors(422, 429))
 def list_jobs(
     tenant: TenantId,
     store: StoreDep,
@@ -36,7 +36,7 @@ def list_jobs(
     return page(Job, records, more)
 
 
-@router.get("/{job_id}", response_model=Job, responses=errors(404))
+@router.get("/{job_id}", response_model=Job, responses=errors(404, 429))
 def retrieve_job(job_id: str, tenant: TenantId, store: StoreDep) -> Job:
     """A job of the tenant's."""
     return store.get_job(tenant, job_id)
