@@ -4,6 +4,8 @@ The rate is a fixed one-second window per key, counted in DynamoDB so that every
 same count: one conditional UpdateItem per request (ADD n, only while n < limit), on an item that expires
 by TTL. That write is the whole cost: 1 write request unit per API request, refused ones included
 (DynamoDB bills a failed condition as a write): about $0.625 per million requests on demand. No read.
+A key leaves one ~100-byte item per second it is used; TTL deletes them for free, and the sweeper's stream
+filter drops their removals before any invocation.
 """
 
 from __future__ import annotations
