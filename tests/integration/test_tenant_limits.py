@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from batchline.errors import RateLimited
 from batchline.limits import RateLimiter, reset_text
 from batchline.store import Store
 from tests.integration.api_routes import ADMIN_HEADERS
@@ -126,3 +127,22 @@ def test_admin_routes_are_not_counted(api: TestClient, tenant: Tenant, clock: Cl
 )
 def test_reset_is_written_as_openai_writes_it(seconds: float, text: str) -> None:
     assert reset_text(seconds) == text
+
+
+def test_the_count_is_shared_by_every_container_and_its_items_expire(store: Store) -> None:
+    """Two api containers (two limiters over one table) see one count; each window's item carries a TTL."""
+    clock = Clock(1_800_000_000.9)
+    first, second = RateLimiter(store.table, clock=clock), RateLimiter(store.table, clock=clock)
+    assert [first.hit("key_a", 3).remaining, second.hit("key_a", 3).remaining, first.hit("key_a", 3).remaining] == [
+        2,
+        1,
+        0,
+    ]
+    with pytest.raises(RateLimited) as refused:
+        second.hit("key_a", 3)
+    assert refused.value.headers["Retry-After"] == "1"
+    assert refused.value.headers["x-ratelimit-reset-requests"] == "100ms"
+    assert second.hit("key_b", 3).remaining == 2  # another key, its own count
+    item = store.table.get_item(Key={"pk": "rate#key_a#1800000000", "sk": "rate"})["Item"]
+    assert int(item["n"]) == 3  # the refused request added nothing
+    assert 1_800_000_000 < int(item["ttl"]) <= 1_800_000_000 + 3600
