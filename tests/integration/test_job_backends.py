@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from batchline import files
 from batchline.config import ApiSettings
+from batchline.finalizing import finalize
+from batchline.models import Job, OpenAIProvider
+from batchline.planning import plan
+from batchline.store import Store
+from tests.integration import stack as stack_module
 from tests.integration.api_routes import ADMIN_HEADERS
 from tests.integration.conftest import Tenant
+from tests.integration.test_least_privilege import a_batch, succeeded
 
 
 def job(tenant: Tenant, **provider: Any) -> dict[str, Any]:
@@ -59,3 +67,35 @@ def test_a_key_secret_outside_the_stacks_prefix_is_refused_naming_the_field(
     answer = api.post("/v1/jobs", headers=ADMIN_HEADERS, json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["param"] == "provider.api_key_secret"
+
+
+def test_the_worker_answers_a_stored_job_with_a_metadata_url_as_error_lines_not_a_crash(
+    store: Store, tenant: Tenant, stack: stack_module.Stack
+) -> None:
+    """A job stored before create checked its URL: the worker, under its own role, calls nothing."""
+    job = Job(
+        id="job-legacy",
+        tenant=tenant.id,
+        model="m",
+        provider=OpenAIProvider(type="openai", base_url="http://169.254.169.254/latest/meta-data/"),
+        created_at=0,
+    )
+    store.put_job(job)
+    batch = a_batch(store, tenant, job, lines=2)
+    planned = plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)
+    [chunk] = json.loads(b"".join(store.stream(planned["manifest_key"])))
+    progress = succeeded(stack.invoke("WorkerFunction", {"batch_id": batch.id, "chunk": chunk, "cursor": 0}))
+    assert progress["done"] is True
+    ended = finalize(store, lambda *_: None, batch.id, None)
+    assert ended["status"] == "completed"  # as OpenAI ends a batch whose every line failed
+    record = store.batch(batch.id)
+    assert (record.request_counts.completed, record.request_counts.failed) == (0, 2)
+    assert record.error_file_id is not None
+    errors = [
+        json.loads(x) for x in b"".join(store.stream(files.file_key(tenant.id, record.error_file_id))).splitlines()
+    ]
+    assert [(e["custom_id"], e["response"], e["error"]["code"]) for e in errors] == [
+        ("r0", None, "upstream_unavailable"),
+        ("r1", None, "upstream_unavailable"),
+    ]
+    assert all("metadata service" in e["error"]["message"] for e in errors)
