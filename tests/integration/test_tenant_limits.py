@@ -65,6 +65,7 @@ def test_patch_sets_a_tenants_limits_and_answers_the_tenant_with_them(api: TestC
         ({"requests_per_second": 2.5}, "limits.requests_per_second"),
         ({"enqueued_requests": -1}, "limits.enqueued_requests"),
         ({"enqueued_requests": 10**12}, "limits.enqueued_requests"),
+        ({"requests_per_second": 1001}, "limits.requests_per_second"),
         ({"tokens_per_minute": 5}, "limits.tokens_per_minute"),
     ],
 )

@@ -317,7 +317,9 @@ class TenantLimits(BaseModel):
 class TenantLimitsUpdate(Strict):
     """Limits as an admin sets them: whole numbers (`"5"` is refused, as 5.0 is)."""
 
-    requests_per_second: int | None = Field(default=None, strict=True, ge=1, le=100_000)
+    # One window item takes every request of its key in that second: DynamoDB writes one item at most
+    # 1,000 times a second, so no key can be counted beyond that.
+    requests_per_second: int | None = Field(default=None, strict=True, ge=1, le=1_000)
     enqueued_requests: int | None = Field(default=None, strict=True, ge=1, le=MAX_ENQUEUED_REQUESTS)
 
 
