@@ -108,7 +108,8 @@ class LocalCloud:
         self.moto_port = moto_port or 0
         self.template = Path(template) if template else ROOT / "template.yaml"
         self.stack_name = stack_name
-        self.parameters = dict(parameters or {})
+        # Its fake upstreams listen on loopback, which the stack refuses unless told otherwise.
+        self.parameters = {"AllowPrivateBackends": "true", **(parameters or {})}
         self.api_function = api_function
         self.table_resource = table_resource
         self.serve_api_on_start = serve_api

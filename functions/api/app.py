@@ -6,13 +6,14 @@ here, in one place. uvicorn serves the same `app` in the local cloud.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mangum import Mangum
 from starlette.exceptions import HTTPException
 
@@ -33,10 +34,20 @@ app.include_router(admin.router)
 app.include_router(uploads.router)
 
 
+@app.middleware("http")
+async def _rate_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Every tenant answer says where its key stands, as OpenAI's `x-ratelimit-*-requests` do."""
+    response = await call_next(request)
+    rate = getattr(request.state, "rate", None)
+    if rate is not None:
+        response.headers.update(rate.headers())
+    return response
+
+
 @app.exception_handler(BatchlineError)
 def _domain_error(_: Request, exc: BatchlineError) -> JSONResponse:
     status, body = to_http(exc)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=exc.headers)
 
 
 @app.exception_handler(RequestValidationError)

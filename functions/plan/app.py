@@ -36,6 +36,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         lines_per_chunk=settings.lines_per_chunk,
         requests_per_worker=settings.requests_per_worker,
         worker_concurrency=settings.worker_concurrency,
+        enqueued_requests=settings.enqueued_requests,
     )
     metrics.add_metric(name=f"BatchesPlanned_{answer['status']}", unit=MetricUnit.Count, value=1)
     return answer

@@ -34,7 +34,11 @@ def provider_for(job: Job) -> Provider:
     return make_provider(
         job,
         secret=secrets_manager_getter(),
-        settings=ProviderSettings(request_timeout=settings.request_timeout, max_attempts=settings.max_attempts),
+        settings=ProviderSettings(
+            request_timeout=settings.request_timeout,
+            max_attempts=settings.max_attempts,
+            allow_private_backends=settings.allow_private_backends,
+        ),
     )
 
 

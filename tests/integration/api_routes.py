@@ -173,6 +173,7 @@ REQUESTS: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("DELETE", "/v1/jobs/{job_id}"): _no_body,
     ("POST", "/v1/admin/tenants"): lambda w: {"json": {"name": "charlie"}},
     ("GET", "/v1/admin/tenants"): _no_body,
+    ("PATCH", "/v1/admin/tenants/{tenant_id}"): lambda w: {"json": {"limits": {"requests_per_second": 50}}},
     ("POST", "/v1/admin/tenants/{tenant_id}/api_keys"): _no_body,
     ("GET", "/v1/admin/tenants/{tenant_id}/api_keys"): _no_body,
     ("DELETE", "/v1/admin/api_keys/{key_id}"): _no_body,

@@ -67,7 +67,10 @@ def build(cfn: Mapping[str, Any], secrets: Mapping[str, str]) -> Stack:
         )
         for logical_id, resource in resources.items()
     }
-    pseudo = iam.pseudo_parameters(cfn, region=REGION, stack_name=STACK_NAME)
+    # As the local cloud deploys it: the tests' fake upstreams listen on loopback.
+    pseudo = iam.pseudo_parameters(
+        cfn, region=REGION, stack_name=STACK_NAME, parameters={"AllowPrivateBackends": "true"}
+    )
     principals = iam.principals_from_template(cfn, attributes, pseudo)
     functions: dict[str, LocalFunction] = {}
     for logical_id, resource in resources.items():

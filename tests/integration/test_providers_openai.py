@@ -20,7 +20,12 @@ from tests.fakes import FakeOpenAI, Fault
 MODEL = "custom-llama"
 CHAT = "/v1/chat/completions"
 SETTINGS = ProviderSettings(
-    request_timeout=0.3, connect_timeout=0.3, max_attempts=3, backoff_base=0.01, backoff_max=0.02
+    request_timeout=0.3,
+    connect_timeout=0.3,
+    max_attempts=3,
+    backoff_base=0.01,
+    backoff_max=0.02,
+    allow_private_backends=True,  # the fake listens on loopback
 )
 
 

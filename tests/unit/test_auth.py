@@ -6,7 +6,7 @@ import pytest
 
 from batchline.auth import KEY_CACHE_SECONDS, Authenticator
 from batchline.errors import Forbidden, Unauthenticated
-from batchline.models import ApiKeyRecord
+from batchline.models import ApiKeyRecord, TenantLimits, TenantRecord
 
 SECRETS = {"admin": "the-admin-key", "pepper": "pepper-1"}
 
@@ -24,6 +24,11 @@ class FakeStore:
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         self.lookups += 1
         return self.keys.get(key_hash)
+
+    def get_tenant(self, tenant_id: str) -> TenantRecord:
+        return TenantRecord(
+            id=tenant_id, name=tenant_id, created_at=0, limits=TenantLimits(requests_per_second=len(tenant_id))
+        )
 
 
 class Clock:
@@ -55,6 +60,7 @@ def test_an_issued_key_resolves_to_its_tenant_and_is_stored_only_hashed(parts) -
     principal = auth.authenticate(f"Bearer {key}")
     assert principal.tenant_id == "tenant_a" and principal.key_id == record.id
     assert principal.require_tenant() == "tenant_a"
+    assert principal.requests_per_second == len("tenant_a")  # the tenant's own rate, read with the key
 
 
 def test_the_hash_depends_on_the_stack_secret(parts) -> None:

@@ -12,6 +12,7 @@ from batchline.models import (
     TenantCreate,
     TenantCreated,
     TenantRecord,
+    TenantUpdate,
 )
 from batchline.tenants import create_tenant
 from routes.deps import Admin, After, AuthenticatorDep, PageSize, StoreDep, errors, page
@@ -40,6 +41,16 @@ def list_tenants(
     """Every tenant, newest first."""
     records, more = store.list_tenants(after=after, limit=limit)
     return page(TenantRecord, records, more)
+
+
+@router.patch("/tenants/{tenant_id}", response_model=TenantRecord, responses=errors(404, 422))
+def update_tenant(
+    tenant_id: str, body: TenantUpdate, _: Admin, store: StoreDep, auth: AuthenticatorDep
+) -> TenantRecord:
+    """Set a tenant's own limits; a limit set to null goes back to the stack's default."""
+    tenant = store.set_tenant_limits(tenant_id, body.limits.model_dump(exclude_unset=True))
+    auth.forget_tenant(tenant_id)  # other containers see the new rate once their cached key expires
+    return tenant
 
 
 @router.post("/tenants/{tenant_id}/api_keys", response_model=ApiKeyObject, responses=errors(404))

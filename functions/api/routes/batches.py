@@ -10,9 +10,20 @@ from fastapi import APIRouter
 from batchline import batches
 from batchline.models import BatchCreate, BatchObject, Page, public
 from batchline.observability import metrics
-from routes.deps import After, IdempotencyDep, IdempotencyKey, PageSize, RunsDep, StoreDep, TenantId, errors, page
+from routes.deps import (
+    RATE_LIMITED,
+    After,
+    IdempotencyDep,
+    IdempotencyKey,
+    PageSize,
+    RunsDep,
+    StoreDep,
+    TenantId,
+    errors,
+    page,
+)
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=RATE_LIMITED)
 
 
 @router.post("", response_model=BatchObject, responses=errors(404, 409, 422))

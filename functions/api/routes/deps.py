@@ -5,13 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Header, Query, Security
+from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
+from batchline.limits import RateLimiter
 from batchline.models import Page
 from batchline.runs import Runs
 from batchline.secret_values import secrets_manager_getter
@@ -49,6 +50,10 @@ def get_idempotency() -> Idempotency:
     return Idempotency(get_settings().idempotency_table)
 
 
+def get_rate_limiter(store: Annotated[Store, Depends(get_store)]) -> RateLimiter:
+    return RateLimiter(store.table)
+
+
 # Documents the scheme in OpenAPI (`securitySchemes`); the Authenticator reads the header itself, so a
 # missing or malformed key gets the contract's 401 body rather than the framework's.
 _bearer = HTTPBearer(
@@ -66,8 +71,19 @@ def get_principal(
     return authenticator.authenticate(authorization)
 
 
-def get_tenant(principal: Annotated[Principal, Depends(get_principal)]) -> str:
-    return principal.require_tenant()
+def get_tenant(
+    request: Request,
+    principal: Annotated[Principal, Depends(get_principal)],
+    limiter: Annotated[RateLimiter, Depends(get_rate_limiter)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+) -> str:
+    """The caller's tenant, once its key's request is counted against its rate (429 beyond it)."""
+    tenant_id = principal.require_tenant()
+    assert principal.key_id is not None  # a tenant's principal is always one of its keys
+    limit = principal.requests_per_second or settings.requests_per_second
+    # The app's middleware puts the x-ratelimit-* headers on the answer, whatever the route answers.
+    request.state.rate = limiter.hit(principal.key_id, limit)
+    return tenant_id
 
 
 def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
@@ -115,6 +131,10 @@ class ErrorBody(BaseModel):
     """OpenAI's error body: every non-2xx answer has it."""
 
     error: ErrorDetail
+
+
+# Tenant routes count against the key's request rate (get_tenant): each can answer 429.
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {"model": ErrorBody}}
 
 
 def page[T: BaseModel](model: type[T], records: list[Any], has_more: bool) -> Page[T]:

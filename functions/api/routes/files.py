@@ -23,9 +23,19 @@ from batchline.models import (
     public,
 )
 from batchline.observability import metrics
-from routes.deps import After, IdempotencyDep, IdempotencyKey, SettingsDep, StoreDep, TenantId, errors, page
+from routes.deps import (
+    RATE_LIMITED,
+    After,
+    IdempotencyDep,
+    IdempotencyKey,
+    SettingsDep,
+    StoreDep,
+    TenantId,
+    errors,
+    page,
+)
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=RATE_LIMITED)
 
 # Long enough to start a large download, short enough that a leaked link soon stops working.
 CONTENT_LINK_SECONDS = 900

@@ -10,9 +10,9 @@ from fastapi import APIRouter, File, UploadFile
 from batchline import uploads
 from batchline.observability import metrics
 from batchline.uploads import PresignedUpload, UploadComplete, UploadCreate, UploadObject, UploadPartObject
-from routes.deps import SettingsDep, StoreDep, TenantId, errors
+from routes.deps import RATE_LIMITED, SettingsDep, StoreDep, TenantId, errors
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=RATE_LIMITED)
 
 _PRESIGNED_DESCRIPTION = """\
 Batchline extension, for clients that can PUT straight to S3 (files up to 200 MB, no parts):

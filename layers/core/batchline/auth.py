@@ -25,6 +25,8 @@ class Principal:
 
     tenant_id: str | None
     key_id: str | None = None
+    # The tenant's own request rate per key; None: the stack's default.
+    requests_per_second: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -87,7 +89,11 @@ class Authenticator:
         record = self._store.find_api_key(key_hash)
         if record is None:
             raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
-        principal = Principal(tenant_id=record.tenant_id, key_id=record.id)
+        # Read with the key, and cached as long: a limit an admin changes holds everywhere within that time.
+        limits = self._store.get_tenant(record.tenant_id).limits
+        principal = Principal(
+            tenant_id=record.tenant_id, key_id=record.id, requests_per_second=limits.requests_per_second
+        )
         with self._lock:
             self._cache[key_hash] = (now + KEY_CACHE_SECONDS, principal)
         return principal
@@ -96,6 +102,11 @@ class Authenticator:
         """Drop a revoked key from this container's cache."""
         with self._lock:
             self._cache = {h: v for h, v in self._cache.items() if v[1].key_id != key_id}
+
+    def forget_tenant(self, tenant_id: str) -> None:
+        """Drop a tenant's keys from this container's cache (its limits changed)."""
+        with self._lock:
+            self._cache = {h: v for h, v in self._cache.items() if v[1].tenant_id != tenant_id}
 
     def issue_key(self, tenant_id: str) -> tuple[ApiKeyRecord, str]:
         """A new key for a tenant: the record kept, and the key itself, shown only this once."""

@@ -29,6 +29,9 @@ class ApiSettings(CoreSettings):
     max_upload_bytes: int = Field(default=MAX_DIRECT_UPLOAD_BYTES, gt=0, le=MAX_DIRECT_UPLOAD_BYTES)
     # Lambda's 6 MB response cap, after base64: larger contents are answered with a redirect to S3.
     max_inline_content_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    requests_per_second: int = Field(gt=0, description="Requests per second per API key, unless its tenant's own.")
+    provider_secret_prefix: str = Field(min_length=1, description="Jobs' api_key_secret names start with this.")
+    allow_private_backends: bool = Field(description="Jobs may name loopback and private addresses.")
 
 
 class PlanSettings(CoreSettings):
@@ -40,6 +43,7 @@ class PlanSettings(CoreSettings):
     worker_concurrency: int = Field(
         default=100, ge=1, le=10_000, description="Most worker invocations one batch runs at once (Map cap)."
     )
+    enqueued_requests: int = Field(gt=0, description="Lines a tenant's non-terminal batches hold, unless its own.")
 
 
 class WorkerSettings(CoreSettings):
@@ -52,6 +56,7 @@ class WorkerSettings(CoreSettings):
     # can finish and the segment can be written; the next invocation takes the rest.
     safety_margin: float = Field(default=15.0, ge=0, description="Seconds kept free at the end.")
     status_check_interval: float = Field(default=2.0, gt=0, description="Seconds between cancel checks.")
+    allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
 
 
 class FinalizeSettings(CoreSettings):

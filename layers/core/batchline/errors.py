@@ -15,11 +15,20 @@ _LONG_WORD = re.compile(rf"[^\s'\"]{{{MAX_ECHO_CHARS + 1},}}")
 class BatchlineError(Exception):
     """A failure the client caused or should hear about; `param` names the offending field."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        # HTTP headers the answer carries (Retry-After on a 429).
+        self.headers = dict(headers or {})
 
 
 class InvalidRequest(BatchlineError):
@@ -48,6 +57,18 @@ class Forbidden(BatchlineError):
 
 class RateLimited(BatchlineError):
     """Per-tenant rate or enqueued-request limit reached."""
+
+
+class EnqueuedLimitReached(RateLimited):
+    """A batch would take the tenant's non-terminal batches over its enqueued-requests limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Enqueued request limit reached: limit {limit} requests in this project's batches that have not "
+            "ended. Please try again once some in_progress batches have been completed.",
+            code="request_limit_exceeded",
+        )
+        self.limit = limit
 
 
 class ServerError(BatchlineError):

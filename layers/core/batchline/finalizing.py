@@ -75,7 +75,7 @@ def _close(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Ba
     for _ in range(3):  # the status can change under us at most twice (validating -> cancelling, a twin)
         status, unsent_code = _target(batch, fault, time.time())
         try:
-            return store.close_batch(batch.id, batch.status, Closing(status=status, unsent_code=unsent_code))
+            return store.close_batch(batch, Closing(status=status, unsent_code=unsent_code))
         except Conflict:
             batch = store.batch(batch.id)
             if batch.closing is not None or batch.status in TERMINAL:

@@ -285,6 +285,9 @@ class BatchRecord(BatchObject):
     tenant_id: str
     inbox_key: str | None = Field(default=None, description="The S3 inbox object it came from, if any.")
     closing: Closing | None = Field(default=None, description="Set by finalize; no worker records after it.")
+    enqueued: int = Field(
+        default=0, description="Lines plan added to the tenant's enqueued count; closing removes them."
+    )
 
 
 # ----------------------------------------------------------------------------------------------- jobs
@@ -353,11 +356,40 @@ class Job(JobCreate):
 # ------------------------------------------------------------------------------------- tenants, keys
 
 
+# A tenant's enqueued requests can never exceed what one account's batches could hold.
+MAX_ENQUEUED_REQUESTS = 1_000_000_000
+
+
+class TenantLimits(BaseModel):
+    """A tenant's own limits; null: the stack's default (its RequestsPerSecond, EnqueuedRequests)."""
+
+    requests_per_second: int | None = Field(default=None, description="Requests per second per API key.")
+    enqueued_requests: int | None = Field(
+        default=None, description="Request lines the tenant's non-terminal batches may hold together."
+    )
+
+
+class TenantLimitsUpdate(Strict):
+    """Limits as an admin sets them: whole numbers (`"5"` is refused, as 5.0 is)."""
+
+    # One window item takes every request of its key in that second: DynamoDB writes one item at most
+    # 1,000 times a second, so no key can be counted beyond that.
+    requests_per_second: int | None = Field(default=None, strict=True, ge=1, le=1_000)
+    enqueued_requests: int | None = Field(default=None, strict=True, ge=1, le=MAX_ENQUEUED_REQUESTS)
+
+
 class TenantRecord(BaseModel):
     id: str
     object: Literal["tenant"] = "tenant"
     name: str
     created_at: int
+    limits: TenantLimits = Field(default_factory=TenantLimits)
+
+
+class TenantUpdate(Strict):
+    """Body of PATCH /v1/admin/tenants/{tenant_id}: the limits given replace the tenant's; others stay."""
+
+    limits: TenantLimitsUpdate
 
 
 class TenantCreate(Strict):

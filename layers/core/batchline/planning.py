@@ -7,8 +7,8 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from batchline.errors import Conflict, NotFound
-from batchline.models import BatchError, BatchErrors
+from batchline.errors import Conflict, EnqueuedLimitReached, NotFound
+from batchline.models import MAX_ENQUEUED_REQUESTS, BatchError, BatchErrors
 from batchline.observability import logger
 from batchline.store import Store
 from batchline.validation import plan_batch
@@ -29,9 +29,19 @@ def map_concurrency(max_concurrency: int, requests_per_worker: int, worker_concu
 
 
 def plan(
-    store: Store, batch_id: str, *, lines_per_chunk: int, requests_per_worker: int, worker_concurrency: int = 100
+    store: Store,
+    batch_id: str,
+    *,
+    lines_per_chunk: int,
+    requests_per_worker: int,
+    worker_concurrency: int = 100,
+    enqueued_requests: int = MAX_ENQUEUED_REQUESTS,
 ) -> dict[str, Any]:
-    """validating -> in_progress with a manifest, or -> failed with `errors.data`. Safe to run again."""
+    """validating -> in_progress with a manifest, or -> failed with `errors.data`. Safe to run again.
+
+    `enqueued_requests` is the stack's default for the lines a tenant's non-terminal batches hold; a
+    tenant's own limit replaces it.
+    """
     batch = store.batch(batch_id)
     job = store.job(batch.job_id)
     answer: dict[str, Any] = {
@@ -61,13 +71,12 @@ def plan(
         json.dumps([asdict(chunk) for chunk in result.chunks]).encode(),
         content_type="application/json",
     )
+    limit = store.get_tenant(batch.tenant_id).limits.enqueued_requests or enqueued_requests
     try:
-        store.set_batch_status(
-            batch_id,
-            "in_progress",
-            allowed_from=["validating"],
-            fields={"request_counts": {"total": result.total, "completed": 0, "failed": 0}},
-        )
+        store.start_batch(batch, result.total, enqueued_limit=limit)
+    except EnqueuedLimitReached as exc:
+        # As OpenAI's enqueued limits: the batch fails in validation, with no line to blame.
+        return _fail(store, batch_id, [BatchError(code="request_limit_exceeded", message=exc.message)])
     except Conflict:
         answer["status"] = store.batch(batch_id).status
         return answer

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from batchline.config import CoreSettings
-from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound, ServerError
+from batchline.errors import BatchlineError, Conflict, EnqueuedLimitReached, InvalidRequest, NotFound, ServerError
 from batchline.models import ApiKeyRecord, BatchRecord, Closing, FileRecord, Job, Merged, TenantRecord
 
 if TYPE_CHECKING:
@@ -321,22 +321,108 @@ class Store:
         )
         return BatchRecord.model_validate(item)
 
-    def close_batch(self, batch_id: str, from_status: str, closing: Closing) -> BatchRecord:
+    def start_batch(self, batch: BatchRecord, total: int, *, enqueued_limit: int) -> BatchRecord:
+        """Plan's end: validating -> in_progress, its lines added to the tenant's enqueued count, together.
+
+        Conflict if the batch moved on (cancelled, closed, planned by a twin); EnqueuedLimitReached if the
+        tenant's non-terminal batches would hold more than `enqueued_limit` lines. One transaction: the
+        lines are counted exactly when the status changes, so a plan run again never counts them twice.
+        """
+        moved = Conflict(f"Batch {batch.id} is no longer in validating.")
+        if total > enqueued_limit:
+            raise EnqueuedLimitReached(enqueued_limit)
+        now = int(time.time())
+        reasons = self._transact(
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch.id, "sk": "batch"},
+                    "UpdateExpression": "SET #status = :to, in_progress_at = :now, request_counts = :counts, "
+                    "enqueued = :n",
+                    "ConditionExpression": "#status = :from AND (attribute_not_exists(closing) "
+                    "OR attribute_type(closing, :null))",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":to": "in_progress",
+                        ":from": "validating",
+                        ":now": now,
+                        ":counts": {"total": total, "completed": 0, "failed": 0},
+                        ":n": total,
+                        ":null": "NULL",
+                    },
+                },
+            ),
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch.tenant_id, "sk": "tenant"},
+                    "UpdateExpression": "ADD enqueued :n",
+                    "ConditionExpression": "attribute_exists(pk) AND "
+                    "(attribute_not_exists(enqueued) OR enqueued <= :room)",
+                    "ExpressionAttributeValues": {":n": total, ":room": enqueued_limit - total},
+                },
+            ),
+        )
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            raise moved
+        if reasons and reasons[1:2] == ["ConditionalCheckFailed"]:
+            raise EnqueuedLimitReached(enqueued_limit)
+        if reasons:
+            # A transient conflict or throttling: the function fails and Step Functions retries it.
+            raise ServerError(f"Starting batch {batch.id} failed: {reasons}")
+        return self.batch(batch.id)
+
+    def close_batch(self, batch: BatchRecord, closing: Closing) -> BatchRecord:
         """Finalize's first step: no worker records from now on; a running batch shows `finalizing`.
 
-        Conflict if the batch is no longer in `from_status`, or another finalize closed it first.
+        The batch's enqueued lines leave the tenant's count in the same write, so exactly once however
+        often finalize runs. Conflict if the batch is no longer in the status it was read in, or another
+        finalize closed it first.
         """
+        from_status = batch.status
         set_: dict[str, Any] = {"closing": closing.model_dump()}
         if from_status == "in_progress":
             set_ |= {"status": "finalizing", "finalizing_at": int(time.time())}
-        item = self.update(
-            "batch",
-            batch_id,
-            set_=set_,
-            condition=Attr("status").eq(from_status) & absent("closing"),
-            conflict=f"Batch {batch_id} is no longer in {from_status}, or it is closed already.",
+        conflict = f"Batch {batch.id} is no longer in {from_status}, or it is closed already."
+        if not batch.enqueued:
+            item = self.update(
+                "batch",
+                batch.id,
+                set_=set_,
+                condition=Attr("status").eq(from_status) & absent("closing"),
+                conflict=conflict,
+            )
+            return BatchRecord.model_validate(item)
+        names = {f"#s{i}": name for i, name in enumerate(set_)}
+        values: dict[str, Any] = {f":s{i}": value for i, value in enumerate(set_.values())}
+        values |= {":from": from_status, ":n": batch.enqueued, ":null": "NULL"}
+        reasons = self._transact(
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch.id, "sk": "batch"},
+                    "UpdateExpression": "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(set_))),
+                    # enqueued: what plan added is what leaves (it never changes after plan).
+                    "ConditionExpression": "#status = :from AND enqueued = :n AND "
+                    "(attribute_not_exists(closing) OR attribute_type(closing, :null))",
+                    "ExpressionAttributeNames": names | {"#status": "status"},
+                    "ExpressionAttributeValues": values,
+                },
+            ),
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch.tenant_id, "sk": "tenant"},
+                    "UpdateExpression": "ADD enqueued :minus",
+                    "ExpressionAttributeValues": {":minus": -batch.enqueued},
+                },
+            ),
         )
-        return BatchRecord.model_validate(item)
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            raise Conflict(conflict)
+        if reasons:
+            raise ServerError(f"Closing batch {batch.id} failed: {reasons}")
+        return self.batch(batch.id)
 
     def record_merge(self, batch_id: str, merged: Merged) -> BatchRecord:
         """Record the merge's result and add what it counted itself, once, in one write."""
@@ -566,6 +652,18 @@ class Store:
         item = self.get_raw("tenant", tenant_id)
         if item is None:
             raise NotFound(f"No such Tenant object: {tenant_id}", param=param)
+        return TenantRecord.model_validate(item)
+
+    def set_tenant_limits(self, tenant_id: str, limits: dict[str, int | None]) -> TenantRecord:
+        """Replace the limits named in `limits` (None: back to the stack's default); the others stay."""
+        tenant = self.get_tenant(tenant_id)
+        merged = tenant.limits.model_copy(update=limits)
+        item = self.update(
+            "tenant",
+            tenant_id,
+            set_={"limits": merged.model_dump()},
+            conflict=NotFound(f"No such Tenant object: {tenant_id}", param="tenant_id"),
+        )
         return TenantRecord.model_validate(item)
 
     def list_tenants(self, *, after: str | None, limit: int) -> tuple[list[TenantRecord], bool]:

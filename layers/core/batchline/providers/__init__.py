@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from batchline.backends import base_url_problem
 from batchline.models import BedrockProvider as BedrockConfig
 from batchline.models import Job
 from batchline.models import MockProvider as MockConfig
@@ -31,6 +32,19 @@ __all__ = [
 ]
 
 
+class RefusedBackend:
+    """A backend the stack may not call: every line is an error line, nothing is sent."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def send(self, url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        return Outcome.failure(UPSTREAM_UNAVAILABLE, self.message)
+
+    async def aclose(self) -> None:
+        pass
+
+
 def make_provider(
     job: Job,
     *,
@@ -45,6 +59,11 @@ def make_provider(
     # Imported here so that a worker only loads the backend it uses (boto3 is slow to import).
     if isinstance(config, OpenAIConfig):
         from batchline.providers.openai_compat import OpenAICompatProvider
+
+        problem = base_url_problem(config.base_url, allow_private=settings.allow_private_backends)
+        if problem:
+            # A job stored before create checked its URL: answer its lines, call nothing, read no secret.
+            return RefusedBackend(f"The job's provider.base_url {config.base_url[:200]!r} {problem}.")
 
         api_key = secret(config.api_key_secret) if config.api_key_secret else None
         return OpenAICompatProvider(

@@ -86,6 +86,7 @@ class ProviderSettings(BaseModel):
     # A worker keeps a few dozen requests in flight; the pool must not be what queues them.
     max_connections: int = Field(default=256, ge=1)
     max_keepalive_connections: int = Field(default=128, ge=0)
+    allow_private_backends: bool = Field(default=False, description="Loopback and private base URLs may be called.")
 
 
 class Provider(Protocol):
