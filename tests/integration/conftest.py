@@ -14,10 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
+from batchline import batches, files
 from batchline.auth import Authenticator
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
-from batchline.models import ENDPOINTS, Job, MockProvider
+from batchline.models import ENDPOINTS, BatchCreate, Job, MockProvider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
@@ -189,6 +190,15 @@ def api(
             yield client
     finally:
         module.app.dependency_overrides.clear()
+
+
+def batch_of(store: Store, tenant: Tenant, data: bytes, *, job_id: str, endpoint: str = "/v1/chat/completions") -> Any:
+    """A batch over a new input file holding `data`, created as the API creates it (its run not started)."""
+    record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
+    store.put_bytes(record.s3_key, data)
+    store.put_file(record)
+    create = BatchCreate(input_file_id=record.id, endpoint=endpoint, completion_window="24h", job_id=job_id)
+    return batches.create_batch(store, RecordedRuns(), tenant.id, create)
 
 
 def all_items(settings: ApiSettings) -> list[dict[str, Any]]:

@@ -15,14 +15,13 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from batchline import batches, files
+from batchline import files
 from batchline.finalizing import finalize
-from batchline.models import BatchCreate
 from batchline.planning import plan
 from batchline.store import Store
 from batchline.validation import Chunk
 from batchline.worker import ChunkRun
-from tests.integration.conftest import Tenant
+from tests.integration.conftest import Tenant, batch_of
 from tests.integration.test_run_steps import EchoProvider
 
 URL = "/v1/chat/completions"
@@ -108,16 +107,7 @@ endings = st.sampled_from([b"\n", b"\r\n"])
 
 
 def run_batch(store: Store, tenant: Tenant, data: bytes) -> tuple[Any, list[dict[str, Any]]]:
-    record = files.new_record(tenant.id, filename="fuzz.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
-
-    class NoRuns:
-        def start(self, batch_id: str) -> None:
-            pass
-
-    create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
-    batch = batches.create_batch(store, NoRuns(), tenant.id, create)
+    batch = batch_of(store, tenant, data, job_id=tenant.job.id)
     planned = plan(store, batch.id, lines_per_chunk=3, requests_per_worker=4)
     if planned["status"] == "in_progress":
         manifest = [Chunk(**c) for c in json.loads(b"".join(store.stream(planned["manifest_key"])))]

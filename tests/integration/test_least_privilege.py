@@ -23,15 +23,14 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from fastapi.testclient import TestClient
 
-from batchline import batches, files
 from batchline.config import ApiSettings
-from batchline.models import BatchCreate, Job, OpenAIProvider
+from batchline.models import Job, OpenAIProvider
 from batchline.store import Store
 from localcloud import iam
 from localcloud.template import inline_definitions, load_template, to_cloudformation
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration import stack as stack_module
-from tests.integration.conftest import ROOT, Tenant, load_function
+from tests.integration.conftest import ROOT, Tenant, batch_of, load_function
 from tests.integration.test_ingest import s3_event
 
 URL = "/v1/chat/completions"
@@ -154,17 +153,7 @@ def world(settings: ApiSettings, store: Store, tenant: Tenant) -> Iterator[dict[
 
 
 def a_batch(store: Store, tenant: Tenant, job: Job, lines: int = 3) -> Any:
-    data = b"".join(line(i) for i in range(lines))
-    record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
-
-    class NoRuns:
-        def start(self, batch_id: str) -> None:
-            pass
-
-    create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=job.id)
-    return batches.create_batch(store, NoRuns(), tenant.id, create)
+    return batch_of(store, tenant, b"".join(line(i) for i in range(lines)), job_id=job.id)
 
 
 def succeeded(result: Any) -> dict[str, Any]:
