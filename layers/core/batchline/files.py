@@ -7,16 +7,13 @@ from typing import IO
 
 from batchline import ids
 from batchline.errors import PayloadTooLarge
+from batchline.layout import file_key
 from batchline.models import ExpiresAfter, FilePurpose, FileRecord, UploadPurpose
 from batchline.store import Store
 
 BATCH_FILE_DEFAULT_TTL = 30 * 24 * 3600
 # OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
 MAX_FILE_BYTES = 200 * 1024 * 1024
-
-
-def file_key(tenant_id: str, file_id: str) -> str:
-    return f"files/{tenant_id}/{file_id}"
 
 
 def too_large(size: int, limit: int) -> PayloadTooLarge:

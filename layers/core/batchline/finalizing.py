@@ -25,11 +25,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchline import files, ids, lines
+from batchline import files, ids, layout, lines
 from batchline.errors import Conflict
 from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Closing, Merged, public
 from batchline.observability import logger
-from batchline.planning import manifest_key
 from batchline.store import ObjectWriter, Store
 from batchline.validation import Chunk, iter_request_lines, parse_request_line
 
@@ -126,8 +125,8 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
 
 def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
     """Write the result files (whole again on a retry); their sizes and what finalize counted itself."""
-    out = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
-    err = store.writer(files.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
+    out = store.writer(layout.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
+    err = store.writer(layout.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
     merged = Merged()
     try:
         _merge(store, batch, out, err, unsent_code, merged)
@@ -141,7 +140,7 @@ def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
 
 def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
     try:
-        raw = b"".join(store.stream(manifest_key(batch.id)))
+        raw = b"".join(store.stream(layout.manifest_key(batch.id)))
     except ClientError as exc:
         if _missing(exc):
             return None
@@ -158,7 +157,7 @@ def _merge(
     committed, the total when planning never counted it, and whether the input's bytes were gone.
     """
     chunks = _manifest(store, batch)
-    source = files.file_key(batch.tenant_id, batch.input_file_id)
+    source = layout.file_key(batch.tenant_id, batch.input_file_id)
     uncommitted: dict[str, int] = defaultdict(int)
     if chunks is None:
         # Stopped before planning (cancelled or a fault): nothing was sent, every line is unsent.
@@ -293,7 +292,6 @@ def event_detail(batch: BatchRecord, budget: int = EVENT_DETAIL_BYTES) -> dict[s
 def _to_outbox(store: Store, batch: BatchRecord) -> None:
     """Results of an inbox batch also go next to where it came from: outbox/<job>/<name>.*.jsonl."""
     assert batch.inbox_key is not None
-    job_and_name = batch.inbox_key.removeprefix("inbox/").removesuffix(".jsonl")
     for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "errors")):
         if file_id:
-            store.copy_object(files.file_key(batch.tenant_id, file_id), f"outbox/{job_and_name}.{suffix}.jsonl")
+            store.copy_object(layout.file_key(batch.tenant_id, file_id), layout.outbox_key(batch.inbox_key, suffix))

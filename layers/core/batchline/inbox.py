@@ -15,7 +15,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import ValidationError
 
-from batchline import batches, files, ids
+from batchline import batches, files, ids, layout
 from batchline.errors import Conflict
 from batchline.models import BatchCreate, Job
 from batchline.observability import logger
@@ -23,7 +23,6 @@ from batchline.runs import Runs
 from batchline.store import Store
 from batchline.validation import iter_request_lines, parse_request_line
 
-PREFIX = "inbox/"
 METADATA_PREFIX = "metadata-"
 
 
@@ -67,7 +66,7 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
     """Make (or find) the batch for one inbox object and make sure it runs; its id."""
     key = obj.key
     parts = PurePosixPath(key).parts
-    if len(parts) < 3 or parts[0] != PREFIX.rstrip("/") or not key.endswith(".jsonl"):
+    if len(parts) < 3 or parts[0] != layout.INBOX.rstrip("/") or not key.endswith(layout.INBOX_SUFFIX):
         raise Rejected(f"Not an inbox batch file: {key}")
     job_id = parts[1]
     batch_id = ids.derived_batch_id(*obj.identity)

@@ -8,14 +8,11 @@ from dataclasses import asdict
 from typing import Any
 
 from batchline.errors import Conflict, EnqueuedLimitReached, NotFound
+from batchline.layout import manifest_key
 from batchline.models import MAX_ENQUEUED_REQUESTS, BatchError, BatchErrors
 from batchline.observability import logger
 from batchline.store import Store
 from batchline.validation import plan_batch
-
-
-def manifest_key(batch_id: str) -> str:
-    return f"work/{batch_id}/manifest.json"
 
 
 def map_concurrency(max_concurrency: int, requests_per_worker: int, worker_concurrency: int) -> int:

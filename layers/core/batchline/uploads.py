@@ -22,7 +22,7 @@ from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
-from batchline import files, ids
+from batchline import files, ids, layout
 from batchline.errors import Conflict, InvalidRequest, PayloadTooLarge
 from batchline.models import ExpiresAfter, FileObject, FileRecord, Strict, UploadPurpose
 from batchline.observability import logger
@@ -113,22 +113,6 @@ class PresignedUpload(BaseModel):
     expires_at: int = Field(description="The URL works until then.")
 
 
-# --------------------------------------------------------------------------------------------- keys
-
-
-def upload_prefix(tenant_id: str, upload_id: str) -> str:
-    return f"uploads/{tenant_id}/{upload_id}/"
-
-
-def part_key(tenant_id: str, upload_id: str, part_id: str) -> str:
-    return f"{upload_prefix(tenant_id, upload_id)}parts/{part_id}"
-
-
-def object_key(tenant_id: str, upload_id: str) -> str:
-    """Where a presigned PUT puts the whole file."""
-    return f"{upload_prefix(tenant_id, upload_id)}object"
-
-
 # --------------------------------------------------------------------------------------- operations
 
 
@@ -189,7 +173,7 @@ def add_part(
         )
     _require_pending(upload, now)
     part = UploadPartObject(id=ids.part_id(), created_at=now, upload_id=upload.id)
-    store.upload(part_key(tenant_id, upload.id, part.id), body)
+    store.upload(layout.upload_part_key(tenant_id, upload.id, part.id), body)
     return part
 
 
@@ -225,7 +209,7 @@ def presign_put(
         "put_object",
         Params={
             "Bucket": store.bucket_name,
-            "Key": object_key(tenant_id, upload.id),
+            "Key": layout.upload_object_key(tenant_id, upload.id),
             "ContentLength": upload.bytes,
         },
         ExpiresIn=expires_in,
@@ -312,7 +296,7 @@ class _Source:
 def _sources(store: Store, upload: UploadRecord, part_ids: list[str]) -> list[_Source]:
     """The staged objects named by `part_ids` (or the presigned PUT's object when it is empty)."""
     if not part_ids:
-        key = object_key(upload.tenant_id, upload.id)
+        key = layout.upload_object_key(upload.tenant_id, upload.id)
         # A listing, not a HEAD: S3 answers a HEAD of a missing key with 403 to a role that may list only
         # uploads/, which cannot be told from a real denial; the listing says "absent" plainly.
         listed = store.s3.list_objects_v2(Bucket=store.bucket_name, Prefix=key, MaxKeys=1).get("Contents", [])
@@ -341,7 +325,7 @@ def _sources(store: Store, upload: UploadRecord, part_ids: list[str]) -> list[_S
 
 def _staged_parts(store: Store, upload: UploadRecord) -> dict[str, _Source]:
     """The upload's parts by id, from one listing rather than a request per part."""
-    prefix = part_key(upload.tenant_id, upload.id, "")
+    prefix = layout.upload_part_key(upload.tenant_id, upload.id, "")
     found: dict[str, _Source] = {}
     for page in store.s3.get_paginator("list_objects_v2").paginate(Bucket=store.bucket_name, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -525,7 +509,7 @@ def _assemble(store: Store, sources: list[_Source], key: str, *, content_type: s
 
 def _delete_staged(store: Store, upload: UploadRecord) -> None:
     """Delete the upload's parts and presigned object once they are joined or abandoned."""
-    prefix = upload_prefix(upload.tenant_id, upload.id)
+    prefix = layout.upload_prefix(upload.tenant_id, upload.id)
     try:
         keys = [
             obj["Key"]

@@ -22,7 +22,7 @@ from itertools import islice
 from typing import Any
 
 from batchline.errors import ServerError
-from batchline.files import file_key
+from batchline.layout import file_key, part_keys
 from batchline.lines import result_line
 from batchline.models import BatchRecord, Job, canonical_path
 from batchline.observability import logger
@@ -36,12 +36,6 @@ ProviderFactory = Callable[[Job], Provider]
 COMMIT_ATTEMPTS = 8
 COMMIT_BACKOFF_BASE = 0.05
 COMMIT_BACKOFF_CAP = 2.0
-
-
-def part_keys(batch_id: str, chunk: int, cursor: int, attempt: str) -> tuple[str, str]:
-    """Where one attempt at a segment writes its output and error lines."""
-    base = f"work/{batch_id}/parts/{chunk:06d}/{cursor:06d}-{attempt}"
-    return f"{base}.out.jsonl", f"{base}.err.jsonl"
 
 
 def stopped_reason(batch: BatchRecord, now: float) -> str | None:
