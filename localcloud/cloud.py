@@ -30,8 +30,6 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-# Marks the values the fallback seeding invents while batchline.seed cannot be imported.
-TEMPORARY_SEED_MARK = "TEMPORARY-placeholder"
 
 
 class LocalCloudError(Exception):
@@ -49,28 +47,14 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def seed_demo_data(table_name: str) -> dict[str, str]:
-    """Demo tenant, API key and job from batchline.seed; TEMPORARY placeholders until it exists."""
-    try:
-        from batchline import seed
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("batchline", "batchline.seed"):
-            raise
-        seed = None  # type: ignore[assignment]
-    if seed is not None and hasattr(seed, "seed_local"):
-        return dict(seed.seed_local(table_name))
-    if seed is not None and hasattr(seed, "seed_demo"):
-        from batchline.config import ApiSettings
+def seed_demo_data() -> dict[str, str]:
+    """Demo tenant, API key and job (localcloud.seed), once the stack is deployed."""
+    # Imported here: localcloud.seed needs the core, which is on sys.path only once the functions are set up.
+    from batchline.config import ApiSettings
+    from localcloud import seed
 
-        # ApiSettings reads the api function's variables, which are in os.environ by now.
-        return dict(seed.seed_demo(ApiSettings()))
-    log.warning("batchline.seed is missing: printing TEMPORARY placeholder keys that authenticate nothing")
-    return {
-        "admin_key": f"{TEMPORARY_SEED_MARK}-admin-key",
-        "api_key": f"{TEMPORARY_SEED_MARK}-api-key",
-        "tenant_id": f"{TEMPORARY_SEED_MARK}-tenant",
-        "job_id": f"{TEMPORARY_SEED_MARK}-job",
-    }
+    # ApiSettings reads the api function's variables, which are in os.environ by now.
+    return seed.seed_demo(ApiSettings())
 
 
 class LocalCloud:
@@ -243,7 +227,7 @@ class LocalCloud:
                 self._reaper = streams.Reaper(self.ttl_interval)
                 self._reaper.start()
             if self.seed_on_start:
-                self.seeded = seed_demo_data(self.table_name)
+                self.seeded = seed_demo_data()
             if self.serve_api_on_start:
                 self.serve_api()
         except BaseException:

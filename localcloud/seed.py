@@ -1,4 +1,9 @@
-"""Demo data for a fresh stack: a tenant with an API key and a job on the mock provider."""
+"""Demo data for a fresh local stack: a tenant with an API key and a job on the mock provider.
+
+Only the local cloud seeds (a deployed stack gets its tenants through the admin API), so this lives here and
+not in the layer. It imports the core as the functions do: from the layer folder the local cloud puts on
+sys.path once it has deployed, so import it only after that.
+"""
 
 from __future__ import annotations
 
