@@ -64,13 +64,6 @@ class DeployedStack:
         """A Lambda function by logical id."""
         return self.functions[logical_id]
 
-    def shared_environment(self) -> dict[str, str]:
-        """Every function's variables merged, in logical-id order (what os.environ ends up with)."""
-        merged: dict[str, str] = {}
-        for logical_id in sorted(self.functions):
-            merged.update(self.functions[logical_id].environment)
-        return merged
-
 
 def ensure_bucket(s3: Any, bucket: str) -> None:
     """Create a bucket unless it is there already."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import json
 import logging
 import re
 import threading
@@ -620,8 +619,3 @@ def offline_translation(template_path: Path, parameters: Mapping[str, str] | Non
                 props[prop] = "s3://localcloud-offline/code.zip"
     inline_definitions(sam, Path(template_path).resolve().parent)
     return to_cloudformation(sam, parameters)
-
-
-def dumps_policy(principal: Principal) -> str:
-    """A principal's statements as JSON, for messages and debugging."""
-    return json.dumps(list(principal.statements), indent=1, sort_keys=True)

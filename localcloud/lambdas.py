@@ -177,23 +177,6 @@ def uninstall() -> None:
         _extracted.clear()
 
 
-def is_installed() -> bool:
-    """Whether moto's invocations currently run in-process."""
-    return _original_invoke is not None
-
-
-@contextmanager
-def in_process_lambdas(*functions: LocalFunction) -> Iterator[None]:
-    """Install the runner and register `functions` for the duration of the block."""
-    install()
-    for function in functions:
-        register(function)
-    try:
-        yield
-    finally:
-        uninstall()
-
-
 def forget_modules() -> None:
     """A cold start for every function: handler modules are imported afresh, caches next to them emptied.
 

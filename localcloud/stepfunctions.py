@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -103,10 +102,6 @@ def _patch(owner: Any, name: str, replacement: Any) -> None:
     if key not in _originals:
         _originals[key] = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
     setattr(owner, name, replacement)
-
-
-def _original(owner: Any, name: str) -> Callable[..., Any]:
-    return _originals[(owner, name)]  # type: ignore[no-any-return]
 
 
 def _patch_error_matching() -> None:
@@ -274,9 +269,3 @@ def uninstall() -> None:
             setattr(owner, name, original)
         _originals.clear()
         _retry_interval_scale = 1.0
-
-
-def is_installed() -> bool:
-    """Whether the AWS behaviour is in effect."""
-    with _lock:
-        return bool(_originals)

@@ -52,10 +52,6 @@ def text_blocks(content: Any) -> list[Block]:
     return blocks
 
 
-def _plain_text(content: Any) -> str:
-    return "".join(block["text"] for block in text_blocks(content))
-
-
 def _arguments(raw: Any) -> Any:
     if isinstance(raw, dict):
         return raw
