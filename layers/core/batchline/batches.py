@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import BotoCoreError, ClientError
 
 from batchline import ids
 from batchline.errors import Conflict, InvalidRequest, ServerError
@@ -66,8 +67,9 @@ def create_batch(
     store.put_batch(record)
     try:
         runs.start(record.id)
-    except Exception as exc:
-        # The batch exists but cannot run: say so on the batch, not by leaving it in `validating`.
+    except (ClientError, BotoCoreError) as exc:
+        # Step Functions refused the start or never answered. The batch exists but cannot run: say so on the
+        # batch, not by leaving it in `validating`. Anything else is a defect, and goes up as it is.
         store.set_batch_status(
             record.id,
             "failed",
