@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from batchline import batches, files, lines
+from batchline import batches, files, result_lines
 from batchline.finalizing import finalize
 from batchline.models import BatchCreate, BatchRecord
 from batchline.planning import plan
@@ -205,7 +205,10 @@ def test_finalize_twice_ends_once_and_releases_the_input_once(store: Store, batc
 
 @pytest.mark.parametrize(
     ("before", "fault", "status", "code"),
-    [("cancel", None, "cancelled", lines.CANCELLED), (None, {"Error": "Boom", "Cause": "x"}, "failed", lines.FAILED)],
+    [
+        ("cancel", None, "cancelled", result_lines.CANCELLED),
+        (None, {"Error": "Boom", "Cause": "x"}, "failed", result_lines.FAILED),
+    ],
 )
 def test_a_batch_stopped_before_planning_answers_every_line(
     store: Store, tenant: Tenant, batch: BatchRecord, before: str | None, fault: dict | None, status: str, code: str

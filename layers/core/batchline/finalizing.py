@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchline import files, ids, layout, lines
+from batchline import files, ids, layout, result_lines
 from batchline.errors import Conflict
 from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Closing, Merged, public
 from batchline.observability import logger
@@ -61,12 +61,12 @@ def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any
 def _target(batch: BatchRecord, fault: dict[str, Any] | None, now: float) -> tuple[str, str]:
     """The terminal status, and the code for lines that were never answered."""
     if batch.status == "cancelling":
-        return "cancelled", lines.CANCELLED
+        return "cancelled", result_lines.CANCELLED
     if fault is not None or batch.status == "validating":
-        return "failed", lines.FAILED
+        return "failed", result_lines.FAILED
     if batch.expires_at is not None and now >= batch.expires_at:
-        return "expired", lines.EXPIRED
-    return "completed", lines.FAILED
+        return "expired", result_lines.EXPIRED
+    return "completed", result_lines.FAILED
 
 
 def _close(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> BatchRecord:
@@ -99,7 +99,7 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     error_file_id = _register(store, batch, "errors", merged.error_bytes)
     status = closing.status
     if status == "completed" and merged.unsent:
-        status = "expired" if closing.unsent_code == lines.EXPIRED else "failed"
+        status = "expired" if closing.unsent_code == result_lines.EXPIRED else "failed"
     fields: dict[str, Any] = {
         "output_file_id": output_file_id,
         "error_file_id": error_file_id,
@@ -198,7 +198,11 @@ def _merge(
                 # The manifest still counts the lines: each gets its error line, without its custom_id.
                 merged.input_missing = True
                 for index in range(chunk.first_line + covered, chunk.first_line + chunk.line_count):
-                    err.write(lines.unsent_line(None, lines.FAILED, ids.derived_batch_request_id(batch.id, str(index))))
+                    err.write(
+                        result_lines.unsent_line(
+                            None, result_lines.FAILED, ids.derived_batch_request_id(batch.id, str(index))
+                        )
+                    )
                 merged.unsent += chunk.line_count - covered
                 continue
             start = (chunk.start_byte, chunk.first_line)
@@ -222,7 +226,7 @@ def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Ob
             except ValueError:
                 custom_id = None
             request_id = ids.derived_batch_request_id(batch_id, str(index))
-            err.write(lines.unsent_line(custom_id, code, request_id))
+            err.write(result_lines.unsent_line(custom_id, code, request_id))
             count += 1
     finally:
         body.close()

@@ -23,10 +23,10 @@ from typing import Any
 
 from batchline.errors import ServerError
 from batchline.layout import file_key, part_keys
-from batchline.lines import result_line
 from batchline.models import BatchRecord, Job, canonical_path
 from batchline.observability import logger
 from batchline.providers import Outcome, Provider
+from batchline.result_lines import result_line
 from batchline.store import Store
 from batchline.validation import Chunk, iter_request_lines, parse_request_line
 

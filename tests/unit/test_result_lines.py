@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from batchline.lines import FAILED, result_line, unsent_line
 from batchline.providers import Outcome
+from batchline.result_lines import FAILED, result_line, unsent_line
 
 
 def test_an_upstream_answer_holding_a_lone_surrogate_still_makes_a_utf8_line() -> None:
