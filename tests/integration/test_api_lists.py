@@ -108,8 +108,8 @@ def test_delete_of_a_file_a_running_batch_uses_is_409(
     answer = api.delete(f"/v1/files/{file_id}", headers=tenant.headers)
     assert answer.status_code == 409
     assert answer.json()["error"]["type"] == "invalid_request_error"
-    assert store.release_input(store.batch(batch_id))  # the batch ended
-    assert not store.release_input(store.batch(batch_id))  # once only
+    assert store.release_input(store.batch_unscoped(batch_id))  # the batch ended
+    assert not store.release_input(store.batch_unscoped(batch_id))  # once only
     assert api.delete(f"/v1/files/{file_id}", headers=tenant.headers).status_code == 200
 
 

@@ -43,10 +43,10 @@ def test_a_file_in_use_has_no_ttl_until_its_last_batch_releases_it(
     first, second = (api.post("/v1/batches", headers=tenant.headers, json=body).json()["id"] for _ in range(2))
     expires_at = store.get_raw("file", file_id)["expires_at"]  # type: ignore[index]
     assert "ttl" not in store.get_raw("file", file_id)  # type: ignore[operator]  # TTL cannot sweep it now
-    store.release_input(store.batch(first))
+    store.release_input(store.batch_unscoped(first))
     store.restore_expiry(file_id)
     assert "ttl" not in store.get_raw("file", file_id)  # type: ignore[operator]  # still in use by the second
-    store.release_input(store.batch(second))
+    store.release_input(store.batch_unscoped(second))
     store.restore_expiry(file_id)
     assert store.get_raw("file", file_id)["ttl"] == expires_at  # type: ignore[index]
 
@@ -56,7 +56,7 @@ def test_an_input_whose_bytes_are_gone_fails_the_batch_instead_of_wedging_it(sto
     store.delete_object(files.file_key(batch.tenant_id, batch.input_file_id))
     fault = {"Error": "States.TaskFailed", "Cause": "NoSuchKey"}
     assert finalize(store, lambda *_: None, batch.id, fault) == {"status": "failed"}
-    ended = store.batch(batch.id)
+    ended = store.batch_unscoped(batch.id)
     assert ended.request_counts.total == 10 and ended.request_counts.failed == 10
     assert ended.errors is not None
     assert "input_file_missing" in [e.code for e in ended.errors.data]
@@ -157,7 +157,7 @@ def test_a_batch_cancelled_before_planning_counts_every_line_once(
     batches.cancel_batch(store, tenant.id, batch.id)
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "cancelled"}
     finalize(store, lambda *_: None, batch.id, None)  # a retry counts nothing again
-    ended = store.batch(batch.id)
+    ended = store.batch_unscoped(batch.id)
     assert ended.request_counts.model_dump() == {"total": 10, "completed": 0, "failed": 10}
     assert len(read_lines(store, ended, ended.error_file_id)) == 10
 
@@ -213,4 +213,4 @@ def test_a_batch_whose_planning_failed_after_its_manifest_counts_every_line(stor
     store.update("batch", batch.id, set_={"status": "validating", "in_progress_at": None, "request_counts.total": 0})
     fault = {"Error": "States.TaskFailed", "Cause": "boom"}
     assert finalize(store, lambda *_: None, batch.id, fault) == {"status": "failed"}
-    assert store.batch(batch.id).request_counts.model_dump() == {"total": 10, "completed": 0, "failed": 10}
+    assert store.batch_unscoped(batch.id).request_counts.model_dump() == {"total": 10, "completed": 0, "failed": 10}

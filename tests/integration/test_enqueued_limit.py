@@ -60,7 +60,7 @@ def test_a_batch_over_the_tenants_enqueued_limit_fails_in_validation(
     assert enqueued(store, tenant) == 3
     second = new_batch(store, runs, tenant, 3)  # 3 + 3 > 5
     assert planned(store, second)["status"] == "failed"
-    failed = store.batch(second.id)
+    failed = store.batch_unscoped(second.id)
     assert failed.errors is not None
     [error] = failed.errors.data
     assert (error.code, error.line) == ("request_limit_exceeded", None)

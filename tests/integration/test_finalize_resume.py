@@ -81,7 +81,7 @@ def run_some(store: Store, batch: BatchRecord, scenario: str) -> None:
 
 
 def check_ended_once(store: Store, tenant: Tenant, batch_id: str, status: str) -> None:
-    ended = store.batch(batch_id)
+    ended = store.batch_unscoped(batch_id)
     assert ended.status == status
     out = read_lines(store, ended, ended.output_file_id)
     err = read_lines(store, ended, ended.error_file_id)
@@ -127,7 +127,7 @@ def test_finalize_after_a_crash_at_any_step_ends_the_batch_once(
             break
         check_ended_once(store, tenant, batch.id, status)
         assert events[-1][1]["status"] == status
-        assert events[-1][1]["request_counts"] == store.batch(batch.id).request_counts.model_dump()
+        assert events[-1][1]["request_counts"] == store.batch_unscoped(batch.id).request_counts.model_dump()
     assert len(crashed_at) >= 6  # close, merge, register, counters, status, event: each step was crashed
 
 

@@ -118,7 +118,7 @@ def run_batch(store: Store, tenant: Tenant, data: bytes) -> tuple[Any, list[dict
                                reserve_seconds=10.0, status_check_interval=0.0)  # fmt: skip
                 progress = run.run(batch.id, chunk, int(progress["cursor"]))
     finalize(store, lambda detail_type, detail: None, batch.id, None)
-    ended = store.batch(batch.id)
+    ended = store.batch_unscoped(batch.id)
     answered = []
     for file_id in (ended.output_file_id, ended.error_file_id):
         if file_id is not None:

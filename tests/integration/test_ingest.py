@@ -60,7 +60,7 @@ def test_an_object_with_metadata_becomes_a_batch_once(
     assert ingest.lambda_handler(event, Context()) == {"batchItemFailures": []}
 
     batch_id = ids.derived_batch_id(settings.bucket_name, key, put["ETag"].strip('"'))
-    batch = store.batch(batch_id)
+    batch = store.batch_unscoped(batch_id)
     assert batch.tenant_id == tenant.id
     assert batch.endpoint == "/v1/embeddings"  # metadata wins over the first line's url
     assert batch.metadata == {"team": "search"}

@@ -88,7 +88,7 @@ def test_the_worker_answers_a_stored_job_with_a_metadata_url_as_error_lines_not_
     assert progress["done"] is True
     ended = finalize(store, lambda *_: None, batch.id, None)
     assert ended["status"] == "completed"  # as OpenAI ends a batch whose every line failed
-    record = store.batch(batch.id)
+    record = store.batch_unscoped(batch.id)
     assert (record.request_counts.completed, record.request_counts.failed) == (0, 2)
     assert record.error_file_id is not None
     errors = [

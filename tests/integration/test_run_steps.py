@@ -80,13 +80,13 @@ def test_plan_run_twice_answers_the_same(store: Store, batch: BatchRecord) -> No
     first = plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)
     again = plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)
     assert first == again
-    assert store.batch(batch.id).request_counts.total == 10
+    assert store.batch_unscoped(batch.id).request_counts.total == 10
 
 
 def test_plan_of_a_cancelled_batch_runs_nothing(store: Store, tenant: Tenant, batch: BatchRecord) -> None:
     batches.cancel_batch(store, tenant.id, batch.id)
     assert plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)["status"] == "cancelling"
-    assert store.batch(batch.id).in_progress_at is None
+    assert store.batch_unscoped(batch.id).in_progress_at is None
 
 
 def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batch: BatchRecord) -> None:
@@ -94,7 +94,7 @@ def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batc
     provider = EchoProvider()
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
-    assert store.batch(batch.id).request_counts.completed == 10
+    assert store.batch_unscoped(batch.id).request_counts.completed == 10
 
 
 def test_a_worker_out_of_time_answers_a_prefix_and_the_next_one_the_rest(store: Store, batch: BatchRecord) -> None:
@@ -145,7 +145,7 @@ def test_a_chunk_that_outlives_an_invocation_continues_in_the_next_losing_and_do
     ]
     assert provider.sent == [str(i) for i in range(10)]
     finalize(store, lambda *_: None, batch.id, None)
-    ended = store.batch(batch.id)
+    ended = store.batch_unscoped(batch.id)
     assert [line["custom_id"] for line in read_lines(store, ended, ended.output_file_id)] == [
         f"r{i}" for i in range(10)
     ]
@@ -165,13 +165,13 @@ def test_a_late_worker_cannot_change_a_batch_finalize_has_begun(store: Store, ba
     provider.send = finalize_meanwhile  # type: ignore[method-assign]
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 0, "done": True}
     assert [s for s in store.segments(batch.id) if not s.get("pending")] == []  # kept, never committed
-    assert store.batch(batch.id).request_counts.completed == 0
+    assert store.batch_unscoped(batch.id).request_counts.completed == 0
 
 
 def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: Store, batch: BatchRecord) -> None:
     store.update("file", batch.input_file_id, set_={"bytes": 200 * 1024 * 1024 + 1})
     assert plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)["status"] == "failed"
-    errors = store.batch(batch.id).errors
+    errors = store.batch_unscoped(batch.id).errors
     assert errors is not None
     assert [(e.code, e.line) for e in errors.data] == [("file_too_large", None)]
 
@@ -179,7 +179,7 @@ def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: S
 def test_a_provider_fault_is_that_lines_error_not_the_chunks(store: Store, batch: BatchRecord) -> None:
     chunk = planned(store, batch)[0]
     assert worker(store, EchoProvider(raising={"3"})).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
-    counts = store.batch(batch.id).request_counts
+    counts = store.batch_unscoped(batch.id).request_counts
     assert (counts.completed, counts.failed) == (9, 1)
 
 
@@ -189,9 +189,9 @@ def test_finalize_twice_ends_once_and_releases_the_input_once(store: Store, batc
     events: list[tuple[str, dict[str, Any]]] = []
     publish = lambda kind, detail: events.append((kind, detail))  # noqa: E731
     assert finalize(store, publish, batch.id, None) == {"status": "completed"}
-    ended = store.batch(batch.id)
+    ended = store.batch_unscoped(batch.id)
     assert finalize(store, publish, batch.id, None) == {"status": "completed"}
-    assert store.batch(batch.id).model_dump(exclude={"released"}) == ended.model_dump(exclude={"released"})
+    assert store.batch_unscoped(batch.id).model_dump(exclude={"released"}) == ended.model_dump(exclude={"released"})
     assert [kind for kind, _ in events] == ["Batch Completed", "Batch Completed"]  # at least once
     assert events[0][1]["id"] == batch.id
     assert "tenant_id" not in events[0][1]
@@ -216,7 +216,7 @@ def test_a_batch_stopped_before_planning_answers_every_line(
     if before == "cancel":
         batches.cancel_batch(store, tenant.id, batch.id)
     assert finalize(store, lambda *_: None, batch.id, fault) == {"status": status}
-    ended = store.batch(batch.id)
+    ended = store.batch_unscoped(batch.id)
     errors = read_lines(store, ended, ended.error_file_id)
     assert [line["custom_id"] for line in errors] == [f"r{i}" for i in range(10)]
     assert {line["error"]["code"] for line in errors} == {code}

@@ -102,7 +102,7 @@ def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
     except Conflict:
         # The batch moved since it was read: a concurrent cancel won (that is this cancel's answer too),
         # or finalize closed it (then it is ending, and the cancel comes too late).
-        batch = store.batch(batch_id)
+        batch = store.batch_unscoped(batch_id)
         if _cancelled_already(batch):
             return batch
         raise Conflict(

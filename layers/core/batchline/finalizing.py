@@ -49,7 +49,7 @@ UNCOMMITTED_COUNTS = ("completed", "failed", "prompt_tokens", "completion_tokens
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
     """End the batch in its terminal status; `fault` is the error a failed state handed over."""
-    batch = store.batch(batch_id)
+    batch = store.batch_unscoped(batch_id)
     if batch.status not in TERMINAL and batch.closing is None:
         batch = _close(store, batch, fault)
     if batch.status not in TERMINAL:
@@ -76,7 +76,7 @@ def _close(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Ba
         try:
             return store.close_batch(batch, Closing(status=status, unsent_code=unsent_code))
         except Conflict:
-            batch = store.batch(batch.id)
+            batch = store.batch_unscoped(batch.id)
             if batch.closing is not None or batch.status in TERMINAL:
                 return batch
     raise Conflict(f"Batch {batch.id} keeps changing status; finalize again.")
@@ -90,7 +90,7 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
         try:
             batch = store.record_merge(batch.id, merged)
         except Conflict:
-            batch = store.batch(batch.id)  # a twin recorded its merge first: that one is the result
+            batch = store.batch_unscoped(batch.id)  # a twin recorded its merge first: that one is the result
         closing = batch.closing
         assert closing is not None and closing.merged is not None
     merged = closing.merged
@@ -116,7 +116,7 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     try:
         ended = store.set_batch_status(batch.id, status, allowed_from=[batch.status], fields=fields)
     except Conflict:
-        ended = store.batch(batch.id)  # a twin ended it first
+        ended = store.batch_unscoped(batch.id)  # a twin ended it first
         if ended.status not in TERMINAL:
             raise
     logger.info("Batch ended", extra={"batch_id": batch.id, "status": ended.status, "unsent": merged.unsent})

@@ -39,7 +39,7 @@ def plan(
     `enqueued_requests` is the stack's default for the lines a tenant's non-terminal batches hold; a
     tenant's own limit replaces it.
     """
-    batch = store.batch(batch_id)
+    batch = store.batch_unscoped(batch_id)
     job = store.job(batch.job_id)
     answer: dict[str, Any] = {
         "status": batch.status,
@@ -75,7 +75,7 @@ def plan(
         # As OpenAI's enqueued limits: the batch fails in validation, with no line to blame.
         return _fail(store, batch_id, [BatchError(code="request_limit_exceeded", message=exc.message)])
     except Conflict:
-        answer["status"] = store.batch(batch_id).status
+        answer["status"] = store.batch_unscoped(batch_id).status
         return answer
     answer["status"] = "in_progress"
     return answer
@@ -91,5 +91,5 @@ def _fail(store: Store, batch_id: str, errors: list[BatchError]) -> dict[str, An
             fields={"errors": BatchErrors(data=errors).model_dump()},
         )
     except Conflict:
-        batch = store.batch(batch_id)
+        batch = store.batch_unscoped(batch_id)
     return {"status": batch.status, "manifest_key": None, "max_concurrency": 1}

@@ -300,8 +300,8 @@ class Store:
         if reasons:
             raise Conflict(f"Batch {record.id} already exists.")
 
-    def batch(self, batch_id: str) -> BatchRecord:
-        """A batch by id alone, for the run's own functions (the execution is named by it)."""
+    def batch_unscoped(self, batch_id: str) -> BatchRecord:
+        """A batch by id alone, whatever its tenant: for the run's own functions (its execution is named by it)."""
         item = self.table.get_item(Key={"pk": batch_id, "sk": "batch"}, ConsistentRead=True).get("Item")
         if item is None:
             raise NotFound(f"No such Batch object: {batch_id}", param="id")
@@ -370,7 +370,7 @@ class Store:
         if reasons:
             # A transient conflict or throttling: the function fails and Step Functions retries it.
             raise ServerError(f"Starting batch {batch.id} failed: {reasons}")
-        return self.batch(batch.id)
+        return self.batch_unscoped(batch.id)
 
     def close_batch(self, batch: BatchRecord, closing: Closing) -> BatchRecord:
         """Finalize's first step: no worker records from now on; a running batch shows `finalizing`.
@@ -422,7 +422,7 @@ class Store:
             raise Conflict(conflict)
         if reasons:
             raise ServerError(f"Closing batch {batch.id} failed: {reasons}")
-        return self.batch(batch.id)
+        return self.batch_unscoped(batch.id)
 
     def record_merge(self, batch_id: str, merged: Merged) -> BatchRecord:
         """Record the merge's result and add what it counted itself, once, in one write."""

@@ -94,7 +94,7 @@ class ChunkRun:
         if kept is not None:
             # Answered before; if its commit failed, commit it now: never send its lines again.
             return self._commit(batch_id, kept)
-        batch = self.store.batch(batch_id)
+        batch = self.store.batch_unscoped(batch_id)
         if cursor >= chunk.line_count or stopped_reason(batch, self.clock()):
             return {"cursor": cursor, "done": True}
         job = self.store.job(batch.job_id)
@@ -151,7 +151,7 @@ class ChunkRun:
             if self.monotonic() >= next_check:
                 next_check = self.monotonic() + self.status_check_interval
                 # Off the event loop: the requests in flight keep going while DynamoDB answers.
-                current = await asyncio.to_thread(self.store.batch, batch.id)
+                current = await asyncio.to_thread(self.store.batch_unscoped, batch.id)
                 reason = stopped_reason(current, self.clock())
                 if reason:
                     logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
