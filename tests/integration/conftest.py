@@ -22,7 +22,7 @@ from batchline.models import ENDPOINTS, BatchCreate, Job, MockProvider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
-from localcloud import iam
+from localcloud import iam, moto_fixes
 from localcloud.template import load_template
 from tests.integration import stack as stack_module
 
@@ -73,8 +73,12 @@ def secret_arns() -> dict[str, str]:
 
 @pytest.fixture
 def settings(template: dict[str, Any], secret_arns: dict[str, str]) -> Iterator[ApiSettings]:
-    """moto with the stack's table, bucket and secrets; every call made as a function is held to its role."""
-    with mock_aws(), iam.enforced():
+    """moto with the stack's table, bucket and secrets; every call made as a function is held to its role.
+
+    moto's DynamoDB is serialized as in the local cloud (localcloud.moto_fixes): without it, two threads can
+    both pass one conditional write, which DynamoDB never lets happen.
+    """
+    with mock_aws(), iam.enforced(), moto_fixes.installed():
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(TableName="batchline-test", **_table_kwargs(template, "Table"))
         dynamodb.create_table(TableName="batchline-idempotency", **_table_kwargs(template, "IdempotencyTable"))
