@@ -66,13 +66,17 @@ def measure(store: Store, job_id: str, chunk: object, in_flight: int) -> tuple[f
     calls: Counter[str] = Counter()
     for client in (store.table.meta.client, store.s3):
         client.meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
-    run = ChunkRun(store, lambda job: make_provider(job, secret=str, settings=ProviderSettings(request_timeout=10)),
+    # The fake upstream is on loopback: a private backend, which the stack must allow.
+    upstream = ProviderSettings(request_timeout=10, allow_private_backends=True)
+    run = ChunkRun(store, lambda job: make_provider(job, secret=str, settings=upstream),
                    requests_in_flight=in_flight, remaining_seconds=lambda: 900, reserve_seconds=20,
                    status_check_interval=2.0)  # fmt: skip
     started = time.perf_counter()
     progress = run.run(batch_id, chunk, 0)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     assert progress == {"cursor": chunk.line_count, "done": True}, progress  # type: ignore[attr-defined]
+    # Every line answered by the upstream: a refused backend would "finish" without sending anything.
+    assert store.batch_unscoped(batch_id).request_counts.completed == chunk.line_count
     for client in (store.table.meta.client, store.s3):
         client.meta.events.unregister("before-call.*.*")
     return elapsed, calls
