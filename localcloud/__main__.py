@@ -36,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="port of the API (default: $PORT or 8000; 0 picks a free one)",
     )
     parser.add_argument("--moto-port", type=int, default=0, help="port of moto's server (default: a free one)")
+    parser.add_argument(
+        "--api-timeout",
+        type=float,
+        default=30.0,
+        help="API Gateway's integration timeout in seconds (default: 30, as on AWS)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
     return parser.parse_args(argv)
 
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # Installed before start-up, so a signal during it still ends in a clean stop.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    cloud = LocalCloud(port=args.port, moto_port=args.moto_port, log_level=args.log_level)
+    cloud = LocalCloud(port=args.port, moto_port=args.moto_port, log_level=args.log_level, api_timeout=args.api_timeout)
     try:
         cloud.start()
     except LocalCloudError as exc:

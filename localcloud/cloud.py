@@ -18,7 +18,7 @@ from typing import Any, Self
 import boto3
 
 from localcloud import faults, iam, lambdas, moto_fixes, stepfunctions, streams
-from localcloud.apigateway import ApiGatewayLimits
+from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits
 from localcloud.deploy import DeployedStack, deploy
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class LocalCloud:
         min_unreserved_concurrency: int = lambdas.MIN_UNRESERVED_CONCURRENCY,
         retry_interval_scale: float = 1.0,
         ttl_interval: float | None = 60.0,
+        api_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -108,6 +109,9 @@ class LocalCloud:
         self.retry_interval_scale = retry_interval_scale
         # How often DynamoDB's TTL runs (None: only when expire_ttl is called).
         self.ttl_interval = ttl_interval
+        # API Gateway's integration timeout (30 s, as on AWS). Only a load test stretches it: its requests
+        # also wait on this one-process emulator (one GIL, serialized moto), which AWS does not have.
+        self.api_timeout = api_timeout
         self._reaper: streams.Reaper | None = None
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
@@ -395,7 +399,9 @@ class LocalCloud:
         self._api_socket = None
         # API Gateway invokes the api function: every request runs under its role, within the HTTP API's
         # limits. Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
-        app = faults.ControlRoutes(ApiGatewayLimits(iam.ServedAs(app, function.principal)))
+        app = faults.ControlRoutes(
+            ApiGatewayLimits(iam.ServedAs(app, function.principal), integration_timeout=self.api_timeout)
+        )
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

@@ -77,6 +77,11 @@ def _stop(process: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="session")
 def local_cloud() -> Iterator[LocalCloudProcess]:
     """Start the local cloud on a free port, wait for `Ready.`, and stop it after the session."""
+    yield from local_cloud_process()
+
+
+def local_cloud_process(*options: str) -> Iterator[LocalCloudProcess]:
+    """`python -m localcloud --port 0 [options]` until `Ready.`, yielded, then stopped."""
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -88,8 +93,8 @@ def local_cloud() -> Iterator[LocalCloudProcess]:
     env.pop("AWS_PROFILE", None)
     # Port 0: the local cloud binds a free port itself and prints it, so no other process can take it
     # between choosing and binding.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localcloud", "--port", "0"],
+    process = subprocess.Popen(  # noqa: S603  # our own interpreter and module; options from tests only
+        [sys.executable, "-m", "localcloud", "--port", "0", *options],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
