@@ -1,0 +1,179 @@
+"""Batches: the create request, OpenAI's Batch object with Batchline's fields, and the stored record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, computed_field
+
+from batchline.models.common import (
+    CanonicalEndpoint,
+    CompletionWindow,
+    Endpoint,
+    ExpiresAfter,
+    Metadata,
+    ObjectId,
+    Strict,
+)
+
+BatchStatus = Literal[
+    "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
+]
+
+
+class BatchCreate(Strict):
+    """Body of POST /v1/batches."""
+
+    input_file_id: ObjectId = Field(description="A file uploaded with purpose `batch`.")
+    endpoint: CanonicalEndpoint = Field(description="The endpoint every request line calls.")
+    completion_window: CompletionWindow = Field(description="`24h` (OpenAI semantics) or `unlimited`.")
+    job_id: ObjectId = Field(description="The job (model, provider, SLA, price) that runs the batch.")
+    metadata: Metadata | None = None
+    output_expires_after: ExpiresAfter | None = None
+
+
+class RequestCounts(BaseModel):
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class Usage(BaseModel):
+    """Tokens of the answered requests; `input_tokens`/`output_tokens` mirror the first two for the SDK."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input_tokens(self) -> int:
+        """The openai SDK's name (BatchUsage) for prompt_tokens."""
+        return self.prompt_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def output_tokens(self) -> int:
+        """The openai SDK's name (BatchUsage) for completion_tokens."""
+        return self.completion_tokens
+
+
+# errors.data is kept on the batch item (DynamoDB: 400 KB an item) and sent in its EventBridge event
+# (256 KB an entry): OpenAI's cap of 1,000 entries is not enough, since one entry may quote client
+# values. Entries are kept, in order, while both the count and their encoded size fit.
+MAX_ERRORS = 1000
+MAX_ERRORS_BYTES = 160 * 1024
+MAX_ERROR_MESSAGE_CHARS = 512
+
+
+def _bounded_message(text: str) -> str:
+    """At most MAX_ERROR_MESSAGE_CHARS, and writable as UTF-8 (a lone surrogate becomes U+FFFD)."""
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text if len(text) <= MAX_ERROR_MESSAGE_CHARS else text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+
+
+class BatchError(BaseModel):
+    code: str
+    line: int | None = None
+    message: Annotated[str, AfterValidator(_bounded_message)] = Field(
+        description=f"What is wrong, in at most {MAX_ERROR_MESSAGE_CHARS} characters."
+    )
+    param: str | None = None
+
+    def encoded_size(self) -> int:
+        """Bytes of this entry as compact UTF-8 JSON: more than DynamoDB or EventBridge count for it."""
+        return len(self.model_dump_json().encode())
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchError] = Field(
+        default_factory=list,
+        description=f"In line order; at most {MAX_ERRORS} entries (as OpenAI) and {MAX_ERRORS_BYTES} bytes "
+        "of encoded entries in all: past either bound, the rest are not listed.",
+    )
+
+
+def bounded_errors(
+    errors: Iterable[BatchError], *, max_count: int = MAX_ERRORS, max_bytes: int = MAX_ERRORS_BYTES
+) -> list[BatchError]:
+    """The longest prefix of `errors` within both bounds."""
+    kept: list[BatchError] = []
+    used = 0
+    for error in errors:
+        used += error.encoded_size() + 1  # and its comma
+        if len(kept) >= max_count or used > max_bytes:
+            break
+        kept.append(error)
+    return kept
+
+
+class BatchObject(BaseModel):
+    """OpenAI's Batch object, with Batchline's job, model, usage and cost."""
+
+    id: str = Field(description="`batch_…`")
+    object: Literal["batch"] = "batch"
+    endpoint: Endpoint
+    errors: BatchErrors | None = None
+    input_file_id: str
+    completion_window: CompletionWindow
+    status: BatchStatus
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: RequestCounts = Field(default_factory=RequestCounts)
+    metadata: dict[str, str] | None = None
+    job_id: str
+    model: str
+    price_1m_tokens: float
+    processing_cost: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    output_expires_after: ExpiresAfter | None = None
+
+
+class Merged(BaseModel):
+    """What finalize's merge wrote: the result files' sizes (0: not written) and what it counted itself.
+
+    `unsent`: lines it answered as errors. `uncommitted`: the counts (request_counts and usage names) of
+    segments a worker kept but never committed, which finalize merges and counts instead.
+    """
+
+    output_bytes: int = 0
+    error_bytes: int = 0
+    unsent: int = 0
+    uncommitted: dict[str, int] = Field(default_factory=dict)
+    # Set when planning never ran (a cancel or a fault came first): the lines finalize counted are the total.
+    total: int | None = None
+    # The input's bytes were gone: its unsent lines are answered without their custom_id, and the batch fails.
+    input_missing: bool = False
+
+
+class Closing(BaseModel):
+    """Finalize's progress, kept on the batch so that a retried finalize resumes instead of starting over.
+
+    Set once, when finalize closes the batch to workers; `merged` once, with the unsent lines' count.
+    """
+
+    status: Literal["completed", "failed", "cancelled", "expired"]
+    unsent_code: str
+    merged: Merged | None = None
+
+
+class BatchRecord(BatchObject):
+    """A Batch as kept in DynamoDB."""
+
+    tenant_id: str
+    inbox_key: str | None = Field(default=None, description="The S3 inbox object it came from, if any.")
+    closing: Closing | None = Field(default=None, description="Set by finalize; no worker records after it.")
+    enqueued: int = Field(
+        default=0, description="Lines plan added to the tenant's enqueued count; closing removes them."
+    )

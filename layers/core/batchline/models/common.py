@@ -1,0 +1,101 @@
+"""What every boundary shares: the strict request base, endpoints, ids, metadata, expiry, lists."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+
+Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+ENDPOINTS: tuple[Endpoint, ...] = Endpoint.__args__  # type: ignore[attr-defined]
+DEFAULT_ENDPOINTS: tuple[Endpoint, ...] = ("/v1/chat/completions",)
+
+CompletionWindow = Literal["24h", "unlimited"]
+
+MIN_EXPIRY_SECONDS = 3600
+MAX_EXPIRY_SECONDS = 2_592_000
+
+
+def canonical_path(url: str) -> str:
+    """The one canonical form of an endpoint path: `v1/chat/completions` is `/v1/chat/completions`.
+
+    Used for a batch's endpoint, a job's endpoints, a request line's url when it is validated and
+    when it is sent, so that what was checked is what goes upstream.
+    """
+    return url if not url or url.startswith("/") else "/" + url
+
+
+def _canonical_endpoint(value: Any) -> Any:
+    """Accept `v1/chat/completions` as the SDK may send it; store the canonical form."""
+    return canonical_path(value) if isinstance(value, str) else value
+
+
+CanonicalEndpoint = Annotated[Endpoint, BeforeValidator(_canonical_endpoint)]
+
+
+def _from_dynamodb(value: Any) -> Any:
+    """DynamoDB hands back every number as a Decimal: the int or float it was stored from."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamodb(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamodb(v) for v in value]
+    return value
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, like OpenAI's `Unrecognized request argument`.
+
+    Types are strict, as OpenAI's are: `"3600"` is not a number, `1` is not a string. The same models
+    are read back from DynamoDB, whose numbers are Decimals; those alone are converted first.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_numbers(cls, data: Any) -> Any:
+        return _from_dynamodb(data)
+
+
+class ExpiresAfter(Strict):
+    anchor: Literal["created_at"] = Field(description="Only `created_at` is supported.")
+    seconds: int = Field(ge=MIN_EXPIRY_SECONDS, le=MAX_EXPIRY_SECONDS, description="Lifetime in seconds.")
+
+
+# Ids the service makes are under 64 characters; a client's are bounded before they reach a key or a message.
+MAX_ID_CHARS = 128
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+
+Metadata = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        Annotated[str, StringConstraints(max_length=512)],
+    ],
+    Field(max_length=16, description="Up to 16 pairs; keys up to 64 characters, values up to 512."),
+]
+
+
+class Deleted(BaseModel):
+    """Answer of a DELETE: `object` is the kind deleted."""
+
+    id: str
+    object: str
+    deleted: bool = True
+
+
+def public[T: BaseModel](model: type[T], record: BaseModel) -> T:
+    """The API view of a stored record: only the fields `model` has (a record is a subclass of it)."""
+    return model.model_validate(record.model_dump(include=set(model.model_fields)))
+
+
+class Page[T](BaseModel):
+    """OpenAI's list envelope."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False

@@ -1,0 +1,35 @@
+"""Files: OpenAI's File object and the record that says whose it is and where its bytes are."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# What a client may upload; the others (`batch_output`, ...) only the service produces.
+UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+FilePurpose = Literal[
+    "assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
+    "vision", "user_data", "evals",
+]  # fmt: skip
+
+
+class FileObject(BaseModel):
+    """OpenAI's File object."""
+
+    id: str = Field(description="`file-…`")
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    filename: str
+    purpose: FilePurpose
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    status_details: str | None = None
+
+
+class FileRecord(FileObject):
+    """A File as kept in DynamoDB: the object, its owner and where its bytes are."""
+
+    tenant_id: str
+    s3_key: str

@@ -1,0 +1,69 @@
+"""Jobs: what runs a batch (model, provider, SLA, price), as an admin creates it and as it is kept."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field
+
+from batchline.models.common import DEFAULT_ENDPOINTS, CanonicalEndpoint, CompletionWindow, ObjectId, Strict
+
+
+class OpenAIProvider(Strict):
+    type: Literal["openai"]
+    base_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Base URL of an OpenAI-compatible server, e.g. `http://vllm:8000/v1`.",
+    )
+    # Secrets Manager names are at most 512 characters.
+    api_key_secret: str | None = Field(
+        default=None, min_length=1, max_length=512, description="Secrets Manager name of the key, or null."
+    )
+
+
+class BedrockProvider(Strict):
+    type: Literal["bedrock"]
+    region: str = Field(min_length=1, max_length=32)
+    model_id: str = Field(min_length=1, max_length=2048, description="A model id or ARN (Bedrock: at most 2048).")
+
+
+class MockProvider(Strict):
+    """Deterministic answers for demos and tests; never a real model."""
+
+    type: Literal["mock"]
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+    failure_rate: Annotated[float, AfterValidator(lambda v: round(v, 6))] = Field(default=0.0, ge=0.0, le=1.0)
+
+
+Provider = Annotated[OpenAIProvider | BedrockProvider | MockProvider, Field(discriminator="type")]
+
+
+class Sla(Strict):
+    completion_window: CompletionWindow = "unlimited"
+    max_concurrency: int = Field(default=50, ge=1, le=10_000, description="Requests in flight for a batch.")
+
+
+class JobCreate(Strict):
+    """Body of POST /v1/jobs (admin)."""
+
+    tenant: ObjectId
+    model: str = Field(min_length=1, max_length=256)
+    provider: Provider
+    use_case: str = Field(default="", max_length=1024)
+    sla: Sla = Field(default_factory=Sla)
+    allowed_endpoints: list[CanonicalEndpoint] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
+    # DynamoDB stores magnitudes from 1e-130 to 1e126 only: bound and round what it will be asked to keep.
+    price_1m_tokens: Annotated[float, AfterValidator(lambda v: round(v, 9))] = Field(
+        default=0.0, ge=0.0, le=1_000_000.0, allow_inf_nan=False
+    )
+
+
+class Job(JobCreate):
+    """A job as the API shows it and as DynamoDB keeps it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(description="`job-…`")
+    object: Literal["job"] = "job"
+    created_at: int
