@@ -102,8 +102,16 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """OpenAI's error body, which the SDK reads; what it echoes of the request is bounded here, for all."""
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None, bounded: bool = True
+) -> dict[str, Any]:
+    """OpenAI's error body, which the SDK reads, for the API's answers and for every output line's error.
+
+    What an answer echoes of the request is bounded here, for all; `bounded=False` keeps a text that is
+    not ours to cut (an upstream's own error, relayed in a line's response).
+    """
+    if not bounded:
+        return {"error": {"message": message, "type": type_, "param": param, "code": code}}
     bounded_param = None if param is None else _bounded(param, MAX_PARAM_CHARS)
     return {"error": {"message": _bounded(message, MAX_MESSAGE_CHARS), "type": type_, "param": bounded_param,
                       "code": code}}  # fmt: skip

@@ -25,11 +25,6 @@ def new_request_id() -> str:
     return f"req_{secrets.token_hex(16)}"
 
 
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    """OpenAI's error body."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
 def _int(value: Any) -> int:
     # bool is an int subclass, and a body can hold anything: only real numbers count as tokens.
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0

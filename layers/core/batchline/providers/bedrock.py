@@ -25,6 +25,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.response import StreamingBody
 
+from batchline.errors import error_body
 from batchline.providers import bedrock_translate as tr
 from batchline.providers.base import (
     REQUEST_TIMEOUT,
@@ -32,7 +33,6 @@ from batchline.providers.base import (
     Outcome,
     ProviderSettings,
     UnsupportedRequest,
-    error_body,
 )
 from batchline.providers.retry import Attempt, Retrier, is_retryable_status
 from batchline.providers.shapes import EMBEDDINGS, embedding_inputs, embedding_list, render
@@ -72,7 +72,7 @@ def client_error_attempt(exc: ClientError) -> Attempt:
         kind = "server_error" if status >= 500 else "invalid_request_error"
         mapped = (status, kind, _snake(code), is_retryable_status(status))
     status, kind, openai_code, retryable = mapped
-    outcome = Outcome.answer(status, error_body(message, kind, openai_code), meta.get("RequestId"))
+    outcome = Outcome.answer(status, error_body(message, kind, code=openai_code, bounded=False), meta.get("RequestId"))
     return Attempt(outcome, retryable=retryable)
 
 
@@ -84,14 +84,16 @@ def botocore_error_attempt(exc: BotoCoreError) -> Attempt:
     if isinstance(exc, BotoConnectionError | HTTPClientError):
         return Attempt(Outcome.failure(UPSTREAM_UNAVAILABLE, f"Bedrock unreachable: {text}"), retryable=True)
     if isinstance(exc, ParamValidationError):
-        return Attempt(Outcome.answer(400, error_body(str(exc), "invalid_request_error", "invalid_request")))
+        return Attempt(
+            Outcome.answer(400, error_body(str(exc), "invalid_request_error", code="invalid_request", bounded=False))
+        )
     # Missing credentials or region: configuration, which no retry fixes.
     return Attempt(Outcome.failure(UPSTREAM_UNAVAILABLE, f"Bedrock client error: {text}"))
 
 
 def _bad_answer(exc: Exception) -> Outcome:
     message = f"Bedrock answered in an unexpected shape: {type(exc).__name__}: {exc}"
-    return Outcome.answer(502, error_body(message, "upstream_error"))
+    return Outcome.answer(502, error_body(message, "upstream_error", bounded=False))
 
 
 class BedrockProvider:
@@ -165,11 +167,15 @@ class BedrockProvider:
                 return await self._embed(body, deadline)
             request = tr.converse_request(url, self.model_id, body)
         except UnsupportedRequest as exc:
-            return Outcome.answer(400, error_body(str(exc), "invalid_request_error", "unsupported_request"))
+            return Outcome.answer(
+                400, error_body(str(exc), "invalid_request_error", code="unsupported_request", bounded=False)
+            )
         except (AttributeError, KeyError, TypeError) as exc:
             # A malformed line must become an error line, never an exception that fails the whole chunk.
             message = f"The request body could not be translated for Bedrock: {type(exc).__name__}: {exc}"
-            return Outcome.answer(400, error_body(message, "invalid_request_error", "unsupported_request"))
+            return Outcome.answer(
+                400, error_body(message, "invalid_request_error", code="unsupported_request", bounded=False)
+            )
         outcome = await self._call("converse", request, deadline)
         if not outcome.ok or outcome.body is None:
             return outcome

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from batchline.providers.base import REQUEST_TIMEOUT, Outcome, error_body
+from batchline.errors import error_body
+from batchline.providers.base import REQUEST_TIMEOUT, Outcome
 from batchline.providers.retry import Clock, Sleep
 from batchline.providers.shapes import (
     CHAT,
@@ -135,14 +136,14 @@ class MockProvider:
         if self.latency_ms:
             await self._sleep(self.latency_ms / 1000)
         if url not in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES):
-            return Outcome.answer(404, error_body(f"Unknown endpoint {url!r}.", "invalid_request_error"))
+            return Outcome.answer(404, error_body(f"Unknown endpoint {url!r}.", "invalid_request_error", bounded=False))
         if mock_fails(url, body, self.failure_rate):
             message = f"Mock failure: this request is in the failing fraction (failure_rate={self.failure_rate})."
-            return Outcome.answer(500, error_body(message, "server_error", "mock_failure"))
+            return Outcome.answer(500, error_body(message, "server_error", code="mock_failure", bounded=False))
         try:
             answer = mock_answer(url, self.model, {**body, "model": self.model})
         except (TypeError, ValueError) as exc:
-            return Outcome.answer(400, error_body(str(exc), "invalid_request_error"))
+            return Outcome.answer(400, error_body(str(exc), "invalid_request_error", bounded=False))
         return Outcome.answer(200, answer)
 
     async def aclose(self) -> None:

@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 
+from batchline.errors import error_body
 from batchline.providers.base import (
     ERROR_TEXT_LIMIT,
     REQUEST_TIMEOUT,
     UPSTREAM_UNAVAILABLE,
     Outcome,
     ProviderSettings,
-    error_body,
 )
 from batchline.providers.retry import Attempt, Retrier, is_retryable_status, parse_retry_after
 
@@ -59,10 +59,10 @@ def answer_body(response: httpx.Response) -> tuple[int, dict[str, Any]]:
         text = response.text[:ERROR_TEXT_LIMIT] or response.reason_phrase
         message = f"Upstream answered {status} with a body that is not a JSON object: {text}"
         # A 2xx that is not JSON cannot be a model answer; 502 keeps the line out of the output file.
-        return (502 if status < 300 else status), error_body(message, "upstream_error")
+        return (502 if status < 300 else status), error_body(message, "upstream_error", bounded=False)
     if status >= 300 and not isinstance(body.get("error"), dict):
         text = json.dumps(body)[:ERROR_TEXT_LIMIT]
-        return status, error_body(f"Upstream answered {status}: {text}", "upstream_error")
+        return status, error_body(f"Upstream answered {status}: {text}", "upstream_error", bounded=False)
     return status, body
 
 
