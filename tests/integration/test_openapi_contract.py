@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
@@ -103,6 +103,16 @@ def known_objects(case: Any, route: Route, world: World) -> None:
         case.body.update({k: v for k, v in known.items() if k in case.body})
 
 
+def null_file_part(case: Any) -> bool:
+    """Whether a multipart case's binary part is None, which multipart can only send as text."""
+    if case.media_type != "multipart/form-data" or not isinstance(case.body, dict):
+        return False
+    content = case.operation.definition.raw.get("requestBody", {}).get("content", {})
+    properties = resolve(content.get("multipart/form-data", {}).get("schema", {})).get("properties", {})
+    binary = {name for name, prop in properties.items() if prop.get("format") == "binary"}
+    return any(case.body.get(name, "") is None for name in binary)
+
+
 @pytest.mark.parametrize("route", ROUTES, ids=str)
 def test_given_generated_requests_when_sent_then_no_5xx_and_every_answer_is_as_documented(
     api: TestClient, tenant: Tenant, route: Route
@@ -123,6 +133,9 @@ def test_given_generated_requests_when_sent_then_no_5xx_and_every_answer_is_as_d
             suppress_health_check=list(HealthCheck),
         )
         def send(case: Any, name_known_objects: bool) -> None:
+            # A multipart file "mutated" to null is sent as the four bytes `null`: a valid upload, not the
+            # invalid case schemathesis believes it made (which of its cases come up depends on test order).
+            assume(not (mode is GenerationMode.NEGATIVE and null_file_part(case)))
             # Only valid cases name real objects: an invalid case must stay invalid where it was made so.
             if mode is GenerationMode.POSITIVE and name_known_objects:
                 known_objects(case, route, world)

@@ -7,10 +7,11 @@ from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from batchline import files
+from batchline.errors import InvalidRequest
 from batchline.models import (
     MAX_EXPIRY_SECONDS,
     MIN_EXPIRY_SECONDS,
@@ -50,7 +51,15 @@ def _digest(upload: UploadFile) -> str:
     return digest.hexdigest()
 
 
-@router.post("", response_model=FileObject, responses=errors(409, 413, 422))
+async def _no_empty_expiry(request: Request) -> None:
+    """FastAPI reads an empty form value as an absent one; `expires_after[anchor]=` is a mistake to answer."""
+    form = await request.form()  # the form FastAPI already parsed, not a second read of the body
+    for name in ("expires_after[anchor]", "expires_after[seconds]"):
+        if form.get(name) == "":
+            raise InvalidRequest(f"Invalid '{name}': it must not be empty.", param=name)
+
+
+@router.post("", response_model=FileObject, responses=errors(409, 413, 422), dependencies=[Depends(_no_empty_expiry)])
 def create_file(
     tenant: TenantId,
     store: StoreDep,
