@@ -335,7 +335,7 @@ def error_payload(exc: BaseException, request_id: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _thread_event_loop() -> Iterator[None]:
+def thread_event_loop() -> Iterator[None]:
     """An event loop set for this thread while a handler runs.
 
     Lambda's runtime imports a handler and calls it on one thread, so a loop a module sets at import
@@ -369,7 +369,7 @@ def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -
     try:
         handler = load_handler(function)
         apply_environment(function.environment)
-        with iam.acting_as(function.principal), _thread_event_loop():
+        with iam.acting_as(function.principal), thread_event_loop():
             result = handler(event, LambdaContext(function, request_id))
         try:
             payload = json.dumps(result)

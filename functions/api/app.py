@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from mangum import Mangum
 from starlette.exceptions import HTTPException
 
+from batchline import ids
 from batchline.errors import BatchlineError, error_body, status_body, to_http
 from batchline.observability import logger, metrics, tracer
 from routes import admin, batches, deps, files, jobs, uploads
@@ -34,13 +35,24 @@ app.include_router(admin.router)
 app.include_router(uploads.router)
 
 
-@app.middleware("http")
-async def _rate_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Every tenant answer says where its key stands, as OpenAI's `x-ratelimit-*-requests` do."""
-    response = await call_next(request)
+def _answer_headers(request: Request) -> dict[str, str]:
+    """What every answer carries: its `x-request-id` (API Gateway's, so it can be found in its logs; ours
+    where there is none) and, for a tenant, where its key stands, as OpenAI's `x-ratelimit-*` headers do."""
+    if not hasattr(request.state, "request_id"):
+        context = (request.scope.get("aws.event") or {}).get("requestContext") or {}
+        request.state.request_id = context.get("requestId") or ids.request_id()
+    headers = {"x-request-id": request.state.request_id}
     rate = getattr(request.state, "rate", None)
     if rate is not None:
-        response.headers.update(rate.headers())
+        headers.update(rate.headers())
+    return headers
+
+
+@app.middleware("http")
+async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    _answer_headers(request)
+    response = await call_next(request)
+    response.headers.update(_answer_headers(request))
     return response
 
 
@@ -81,11 +93,14 @@ def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 @app.exception_handler(Exception)
-def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    # The trace goes to the logs, never to the client.
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The trace goes to the logs, never to the client. This handler runs outside the middleware (Starlette
+    # answers an unhandled error last), so the answer's headers are added here.
     logger.exception("Unhandled error", exc_info=exc)
     return JSONResponse(
-        error_body("The server had an error while processing your request.", "server_error"), status_code=500
+        error_body("The server had an error while processing your request.", "server_error"),
+        status_code=500,
+        headers=_answer_headers(request),
     )
 
 

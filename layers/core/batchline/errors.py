@@ -40,7 +40,16 @@ class NotFound(BatchlineError):
 
 
 class Conflict(BatchlineError):
-    """An illegal state change, or an Idempotency-Key reused with another body."""
+    """An illegal state change, or an Idempotency-Key reused with another body.
+
+    The openai SDK retries a 409 (a lock timeout, to OpenAI) unless the answer says `x-should-retry: false`:
+    it does, unless `retryable` (the same request may pass a moment later).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, **details: Any) -> None:
+        super().__init__(message, **details)
+        if not retryable:
+            self.headers.setdefault("x-should-retry", "false")
 
 
 class PayloadTooLarge(BatchlineError):

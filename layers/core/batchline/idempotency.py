@@ -75,4 +75,5 @@ class Idempotency:
             raise Conflict(
                 "A request with this Idempotency-Key is still in progress; retry shortly.",
                 param="Idempotency-Key",
+                retryable=True,
             ) from exc

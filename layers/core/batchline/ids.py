@@ -15,6 +15,11 @@ def file_id() -> str:
     return f"file-{_token(24)}"
 
 
+def request_id() -> str:
+    """OpenAI's `x-request-id` form, for answers (of the API or of a line's upstream) that came with none."""
+    return f"req_{secrets.token_hex(16)}"
+
+
 def batch_id() -> str:
     return f"batch_{secrets.token_hex(16)}"
 

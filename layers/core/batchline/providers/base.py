@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from batchline import ids
 
 # Codes of a failure with no HTTP answer, as the error file shows them (API.md, "Input and output lines").
 REQUEST_TIMEOUT = "request_timeout"
@@ -18,11 +19,6 @@ ERROR_TEXT_LIMIT = 1000
 
 class UnsupportedRequest(ValueError):
     """A body the backend cannot take: reported as a 400 answer without calling the backend."""
-
-
-def new_request_id() -> str:
-    """A request id for answers whose upstream sent none."""
-    return f"req_{secrets.token_hex(16)}"
 
 
 def _int(value: Any) -> int:
@@ -59,12 +55,12 @@ class Outcome:
     @classmethod
     def answer(cls, status_code: int, body: dict[str, Any], request_id: str | None = None) -> Outcome:
         """An HTTP answer."""
-        return cls(status_code, body, request_id or new_request_id())
+        return cls(status_code, body, request_id or ids.request_id())
 
     @classmethod
     def failure(cls, code: str, message: str) -> Outcome:
         """No HTTP answer: a timeout, a connection failure, an expired deadline."""
-        return cls(None, None, new_request_id(), error_code=code, error_message=message)
+        return cls(None, None, ids.request_id(), error_code=code, error_message=message)
 
 
 class ProviderSettings(BaseModel):
