@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.routing import Mount
 
 from tests.integration.conftest import Tenant
 
@@ -20,7 +21,13 @@ ADMIN_KEY = "admin-secret-key-for-tests"  # what the `settings` fixture stores a
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 # The only routes served without a key: the API's own documents.
 PUBLIC_ROUTES = frozenset(
-    {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+    {
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/oauth2-redirect"),
+        ("GET", "/redoc"),
+        ("GET", "/static-offline-docs/{path}"),
+    }
 )
 # One valid request line, so a batch made from it is a real one.
 REQUEST_LINE = (
@@ -59,6 +66,9 @@ def served_routes(app: FastAPI) -> list[Route]:
     deps = sys.modules["routes.deps"]
     found: list[Route] = []
     for route in app.routes:
+        if isinstance(route, Mount):  # the documents' own static files: public, as the documents are
+            found.append(Route("GET", f"{route.path}/{{path}}", "anyone"))
+            continue
         contexts = getattr(route, "effective_route_contexts", None)  # FastAPI's included routers
         entries = (
             [(c.path, c.methods, c.original_route) for c in contexts()]

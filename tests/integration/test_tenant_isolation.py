@@ -81,7 +81,8 @@ def test_the_routes_open_without_a_key_are_only_the_api_documents(api: TestClien
     assert open_routes == PUBLIC_ROUTES
     assert len(TENANT_ROUTES) + len(ADMIN_ROUTES) == len(KEYED_ROUTES) > 0
     for method, path in sorted(PUBLIC_ROUTES):
-        assert api.request(method, path).status_code == 200, path
+        # The documents' static files: one of them stands for all.
+        assert api.request(method, path.replace("{path}", "swagger-ui.css")).status_code == 200, path
 
 
 @pytest.mark.parametrize("route", KEYED_ROUTES, ids=str)
