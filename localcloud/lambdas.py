@@ -101,6 +101,15 @@ class LambdaContext:
         """Milliseconds left before the function's Timeout."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
+    @classmethod
+    def called_directly(
+        cls, name: str, *, request_id: str = "req-1", timeout: int = 60, memory_size: int = 128
+    ) -> LambdaContext:
+        """The context for a handler a test calls itself, outside a deployed stack."""
+        arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        function = LocalFunction(name, name, arn, "app.lambda_handler", None, timeout=timeout, memory_size=memory_size)
+        return cls(function, request_id)
+
 
 class HandlerError(Exception):
     """A failure before the handler ran, reported under the runtime's own error type."""

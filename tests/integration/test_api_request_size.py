@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
+from localcloud.lambdas import LambdaContext
 from tests.integration.conftest import ROOT, Tenant, load_function
 
 LAMBDA_REQUEST_LIMIT = 6_291_456
@@ -26,16 +27,6 @@ LAMBDA_REQUEST_LIMIT = 6_291_456
 HEADER_BYTES = 10 * 1024
 BOUNDARY = "c0ffee" * 5
 SAMPLE = json.loads((ROOT / "events" / "api_get_file.json").read_text())
-
-
-class Context:
-    function_name = "api"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:api"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @pytest.fixture
@@ -91,7 +82,9 @@ def invoke(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        answer = load_function("api").lambda_handler(event, Context())
+        answer = load_function("api").lambda_handler(
+            event, LambdaContext.called_directly("api", timeout=30, memory_size=1024)
+        )
     finally:
         asyncio.set_event_loop(None)
         loop.close()

@@ -12,8 +12,8 @@ import pytest
 from batchline import ids
 from batchline.config import ApiSettings
 from batchline.store import Store
+from localcloud.lambdas import LambdaContext
 from tests.integration.conftest import ROOT, RecordedRuns, Tenant, load_function
-from tests.integration.test_sweeper import Context
 
 EVENT = json.loads((ROOT / "events" / "ingest_sqs_s3_put.json").read_text())
 LINE = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": []}}
@@ -56,8 +56,8 @@ def test_an_object_with_metadata_becomes_a_batch_once(
         Metadata={"endpoint": "/v1/embeddings", "metadata-team": "search", "other": "ignored"},
     )
     event = s3_event(settings.bucket_name, key, put)
-    assert ingest.lambda_handler(event, Context()) == {"batchItemFailures": []}
-    assert ingest.lambda_handler(event, Context()) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(event, LambdaContext.called_directly("ingest")) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(event, LambdaContext.called_directly("ingest")) == {"batchItemFailures": []}
 
     batch_id = ids.derived_batch_id(settings.bucket_name, key, put["ETag"].strip('"'))
     batch = store.batch_unscoped(batch_id)
@@ -76,14 +76,16 @@ def test_unknown_jobs_and_other_keys_are_rejected_without_retries(
     s3 = boto3.client("s3")
     for key in ("inbox/job-nope/a.jsonl", f"inbox/{tenant.job.id}/a.txt", "elsewhere/a.jsonl"):
         put = s3.put_object(Bucket=settings.bucket_name, Key=key, Body=b"{}\n")
-        assert ingest.lambda_handler(s3_event(settings.bucket_name, key, put), Context()) == {"batchItemFailures": []}
+        assert ingest.lambda_handler(
+            s3_event(settings.bucket_name, key, put), LambdaContext.called_directly("ingest")
+        ) == {"batchItemFailures": []}
     assert store.list_batches(tenant.id, after=None, limit=10)[0] == []
 
 
 def test_s3s_test_event_is_ignored(ingest: Any) -> None:
     event = copy.deepcopy(EVENT)
     event["Records"][0]["body"] = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
-    assert ingest.lambda_handler(event, Context()) == {"batchItemFailures": []}
+    assert ingest.lambda_handler(event, LambdaContext.called_directly("ingest")) == {"batchItemFailures": []}
 
 
 def test_a_fault_reports_only_its_message_for_retry(ingest: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,5 +96,5 @@ def test_a_fault_reports_only_its_message_for_retry(ingest: Any, monkeypatch: py
     event = copy.deepcopy(EVENT)
     test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
     event["Records"].insert(0, {**event["Records"][0], "messageId": "fine", "body": test_event})
-    answer = ingest.lambda_handler(event, Context())
+    answer = ingest.lambda_handler(event, LambdaContext.called_directly("ingest"))
     assert answer == {"batchItemFailures": [{"itemIdentifier": EVENT["Records"][0]["messageId"]}]}

@@ -11,20 +11,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from batchline.config import ApiSettings
+from localcloud.lambdas import LambdaContext
 from tests.integration.conftest import ROOT, load_function
 
 EVENT = json.loads((ROOT / "events" / "sweeper_ttl_remove.json").read_text())
 KEY = EVENT["Records"][0]["dynamodb"]["OldImage"]["s3_key"]["S"]
-
-
-class Context:
-    function_name = "sweeper"
-    memory_limit_in_mb = 128
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sweeper"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def test_a_ttl_removal_deletes_the_files_bytes(sweeper, settings: ApiSettings) -
     s3 = boto3.client("s3")
     s3.put_object(Bucket=settings.bucket_name, Key=KEY, Body=b"data")
     s3.put_object(Bucket=settings.bucket_name, Key="files/other", Body=b"keep")
-    answer = sweeper.lambda_handler(EVENT, Context())
+    answer = sweeper.lambda_handler(EVENT, LambdaContext.called_directly("sweeper"))
     assert answer == {"batchItemFailures": []}
     with pytest.raises(ClientError):
         s3.head_object(Bucket=settings.bucket_name, Key=KEY)
@@ -66,7 +57,7 @@ def _not_swept(change: dict) -> dict:
 def test_anything_but_a_ttl_removal_of_a_file_is_left_alone(sweeper, settings: ApiSettings, event: dict) -> None:
     s3 = boto3.client("s3")
     s3.put_object(Bucket=settings.bucket_name, Key=KEY, Body=b"data")
-    assert sweeper.lambda_handler(event, Context()) == {"batchItemFailures": []}
+    assert sweeper.lambda_handler(event, LambdaContext.called_directly("sweeper")) == {"batchItemFailures": []}
     assert s3.head_object(Bucket=settings.bucket_name, Key=KEY)["ContentLength"] == 4
 
 
@@ -82,7 +73,7 @@ def test_a_failing_delete_is_reported_for_retry(sweeper, monkeypatch: pytest.Mon
             raise RuntimeError("S3 unavailable")
 
     monkeypatch.setattr(sweeper.get_store(), "delete_object", delete_object)
-    answer = sweeper.lambda_handler(event, Context())
+    answer = sweeper.lambda_handler(event, LambdaContext.called_directly("sweeper"))
     assert answer == {"batchItemFailures": [{"itemIdentifier": "222"}]}
 
 

@@ -14,17 +14,7 @@ import threading
 from typing import Any
 
 from batchline.observability import logger
-
-
-class Context:
-    def __init__(self, name: str) -> None:
-        self.function_name = name
-        self.memory_limit_in_mb = 128
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-        self.aws_request_id = f"request-of-{name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+from localcloud.lambdas import LambdaContext
 
 
 class Lines(logging.Handler):
@@ -50,7 +40,13 @@ def test_concurrent_invocations_each_log_with_their_own_context() -> None:
     logger._logger.addHandler(lines)
     try:
         threads = [
-            threading.Thread(target=handler, args=({"batch_id": f"batch-{name}"}, Context(name)))
+            threading.Thread(
+                target=handler,
+                args=(
+                    {"batch_id": f"batch-{name}"},
+                    LambdaContext.called_directly(name, request_id=f"request-of-{name}"),
+                ),
+            )
             for name in ("plan", "worker")
         ]
         for thread in threads:
