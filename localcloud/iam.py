@@ -483,16 +483,6 @@ def uninstall() -> None:
         _state_machines.clear()
 
 
-@contextmanager
-def enforced() -> Iterator[None]:
-    """Install the checks for the duration of the block."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()
-
-
 # ------------------------------------------------------------------------------- policies from template
 Attributes = Mapping[str, Mapping[str, str]]
 """Logical id -> {"Ref": physical id, "Arn": ..., "Name": ...}: what a template's intrinsics resolve to."""

@@ -182,13 +182,3 @@ def uninstall() -> None:
         for (owner, name), original in _originals.items():
             setattr(owner, name, original)
         _originals.clear()
-
-
-@contextmanager
-def installed() -> Iterator[None]:
-    """The fixes for the duration of a block (in-process moto, as the integration tests use it)."""
-    install()
-    try:
-        yield
-    finally:
-        uninstall()

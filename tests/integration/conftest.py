@@ -23,6 +23,7 @@ from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
 from localcloud import iam, moto_fixes
+from localcloud.patching import installed
 from localcloud.template import load_template
 from tests.integration import stack as stack_module
 
@@ -78,7 +79,7 @@ def settings(template: dict[str, Any], secret_arns: dict[str, str]) -> Iterator[
     moto's DynamoDB is serialized as in the local cloud (localcloud.moto_fixes): without it, two threads can
     both pass one conditional write, which DynamoDB never lets happen.
     """
-    with mock_aws(), iam.enforced(), moto_fixes.installed():
+    with mock_aws(), installed(iam, moto_fixes):
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(TableName="batchline-test", **_table_kwargs(template, "Table"))
         dynamodb.create_table(TableName="batchline-idempotency", **_table_kwargs(template, "IdempotencyTable"))

@@ -30,6 +30,7 @@ from batchline.validation import plan_batch
 from localcloud import lambdas, stepfunctions
 from localcloud.deploy import DeployError, check_parameters
 from localcloud.lambdas import LocalFunction
+from localcloud.patching import installed
 from localcloud.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,26 +69,20 @@ def chunks_state(worker_arn: str) -> dict[str, Any]:
 @pytest.fixture
 def aws(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (tmp_path / "app.py").write_text(textwrap.dedent(WORKER))
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        lambdas.install()
-        stepfunctions.install()
-        try:
-            iam = boto3.client("iam")
-            role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w") as archive:
-                archive.writestr("app.py", WORKER)
-            arn = boto3.client("lambda").create_function(
-                FunctionName="worker", Runtime="python3.13", Role=role, Handler="app.lambda_handler",
-                Code={"ZipFile": buffer.getvalue()}, Timeout=900,
-            )["FunctionArn"]  # fmt: skip
-            lambdas.register(LocalFunction(logical_id="WorkerFunction", name="worker", arn=arn,
-                                           handler="app.lambda_handler", code_dir=tmp_path, timeout=900))  # fmt: skip
-            boto3.client("s3").create_bucket(Bucket=BUCKET)
-            yield {"role": role, "worker": arn}
-        finally:
-            stepfunctions.uninstall()
-            lambdas.uninstall()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), installed(lambdas, stepfunctions):
+        iam = boto3.client("iam")
+        role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("app.py", WORKER)
+        arn = boto3.client("lambda").create_function(
+            FunctionName="worker", Runtime="python3.13", Role=role, Handler="app.lambda_handler",
+            Code={"ZipFile": buffer.getvalue()}, Timeout=900,
+        )["FunctionArn"]  # fmt: skip
+        lambdas.register(LocalFunction(logical_id="WorkerFunction", name="worker", arn=arn,
+                                       handler="app.lambda_handler", code_dir=tmp_path, timeout=900))  # fmt: skip
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield {"role": role, "worker": arn}
 
 
 def run_map(aws: dict[str, Any], manifest: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,25 +12,22 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from localcloud import faults, iam
+from localcloud.patching import installed
 
 WORKER = iam.Principal("WorkerFunction", "worker-role", ({"Effect": "Allow", "Action": "*", "Resource": "*"},))
 
 
 @pytest.fixture
 def table() -> Iterator[Any]:
-    with mock_aws(), iam.enforced():
-        faults.install()
-        try:
-            client = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 3}))
-            client.create_table(
-                TableName="t",
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            yield client
-        finally:
-            faults.uninstall()
+    with mock_aws(), installed(iam, faults):
+        client = boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 3}))
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
 
 
 def test_a_single_throttle_is_retried_away_by_botocore_as_on_aws(table: Any) -> None:
@@ -67,15 +64,11 @@ def test_faults_hit_only_the_function_they_name(table: Any) -> None:
 
 
 def test_s3_faults_come_in_s3s_own_error_shape() -> None:
-    with mock_aws(), iam.enforced():
-        faults.install()
-        try:
-            s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 2}))
-            s3.create_bucket(Bucket="bucket-b")
-            faults.inject(faults.Fault("WorkerFunction", "s3", "InternalError", operation="PutObject", times=5))
-            with iam.acting_as(WORKER), pytest.raises(ClientError) as raised:
-                s3.put_object(Bucket="bucket-b", Key="k", Body=b"x")
-            assert raised.value.response["Error"]["Code"] == "InternalError"
-            assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-        finally:
-            faults.uninstall()
+    with mock_aws(), installed(iam, faults):
+        s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 2}))
+        s3.create_bucket(Bucket="bucket-b")
+        faults.inject(faults.Fault("WorkerFunction", "s3", "InternalError", operation="PutObject", times=5))
+        with iam.acting_as(WORKER), pytest.raises(ClientError) as raised:
+            s3.put_object(Bucket="bucket-b", Key="k", Body=b"x")
+        assert raised.value.response["Error"]["Code"] == "InternalError"
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500

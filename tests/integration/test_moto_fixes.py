@@ -16,16 +16,13 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from localcloud import moto_fixes
+from localcloud.patching import installed
 
 
 @pytest.fixture
 def fixed() -> Iterator[None]:
-    moto_fixes.install()
-    try:
-        with mock_aws():
-            yield
-    finally:
-        moto_fixes.uninstall()
+    with installed(moto_fixes), mock_aws():
+        yield
 
 
 def _table() -> Any:
