@@ -12,17 +12,19 @@ from openai import OpenAI
 from openai.types import Batch
 
 from batchline.config import MAX_DIRECT_UPLOAD_BYTES
+from batchline.models import ENDPOINTS
 
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 
 
 def request_line(custom_id: str, url: str, text: str, **extra: Any) -> dict[str, Any]:
-    """A request line for any of the four endpoints, carrying `text` where the endpoint reads it."""
+    """A request line for any of the five endpoints, carrying `text` where the endpoint reads it."""
     body: dict[str, Any] = {
         "/v1/chat/completions": {"messages": [{"role": "user", "content": text}]},
         "/v1/completions": {"prompt": text},
         "/v1/embeddings": {"input": text},
         "/v1/responses": {"input": text},
+        "/v1/moderations": {"input": text},
     }[url]
     return {"custom_id": custom_id, "method": "POST", "url": url, "body": {**body, **extra}}
 
@@ -97,7 +99,7 @@ def create_job(base_url: str, admin_key: str, tenant: str, **fields: Any) -> str
     body = {
         "tenant": tenant,
         "model": "test-model",
-        "allowed_endpoints": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"],
+        "allowed_endpoints": list(ENDPOINTS),
         "price_1m_tokens": 0.5,
         **fields,
     }

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from openai import BaseModel as SdkModel
 from openai import OpenAI
+from openai.types import Completion, CreateEmbeddingResponse, ModerationCreateResponse
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 
 from batchline.providers.mock import mock_fails
 from localcloud import LocalCloud
@@ -16,6 +20,14 @@ from tests.e2e.runs import (
     usage_of,
 )
 from tests.fakes.openai_server import ENDPOINTS, FakeOpenAI, fake_answer
+
+SDK_TYPES: dict[str, type[SdkModel]] = {
+    "/v1/chat/completions": ChatCompletion,
+    "/v1/completions": Completion,
+    "/v1/embeddings": CreateEmbeddingResponse,
+    "/v1/responses": Response,
+    "/v1/moderations": ModerationCreateResponse,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +56,9 @@ def test_a_batch_completes_on_the_mock_with_exact_counts_usage_and_cost(
     assert [line["custom_id"] for line in result.errors] == expected_failures
     assert all(line["response"]["status_code"] == 500 for line in result.errors)
     assert all(line["response"]["status_code"] == 200 and line["error"] is None for line in result.output)
+    # What a client parses each line with: the SDK's own type for the endpoint, strictly.
+    for line in result.output:
+        SDK_TYPES[endpoint].model_validate(line["response"]["body"], strict=True)
     prompt, completion, total = usage_of(result.output)
     usage = result.raw["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (prompt, completion, total)

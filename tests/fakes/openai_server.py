@@ -26,8 +26,10 @@ from typing import Any, Literal
 
 import pytest
 
+from batchline.providers.shapes import MODERATION_CATEGORIES
+
 MARKER = re.compile(r"\[\[fault:([^\]]+)\]\]")
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,12 @@ def fake_answer(path: str, body: dict[str, Any]) -> dict[str, Any]:
     prompt = prompt_text(path, body)
     answer = f"Echo: {prompt}"
     p, c = max(len(prompt.split()), 1), len(answer.split())
+    if path.endswith("/moderations"):
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        flagged = {name: False for name in MODERATION_CATEGORIES}
+        result = {"flagged": False, "categories": flagged, "category_scores": dict.fromkeys(flagged, 0.001),
+                  "category_applied_input_types": {name: ["text"] for name in flagged}}  # fmt: skip
+        return {"id": "modr-fake", "model": model, "results": [result for _ in inputs]}
     if path.endswith("/embeddings"):
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [

@@ -140,7 +140,13 @@ def test_chat_is_translated_to_converse_and_back(client: Any, stub: Stubber) -> 
     assert choice["message"]["role"] == "assistant" and choice["message"]["content"] == "Il fait beau."
     assert "tool_calls" not in choice["message"]
     assert choice["finish_reason"] == "length"
-    assert out.body["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    assert out.body["usage"] == {
+        "prompt_tokens": 11,
+        "completion_tokens": 7,
+        "total_tokens": 18,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
     assert out.usage() == (11, 7, 18)
 
 
@@ -236,7 +242,13 @@ def test_completions_prompt_list_is_one_user_message(client: Any, stub: Stubber)
     assert out.body["object"] == "text_completion" and out.body["model"] == MODEL
     assert out.body["id"].startswith("cmpl-")
     assert out.body["choices"][0]["text"] == " there was" and out.body["choices"][0]["finish_reason"] == "stop"
-    assert out.body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    assert out.body["usage"] == {
+        "prompt_tokens": 4,
+        "completion_tokens": 3,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 def test_responses_input_items_and_instructions(client: Any, stub: Stubber) -> None:
@@ -271,7 +283,13 @@ def test_responses_input_items_and_instructions(client: Any, stub: Stubber) -> N
     [message] = out.body["output"]
     assert message["type"] == "message" and message["role"] == "assistant"
     assert message["content"] == [{"type": "output_text", "text": "Red", "annotations": []}]
-    assert out.body["usage"] == {"input_tokens": 9, "output_tokens": 1, "total_tokens": 10}
+    assert out.body["usage"] == {
+        "input_tokens": 9,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 1,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 10,
+    }
     assert out.usage() == (9, 1, 10)
 
 

@@ -67,7 +67,13 @@ def test_chat_shape_and_usage() -> None:
     assert choice["message"]["role"] == "assistant" and text.endswith(".")
     words = len(text.split())
     assert 5 <= words <= 24
-    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": words, "total_tokens": 4 + words}
+    assert body["usage"] == {
+        "prompt_tokens": 4,
+        "completion_tokens": words,
+        "total_tokens": 4 + words,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
     assert out.usage() == (4, words, 4 + words)
 
 
@@ -87,7 +93,13 @@ def test_responses_shape() -> None:
     assert message["type"] == "message" and message["content"][0]["type"] == "output_text"
     prompt, completion, total = out.usage()
     assert prompt == 4 and completion == len(message["content"][0]["text"].split()) and total == prompt + completion
-    assert set(out.body["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}
+    assert set(out.body["usage"]) == {
+        "input_tokens",
+        "input_tokens_details",
+        "output_tokens",
+        "output_tokens_details",
+        "total_tokens",
+    }
 
 
 def test_embeddings_shape() -> None:

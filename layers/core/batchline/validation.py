@@ -49,6 +49,7 @@ _REQUIRED_BODY_FIELD = {
     "/v1/completions": "prompt",
     "/v1/embeddings": "input",
     "/v1/responses": "input",
+    "/v1/moderations": "input",
 }
 _EMBEDDINGS = "/v1/embeddings"
 

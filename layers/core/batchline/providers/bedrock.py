@@ -180,7 +180,7 @@ class BedrockProvider:
         if not outcome.ok or outcome.body is None:
             return outcome
         try:
-            answer = render(url, self.model, tr.completion_from_converse(outcome.body))
+            answer = render(url, self.model, tr.completion_from_converse(outcome.body), request=body)
         except (KeyError, TypeError, ValueError) as exc:
             return _bad_answer(exc)
         return dataclasses.replace(outcome, body=answer)

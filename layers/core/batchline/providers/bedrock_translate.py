@@ -239,13 +239,19 @@ def completion_from_converse(response: dict[str, Any]) -> Completion:
             use = block["toolUse"]
             calls.append(ToolCall(use["toolUseId"], use["name"], json.dumps(use.get("input", {}))))
     usage = response.get("usage", {})
+    # Bedrock counts prompt-cache reads and writes apart from inputTokens; OpenAI's prompt_tokens holds
+    # them all, with the reads again as cached_tokens (totalTokens already counts them).
+    cache_read = int(usage.get("cacheReadInputTokens", 0))
+    cache_write = int(usage.get("cacheWriteInputTokens", 0))
     return Completion(
         text="".join(texts),
         finish_reason=FINISH_REASONS.get(response.get("stopReason", ""), "stop"),
-        prompt_tokens=int(usage.get("inputTokens", 0)),
+        prompt_tokens=int(usage.get("inputTokens", 0)) + cache_read + cache_write,
         completion_tokens=int(usage.get("outputTokens", 0)),
         tool_calls=tuple(calls),
         total_tokens=int(usage["totalTokens"]) if "totalTokens" in usage else None,
+        cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )
 
 

@@ -17,10 +17,14 @@ from batchline.providers.shapes import (
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
+    MODERATION_CATEGORIES,
+    MODERATIONS,
     RESPONSES,
     Completion,
     embedding_inputs,
     embedding_list,
+    moderation_inputs,
+    moderation_list,
     render,
 )
 
@@ -108,7 +112,19 @@ def mock_answer(url: str, model: str, body: dict[str, Any]) -> dict[str, Any]:
         vectors = [mock_vector(t, int(dims)) for t in texts]
         tokens = sum(max(count_words(t), 1) for t in texts)
         return embedding_list(model, vectors, prompt_tokens=tokens, encoding_format=body.get("encoding_format"))
-    return render(url, model, mock_completion(url, body), seed=f"mock{mock_digest(url, body)}")
+    if url == MODERATIONS:
+        inputs = moderation_inputs(body)
+        scores = [mock_moderation_scores(content) for _, content in inputs]
+        return moderation_list(model, scores, [kind for kind, _ in inputs], seed=f"mock{mock_digest(url, body)}")
+    return render(url, model, mock_completion(url, body), seed=f"mock{mock_digest(url, body)}", request=body)
+
+
+def mock_moderation_scores(content: str) -> dict[str, float]:
+    """Low scores derived from the content, and 0.9 for a category the text names (`violence`, `hate`):
+    a demo can see both verdicts without a real classifier."""
+    stream = _stream(hashlib.sha256(content.encode()).hexdigest())
+    words = set(content.lower().split())
+    return {name: 0.9 if name in words else round(next(stream) / 2550, 6) for name in MODERATION_CATEGORIES}
 
 
 class MockProvider:
@@ -135,7 +151,7 @@ class MockProvider:
             return Outcome.failure(REQUEST_TIMEOUT, "The deadline passed before the request could be sent.")
         if self.latency_ms:
             await self._sleep(self.latency_ms / 1000)
-        if url not in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES):
+        if url not in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MODERATIONS):
             return Outcome.answer(404, error_body(f"Unknown endpoint {url!r}.", "invalid_request_error", bounded=False))
         if mock_fails(url, body, self.failure_rate):
             message = f"Mock failure: this request is in the failing fraction (failure_rate={self.failure_rate})."

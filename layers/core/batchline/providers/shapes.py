@@ -6,7 +6,7 @@ import base64
 import secrets
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 EMBEDDINGS = "/v1/embeddings"
 RESPONSES = "/v1/responses"
+MODERATIONS = "/v1/moderations"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Completion:
     completion_tokens: int
     tool_calls: tuple[ToolCall, ...] = field(default_factory=tuple)
     total_tokens: int | None = None
+    # Of prompt_tokens, those read from and written to the backend's prompt cache; of completion_tokens,
+    # those spent reasoning.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -62,11 +68,18 @@ def chat_completion(model: str, c: Completion, *, seed: str | None = None) -> di
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": c.finish_reason}],
-        "usage": {
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens,
-            "total_tokens": c.total,
-        },
+        "usage": _usage(c),
+    }
+
+
+def _usage(c: Completion) -> dict[str, Any]:
+    """Chat and completions usage, with the details the SDK's CompletionUsage declares."""
+    return {
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "total_tokens": c.total,
+        "prompt_tokens_details": {"cached_tokens": c.cached_tokens, "cache_write_tokens": c.cache_write_tokens},
+        "completion_tokens_details": {"reasoning_tokens": c.reasoning_tokens},
     }
 
 
@@ -79,16 +92,18 @@ def text_completion(model: str, c: Completion, *, seed: str | None = None) -> di
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "text": c.text, "logprobs": None, "finish_reason": finish}],
-        "usage": {
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens,
-            "total_tokens": c.total,
-        },
+        "usage": _usage(c),
     }
 
 
-def response_object(model: str, c: Completion, *, seed: str | None = None) -> dict[str, Any]:
-    """A Responses API `response` object: one output message, then any function calls."""
+def response_object(
+    model: str, c: Completion, *, seed: str | None = None, request: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A Responses API `response` object: one output message, then any function calls.
+
+    The tool settings are the request's, echoed as OpenAI does (the SDK's Response requires them).
+    """
+    request = request or {}
     incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(c.finish_reason)
     ident = _hex(seed, 32)
     output: list[dict[str, Any]] = []
@@ -122,20 +137,27 @@ def response_object(model: str, c: Completion, *, seed: str | None = None) -> di
         "error": None,
         "model": model,
         "output": output,
+        "parallel_tool_calls": request.get("parallel_tool_calls", True),
+        "tool_choice": request.get("tool_choice", "auto"),
+        "tools": request.get("tools", []),
         "usage": {
             "input_tokens": c.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": c.cached_tokens, "cache_write_tokens": c.cache_write_tokens},
             "output_tokens": c.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": c.reasoning_tokens},
             "total_tokens": c.total,
         },
     }
 
 
-def render(url: str, model: str, c: Completion, *, seed: str | None = None) -> dict[str, Any]:
-    """The body `url` answers with; embeddings have their own builder."""
+def render(
+    url: str, model: str, c: Completion, *, seed: str | None = None, request: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The body `url` answers with, for the `request` it answers; embeddings have their own builder."""
     if url == COMPLETIONS:
         return text_completion(model, c, seed=seed)
     if url == RESPONSES:
-        return response_object(model, c, seed=seed)
+        return response_object(model, c, seed=seed, request=request)
     return chat_completion(model, c, seed=seed)
 
 
@@ -169,3 +191,59 @@ def embedding_inputs(body: dict[str, Any]) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value)
     raise UnsupportedRequest("`input` must be a string or a non-empty list of strings.")
+
+
+# OpenAI's moderation categories, and the kinds of input each is judged on.
+MODERATION_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "harassment": ("text",),
+    "harassment/threatening": ("text",),
+    "hate": ("text",),
+    "hate/threatening": ("text",),
+    "illicit": ("text",),
+    "illicit/violent": ("text",),
+    "self-harm": ("text", "image"),
+    "self-harm/instructions": ("text", "image"),
+    "self-harm/intent": ("text", "image"),
+    "sexual": ("text", "image"),
+    "sexual/minors": ("text",),
+    "violence": ("text", "image"),
+    "violence/graphic": ("text", "image"),
+}
+MODERATION_THRESHOLD = 0.5
+
+
+def moderation_inputs(body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each input of a moderations body as (kind, content): a string, a list of them, or multimodal parts."""
+    value = body.get("input")
+    items = value if isinstance(value, list) else [value]
+    found: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, str):
+            found.append(("text", item))
+        elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+            found.append(("text", item["text"]))
+        elif isinstance(item, dict) and item.get("type") == "image_url":
+            found.append(("image", str((item.get("image_url") or {}).get("url", ""))))
+        else:
+            raise ValueError("input must be a string, an array of strings, or an array of text and image_url parts.")
+    return found
+
+
+def moderation_list(
+    model: str, scores: Sequence[Mapping[str, float]], kinds: Sequence[str], *, seed: str
+) -> dict[str, Any]:
+    """A `ModerationCreateResponse`: one result per input, flagged where a score reaches the threshold."""
+    results = []
+    for score, kind in zip(scores, kinds, strict=True):
+        categories = {name: score[name] >= MODERATION_THRESHOLD for name in MODERATION_CATEGORIES}
+        results.append(
+            {
+                "flagged": any(categories.values()),
+                "categories": categories,
+                "category_scores": {name: score[name] for name in MODERATION_CATEGORIES},
+                "category_applied_input_types": {
+                    name: [kind] if kind in kinds_judged else [] for name, kinds_judged in MODERATION_CATEGORIES.items()
+                },
+            }
+        )
+    return {"id": f"modr-{_hex(seed, 32)}", "model": model, "results": results}
