@@ -9,12 +9,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import WorkerSettings
-from batchline.models import Job
+from batchline.models import Chunk, Job
 from batchline.observability import logger, metrics, tracer
 from batchline.providers import Provider, ProviderSettings, make_provider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
-from batchline.validation import Chunk
 from batchline.worker import ChunkRun
 
 

@@ -1,8 +1,8 @@
 """Pydantic models for every boundary, one module per aggregate: requests, API objects, stored records.
 
 `common` holds what they share (the strict request base, endpoints, ids, lists); `files`, `batches`,
-`jobs`, `tenants` each hold one aggregate's request, public object and record. Everything is importable
-from `batchline.models` as well.
+`jobs`, `tenants` each hold one aggregate's request, public object and record; `steps` holds the state
+machine's task payloads and the manifest's Chunk. Everything is importable from `batchline.models` as well.
 """
 
 from batchline.models.batches import (
@@ -41,6 +41,7 @@ from batchline.models.common import (
 )
 from batchline.models.files import FileObject, FilePurpose, FileRecord, UploadPurpose
 from batchline.models.jobs import BedrockProvider, Job, JobCreate, MockProvider, OpenAIProvider, Provider, Sla
+from batchline.models.steps import Chunk
 from batchline.models.tenants import (
     MAX_ENQUEUED_REQUESTS,
     ApiKeyObject,
@@ -73,6 +74,7 @@ __all__ = [
     "BatchStatus",
     "BedrockProvider",
     "CanonicalEndpoint",
+    "Chunk",
     "Closing",
     "CompletionWindow",
     "Deleted",
