@@ -41,7 +41,15 @@ from batchline.models.common import (
 )
 from batchline.models.files import FileObject, FilePurpose, FileRecord, UploadPurpose
 from batchline.models.jobs import BedrockProvider, Job, JobCreate, MockProvider, OpenAIProvider, Provider, Sla
-from batchline.models.steps import Chunk
+from batchline.models.steps import (
+    Chunk,
+    FinalizeInput,
+    FinalizeOutput,
+    PlanInput,
+    PlanOutput,
+    WorkerInput,
+    WorkerOutput,
+)
 from batchline.models.tenants import (
     MAX_ENQUEUED_REQUESTS,
     ApiKeyObject,
@@ -83,6 +91,8 @@ __all__ = [
     "FileObject",
     "FilePurpose",
     "FileRecord",
+    "FinalizeInput",
+    "FinalizeOutput",
     "Job",
     "JobCreate",
     "Merged",
@@ -91,6 +101,8 @@ __all__ = [
     "ObjectId",
     "OpenAIProvider",
     "Page",
+    "PlanInput",
+    "PlanOutput",
     "Provider",
     "RequestCounts",
     "Sla",
@@ -103,6 +115,8 @@ __all__ = [
     "TenantUpdate",
     "UploadPurpose",
     "Usage",
+    "WorkerInput",
+    "WorkerOutput",
     "bounded_errors",
     "canonical_path",
     "public",
