@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 
-from batchline.validation import plan_batch
+from batchline.planning import plan_batch
 
 ENDPOINT = "/v1/chat/completions"
 MODEL = "gpt-4o-mini"

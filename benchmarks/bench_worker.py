@@ -28,9 +28,9 @@ from moto import mock_aws
 from batchline import ids
 from batchline.files import file_key
 from batchline.models import BatchRecord, Job, OpenAIProvider, Sla
+from batchline.planning import plan_batch
 from batchline.providers import ProviderSettings, make_provider
 from batchline.store import Store
-from batchline.validation import plan_batch
 from batchline.worker import ChunkRun
 from localcloud.template import load_template
 from tests.fakes.openai_server import FakeOpenAI

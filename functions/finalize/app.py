@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import FinalizeSettings
 from batchline.finalizing import encode_detail, finalize
+from batchline.models import FinalizeInput, FinalizeOutput
 from batchline.observability import logger, metrics, tracer
 from batchline.store import Store
 
@@ -51,7 +52,8 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(batch_id=event["batch_id"])
-    answer = finalize(get_store(), publish, event["batch_id"], event.get("fault"))
-    metrics.add_metric(name=f"Batches_{answer['status']}", unit=MetricUnit.Count, value=1)
-    return answer
+    request = FinalizeInput.model_validate(event)
+    logger.append_keys(batch_id=request.batch_id)
+    answer = FinalizeOutput.model_validate(finalize(get_store(), publish, request.batch_id, request.fault))
+    metrics.add_metric(name=f"Batches_{answer.status}", unit=MetricUnit.Count, value=1)
+    return answer.model_dump(mode="json")

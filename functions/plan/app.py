@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import PlanSettings
+from batchline.models import PlanInput, PlanOutput
 from batchline.observability import logger, metrics, tracer
 from batchline.planning import plan
 from batchline.store import Store
@@ -28,15 +29,17 @@ def get_store() -> Store:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(batch_id=event["batch_id"])
+    request = PlanInput.model_validate(event)
+    logger.append_keys(batch_id=request.batch_id)
     settings = get_settings()
-    answer = plan(
+    planned = plan(
         get_store(),
-        event["batch_id"],
+        request.batch_id,
         lines_per_chunk=settings.lines_per_chunk,
         requests_per_worker=settings.requests_per_worker,
         worker_concurrency=settings.worker_concurrency,
         enqueued_requests=settings.enqueued_requests,
     )
-    metrics.add_metric(name=f"BatchesPlanned_{answer['status']}", unit=MetricUnit.Count, value=1)
-    return answer
+    answer = PlanOutput.model_validate(planned)
+    metrics.add_metric(name=f"BatchesPlanned_{answer.status}", unit=MetricUnit.Count, value=1)
+    return answer.model_dump(mode="json")

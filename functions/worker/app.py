@@ -9,12 +9,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import WorkerSettings
-from batchline.models import Job
+from batchline.models import Job, WorkerInput, WorkerOutput
 from batchline.observability import logger, metrics, tracer
 from batchline.providers import Provider, ProviderSettings, make_provider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
-from batchline.validation import Chunk
 from batchline.worker import ChunkRun
 
 
@@ -46,8 +45,8 @@ def provider_for(job: Job) -> Provider:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    chunk = Chunk(**event["chunk"])
-    logger.append_keys(batch_id=event["batch_id"], chunk=chunk.chunk, cursor=event["cursor"])
+    request = WorkerInput.model_validate(event)
+    logger.append_keys(batch_id=request.batch_id, chunk=request.chunk.chunk, cursor=request.cursor)
     settings = get_settings()
     run = ChunkRun(
         get_store(),
@@ -57,6 +56,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         reserve_seconds=settings.request_timeout + settings.safety_margin,
         status_check_interval=settings.status_check_interval,
     )
-    progress = run.run(event["batch_id"], chunk, int(event["cursor"]))
-    metrics.add_metric(name="LinesAnswered", unit=MetricUnit.Count, value=progress["cursor"] - int(event["cursor"]))
-    return progress
+    progress = WorkerOutput.model_validate(run.run(request.batch_id, request.chunk, request.cursor))
+    metrics.add_metric(name="LinesAnswered", unit=MetricUnit.Count, value=progress.cursor - request.cursor)
+    return progress.model_dump(mode="json")

@@ -13,9 +13,9 @@ from batchline import batches, files
 from batchline.errors import Conflict
 from batchline.finalizing import finalize
 from batchline.models import BatchCreate, BatchRecord
+from batchline.planning import plan_batch
 from batchline.providers import Outcome
 from batchline.store import Store
-from batchline.validation import plan_batch
 from tests.integration.conftest import RecordedRuns, Tenant
 from tests.integration.test_api_admin_jobs import ADMIN, JOB
 from tests.integration.test_api_batches import request_body

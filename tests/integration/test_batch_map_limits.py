@@ -26,7 +26,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchline.validation import plan_batch
+from batchline.planning import plan_batch
 from localcloud import lambdas, stepfunctions
 from localcloud.deploy import DeployError, check_parameters
 from localcloud.lambdas import LocalFunction

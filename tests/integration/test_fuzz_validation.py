@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from batchline import files
 from batchline.finalizing import finalize
+from batchline.models import Chunk
 from batchline.planning import plan
 from batchline.store import Store
-from batchline.validation import Chunk
 from batchline.worker import ChunkRun
 from tests.integration.conftest import Tenant, batch_of
 from tests.integration.test_run_steps import EchoProvider

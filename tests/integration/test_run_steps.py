@@ -9,11 +9,10 @@ import pytest
 
 from batchline import batches, files, result_lines
 from batchline.finalizing import finalize
-from batchline.models import BatchCreate, BatchRecord
+from batchline.models import BatchCreate, BatchRecord, Chunk
 from batchline.planning import plan
 from batchline.providers import Outcome
 from batchline.store import Store
-from batchline.validation import Chunk
 from batchline.worker import ChunkRun
 from tests.integration.conftest import RecordedRuns, Tenant
 

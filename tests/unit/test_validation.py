@@ -11,14 +11,10 @@ from typing import Any
 
 import pytest
 
-from batchline.validation import (
-    DUPLICATE_CUSTOM_ID_MESSAGE,
-    Chunk,
-    Plan,
-    iter_request_lines,
-    parse_request_line,
-    plan_batch,
-)
+from batchline.jsonl import iter_request_lines, parse_request_line
+from batchline.models import Chunk
+from batchline.planning import Plan, plan_batch
+from batchline.rules import DUPLICATE_CUSTOM_ID_MESSAGE
 
 CORPUS = Path(__file__).parent / "corpus"
 CHAT = "/v1/chat/completions"

@@ -27,10 +27,10 @@ from botocore.exceptions import ClientError
 
 from batchline import files, ids, layout, result_lines
 from batchline.errors import Conflict
-from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Closing, Merged, public
+from batchline.jsonl import iter_request_lines, parse_request_line
+from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Chunk, Closing, Merged, public
 from batchline.observability import logger
 from batchline.store import ObjectWriter, Store
-from batchline.validation import Chunk, iter_request_lines, parse_request_line
 
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 EVENT_TYPES = {

@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from batchline import batches, files, ids, layout
 from batchline.errors import Conflict
+from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.models import BatchCreate, Job
 from batchline.observability import logger
 from batchline.runs import Runs
 from batchline.store import Store
-from batchline.validation import iter_request_lines, parse_request_line
 
 METADATA_PREFIX = "metadata-"
 

@@ -1,18 +1,162 @@
-"""Plan: validate a batch's input in one streamed pass and write its chunk manifest, or fail the batch."""
+"""Plan: validate a batch's input in one streamed pass, cut it into chunks, and write the manifest or fail the batch.
+
+`plan_batch` walks the lines `jsonl` reads, applies the `rules` to each, and cuts the request lines into
+byte-range chunks of `lines_per_chunk`. Memory holds one line, a 16-byte hash per custom_id and the chunk
+list, never the file. Choices where the contract is silent:
+
+- Whole-file errors (line null) come first, then line errors in line order: `max_errors` in all, and
+  no more than `max_error_bytes` of them encoded (the batch item and its event must hold them).
+- `file_too_large` is the only error reported for a file over the limit: with `size` known nothing is
+  read, and without it reading stops one byte past the limit, so both paths give the same answer.
+- `chunks` is empty whenever there is an error; chunks stop being cut at the first line error or
+  past `max_requests`, so a failing file cannot grow the list without bound.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from batchline.errors import Conflict, EnqueuedLimitReached, NotFound
+from batchline.jsonl import Readable, TooLarge, numbered_lines
 from batchline.layout import manifest_key
-from batchline.models import MAX_ENQUEUED_REQUESTS, BatchError, BatchErrors
+from batchline.models import (
+    ENDPOINTS,
+    MAX_ENQUEUED_REQUESTS,
+    MAX_ERRORS,
+    MAX_ERRORS_BYTES,
+    BatchError,
+    BatchErrors,
+    Chunk,
+    bounded_errors,
+    canonical_path,
+)
 from batchline.observability import logger
+from batchline.rules import LineRules, Problem, file_too_large, whole_file_errors
 from batchline.store import Store
-from batchline.validation import plan_batch
+
+
+@dataclass
+class Plan:
+    """What validation found, and the chunk manifest when it found nothing wrong."""
+
+    errors: list[BatchError]
+    total: int
+    chunks: list[Chunk]
+    error_count: int
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found (counted, not just listed, so `max_errors=0` cannot hide one)."""
+        return self.error_count == 0
+
+
+class _LineErrors:
+    """Every line problem counted; the first kept while under both caps (entries, and their encoded bytes)."""
+
+    def __init__(self, max_errors: int, max_error_bytes: int) -> None:
+        self.max_errors = max_errors
+        self.max_error_bytes = max_error_bytes
+        self.kept: list[BatchError] = []
+        self.count = 0
+        self.kept_bytes = 0
+        self.full = False
+
+    def add(self, line: int, problem: Problem) -> None:
+        self.count += 1
+        if len(self.kept) < self.max_errors and not self.full:
+            error = BatchError(code=problem.code, line=line, message=problem.message, param=problem.param)
+            self.kept_bytes += error.encoded_size() + 1
+            if self.kept_bytes > self.max_error_bytes:
+                self.full = True  # later entries must not fill the gap: what is kept is a prefix
+            else:
+                self.kept.append(error)
+
+
+class _Chunks:
+    """The manifest being cut: every `lines_per_chunk` consecutive request lines make one chunk."""
+
+    def __init__(self, lines_per_chunk: int) -> None:
+        self.lines_per_chunk = lines_per_chunk
+        self.chunks: list[Chunk] = []
+        self.start = 0
+        self.end = 0
+
+    def add(self, index: int, start: int, end: int) -> None:
+        """Take request line number `index` (0-based), whose bytes are [start, end)."""
+        if index % self.lines_per_chunk == 0:
+            self.start = start
+        self.end = end
+        if (index + 1) % self.lines_per_chunk == 0:
+            self.close(index + 1)
+
+    def close(self, total: int) -> None:
+        """Append the chunk of the request lines since the last one; `total` request lines so far."""
+        first = len(self.chunks) * self.lines_per_chunk
+        self.chunks.append(
+            Chunk(
+                chunk=len(self.chunks),
+                first_line=first,
+                line_count=total - first,
+                start_byte=self.start,
+                end_byte=self.end,
+            )
+        )
+
+
+def _too_large(max_bytes: int) -> Plan:
+    """The plan of a file over the byte limit: that one error, nothing else."""
+    return Plan(errors=[file_too_large(max_bytes)], total=0, chunks=[], error_count=1)
+
+
+def plan_batch(
+    stream: Readable,
+    *,
+    endpoint: str,
+    model: str | None,
+    lines_per_chunk: int = 100,
+    size: int | None = None,
+    max_errors: int = MAX_ERRORS,
+    max_error_bytes: int = MAX_ERRORS_BYTES,
+    max_bytes: int = 200 * 1024 * 1024,
+    max_requests: int = 50_000,
+    max_embedding_inputs: int = 50_000,
+    read_size: int = 1 << 20,
+) -> Plan:
+    """Validate a batch input file in one streamed pass and cut it into chunks of `lines_per_chunk`."""
+    endpoint = canonical_path(endpoint)
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {endpoint!r}")
+    if lines_per_chunk < 1:
+        raise ValueError("lines_per_chunk must be at least 1")
+    if size is not None and size > max_bytes:
+        return _too_large(max_bytes)
+    rules = LineRules(endpoint, model)
+    errors = _LineErrors(max_errors, max_error_bytes)
+    chunks = _Chunks(lines_per_chunk)
+    total = 0
+    try:
+        for line_no, start, end, raw in numbered_lines(stream, max_bytes=max_bytes, read_size=read_size):
+            total += 1
+            for problem in rules.check(raw):
+                errors.add(line_no, problem)
+            # Past the request limit the plan has failed too: stop growing a manifest nobody will read.
+            if not errors.count and total <= max_requests:
+                chunks.add(total - 1, start, end)
+    except TooLarge:
+        return _too_large(max_bytes)
+    found = whole_file_errors(rules, total, max_requests=max_requests, max_embedding_inputs=max_embedding_inputs)
+    if errors.count == 0 and not found and total % lines_per_chunk:
+        chunks.close(total)
+    error_count = len(found) + errors.count
+    return Plan(
+        errors=bounded_errors(found + errors.kept, max_count=max_errors, max_bytes=max_error_bytes),
+        total=total,
+        chunks=chunks.chunks if error_count == 0 else [],
+        error_count=error_count,
+    )
 
 
 def map_concurrency(max_concurrency: int, requests_per_worker: int, worker_concurrency: int) -> int:

@@ -22,13 +22,13 @@ from itertools import islice
 from typing import Any
 
 from batchline.errors import ServerError
+from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.layout import file_key, part_keys
-from batchline.models import BatchRecord, Job, canonical_path
+from batchline.models import BatchRecord, Chunk, Job, canonical_path
 from batchline.observability import logger
 from batchline.providers import Outcome, Provider
 from batchline.result_lines import result_line
 from batchline.store import Store
-from batchline.validation import Chunk, iter_request_lines, parse_request_line
 
 ProviderFactory = Callable[[Job], Provider]
 

@@ -1,8 +1,8 @@
 """Pydantic models for every boundary, one module per aggregate: requests, API objects, stored records.
 
 `common` holds what they share (the strict request base, endpoints, ids, lists); `files`, `batches`,
-`jobs`, `tenants` each hold one aggregate's request, public object and record. Everything is importable
-from `batchline.models` as well.
+`jobs`, `tenants` each hold one aggregate's request, public object and record; `steps` holds the state
+machine's task payloads and the manifest's Chunk. Everything is importable from `batchline.models` as well.
 """
 
 from batchline.models.batches import (
@@ -41,6 +41,15 @@ from batchline.models.common import (
 )
 from batchline.models.files import FileObject, FilePurpose, FileRecord, UploadPurpose
 from batchline.models.jobs import BedrockProvider, Job, JobCreate, MockProvider, OpenAIProvider, Provider, Sla
+from batchline.models.steps import (
+    Chunk,
+    FinalizeInput,
+    FinalizeOutput,
+    PlanInput,
+    PlanOutput,
+    WorkerInput,
+    WorkerOutput,
+)
 from batchline.models.tenants import (
     MAX_ENQUEUED_REQUESTS,
     ApiKeyObject,
@@ -73,6 +82,7 @@ __all__ = [
     "BatchStatus",
     "BedrockProvider",
     "CanonicalEndpoint",
+    "Chunk",
     "Closing",
     "CompletionWindow",
     "Deleted",
@@ -81,6 +91,8 @@ __all__ = [
     "FileObject",
     "FilePurpose",
     "FileRecord",
+    "FinalizeInput",
+    "FinalizeOutput",
     "Job",
     "JobCreate",
     "Merged",
@@ -89,6 +101,8 @@ __all__ = [
     "ObjectId",
     "OpenAIProvider",
     "Page",
+    "PlanInput",
+    "PlanOutput",
     "Provider",
     "RequestCounts",
     "Sla",
@@ -101,6 +115,8 @@ __all__ = [
     "TenantUpdate",
     "UploadPurpose",
     "Usage",
+    "WorkerInput",
+    "WorkerOutput",
     "bounded_errors",
     "canonical_path",
     "public",

@@ -1,0 +1,72 @@
+"""Step Functions payloads: what statemachine/batch.asl.json hands each task, and what it reads back.
+
+Plan gets `{batch_id}`; its ResultSelector reads all three keys of the answer, so `manifest_key` is
+there even when null (a JSONPath that finds nothing fails the state). Each item of the Map is a Chunk
+of the manifest; Work gets `{batch_id, chunk, cursor}` and answers `{cursor, done}`. Finalize gets
+`{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None kept: their keys are the ASL's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from batchline.models.batches import BatchStatus
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One Map item: a run of consecutive request lines and the exact bytes that hold them."""
+
+    chunk: int
+    first_line: int
+    line_count: int
+    start_byte: int
+    end_byte: int
+
+
+class PlanInput(BaseModel):
+    """The Plan task's payload."""
+
+    batch_id: str
+
+
+class PlanOutput(BaseModel):
+    """Plan's answer: `status` for the Choice, `manifest_key` for the ItemReader, `max_concurrency` for the Map."""
+
+    status: BatchStatus
+    manifest_key: str | None
+    max_concurrency: int
+
+
+class WorkerInput(BaseModel):
+    """The Work task's payload: one chunk of the manifest, from the cursor the last invocation reached."""
+
+    batch_id: str
+    chunk: Chunk
+    cursor: int
+
+
+class WorkerOutput(BaseModel):
+    """Work's answer, the child's loop state: where the next invocation starts, and whether there is one."""
+
+    cursor: int
+    done: bool
+
+
+class FinalizeInput(BaseModel):
+    """The Finalize task's payload.
+
+    `fault` is null, or what a Catch put at `$.fault` (`Error` and `Cause`), kept as Step Functions wrote it.
+    """
+
+    batch_id: str
+    fault: dict[str, Any] | None = None
+
+
+class FinalizeOutput(BaseModel):
+    """Finalize's answer: the terminal status."""
+
+    status: BatchStatus
