@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PORT ?= 8000
+# What `make local` keeps across restarts: the demo API key, admin key, tenant and job id.
+LOCAL_STATE ?= .localcloud/state.json
 VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
@@ -63,7 +65,7 @@ demo: venv
 	$(PY) -m localcloud.demo
 
 local: venv
-	$(PY) -m localcloud --port $(PORT)
+	$(PY) -m localcloud --port $(PORT) --state $(LOCAL_STATE)
 
 lint: venv
 	$(VENV)/bin/ruff check .

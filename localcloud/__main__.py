@@ -1,4 +1,4 @@
-"""`python -m localcloud [--port 8000] [--moto-port N]`: run the local cloud until SIGINT/SIGTERM."""
+"""`python -m localcloud [--port 8000] [--moto-port N] [--state FILE]`: run the local cloud until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from localcloud.cloud import LocalCloud, LocalCloudError
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="API Gateway's integration timeout in seconds (default: 30, as on AWS)",
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="a JSON file that keeps the demo API key, admin key and job id across restarts (make local: "
+        ".localcloud/state.json); made on the first start",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
     return parser.parse_args(argv)
 
@@ -65,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     # Installed before start-up, so a signal during it still ends in a clean stop.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    cloud = LocalCloud(port=args.port, moto_port=args.moto_port, log_level=args.log_level, api_timeout=args.api_timeout)
+    cloud = LocalCloud(
+        port=args.port,
+        moto_port=args.moto_port,
+        log_level=args.log_level,
+        api_timeout=args.api_timeout,
+        state_file=args.state,
+    )
     try:
         cloud.start()
     except LocalCloudError as exc:

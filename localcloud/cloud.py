@@ -47,14 +47,26 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def seed_demo_data() -> dict[str, str]:
-    """Demo tenant, API key and job (localcloud.seed), once the stack is deployed."""
+def seed_demo_data(state_file: Path | None = None) -> dict[str, str]:
+    """Demo tenant, API key and job (localcloud.seed), once the stack is deployed.
+
+    With a state file: the ones it names (written by an earlier run), else new ones, which it then keeps.
+    """
     # Imported here: localcloud.seed needs the core, which is on sys.path only once the functions are set up.
     from batchline.config import ApiSettings
     from localcloud import seed
 
+    keep = json.loads(state_file.read_text()) if state_file is not None and state_file.exists() else None
     # ApiSettings reads the api function's variables, which are in os.environ by now.
-    return seed.seed_demo(ApiSettings())
+    seeded = seed.seed_demo(ApiSettings(), keep=keep)
+    if state_file is not None and seeded != keep:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        written = state_file.with_suffix(".tmp")
+        # Keys: readable by their owner only, and replaced whole (a crash never leaves half a file).
+        written.touch(mode=0o600)
+        written.write_text(json.dumps(seeded, indent=2) + "\n")
+        written.replace(state_file)
+    return seeded
 
 
 class LocalCloud:
@@ -87,6 +99,7 @@ class LocalCloud:
         retry_interval_scale: float = 1.0,
         ttl_interval: float | None = 60.0,
         api_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
+        state_file: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port or 0
@@ -112,6 +125,8 @@ class LocalCloud:
         # API Gateway's integration timeout (30 s, as on AWS). Only a load test stretches it: its requests
         # also wait on this one-process emulator (one GIL, serialized moto), which AWS does not have.
         self.api_timeout = api_timeout
+        # Where the seeded keys and ids are kept across restarts (`make local`); None: new ones each start.
+        self.state_file = state_file
         self._reaper: streams.Reaper | None = None
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
@@ -231,7 +246,7 @@ class LocalCloud:
                 self._reaper = streams.Reaper(self.ttl_interval)
                 self._reaper.start()
             if self.seed_on_start:
-                self.seeded = seed_demo_data()
+                self.seeded = seed_demo_data(self.state_file)
             if self.serve_api_on_start:
                 self.serve_api()
         except BaseException:

@@ -8,26 +8,51 @@ sys.path once it has deployed, so import it only after that.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+
+import boto3
 
 from batchline import ids
 from batchline.auth import Authenticator
 from batchline.config import ApiSettings
-from batchline.models import ENDPOINTS, Job, MockProvider, Sla
+from batchline.models import ENDPOINTS, ApiKeyRecord, Job, MockProvider, Sla, TenantRecord
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
 
 
-def seed_demo(settings: ApiSettings, *, model: str = "mock-llama-3.1-8b") -> dict[str, str]:
-    """Create the demo tenant, key and job; answer them with the admin key, for printing."""
+def seed_demo(
+    settings: ApiSettings, *, keep: Mapping[str, str] | None = None, model: str = "mock-llama-3.1-8b"
+) -> dict[str, str]:
+    """Create the demo tenant, key and job; answer them with the admin key, for printing.
+
+    `keep`: what an earlier run answered (its state file): the same admin key, tenant, API key and job
+    are made again, so a user's scripts and notebooks keep working across restarts.
+    """
     store = Store(settings.table_name, settings.bucket_name)
+    if keep:
+        # The stack generated its own admin key; the one the user already has replaces it.
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=settings.admin_key_secret, SecretString=keep["admin_key"]
+        )
     secret = secrets_manager_getter()
     auth = Authenticator(
         store, secret, admin_key_secret=settings.admin_key_secret, key_hash_secret=settings.key_hash_secret
     )
-    tenant, _, api_key = create_tenant(store, auth, "demo")
+    if keep:
+        tenant = TenantRecord(id=keep["tenant_id"], name="demo", created_at=int(time.time()))
+        store.put_tenant(tenant)
+        api_key = keep["api_key"]
+        # Hashed under this stack's own key-hash secret, as issue_key hashes a new key.
+        store.put_api_key(
+            ApiKeyRecord(
+                id=ids.api_key_id(), tenant_id=tenant.id, key_hash=auth.hash_key(api_key), created_at=int(time.time())
+            )
+        )
+    else:
+        tenant, _, api_key = create_tenant(store, auth, "demo")
     job = Job(
-        id=ids.job_id(),
+        id=keep["job_id"] if keep else ids.job_id(),
         tenant=tenant.id,
         model=model,
         provider=MockProvider(type="mock", latency_ms=5),
