@@ -247,3 +247,14 @@ def test_a_small_result_is_one_put_and_an_aborted_writer_leaves_nothing(store: S
     aborted.abort()
     uploads = store.s3.list_multipart_uploads(Bucket=store.bucket_name).get("Uploads", [])
     assert [u for u in uploads if u["Key"] == "files/t/aborted.jsonl"] == []
+
+
+def test_the_cost_is_exact_where_the_float_product_is_not(store: Store, batch: BatchRecord) -> None:
+    store.update("batch", batch.id, set_={"price_1m_tokens": 0.13})
+    chunk = planned(store, batch)[0]
+    worker(store, EchoProvider()).run(batch.id, chunk, 0)
+    finalize(store, lambda kind, detail: None, batch.id, None)
+    ended = store.batch_unscoped(batch.id)
+    assert ended.usage.total_tokens * 0.13 / 1_000_000 == 3.900000000000001e-06  # float arithmetic's answer
+    assert ended.processing_cost == 3.9e-06
+    assert json.loads(ended.model_dump_json())["processing_cost"] == 3.9e-06  # as the API sends it

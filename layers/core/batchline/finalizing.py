@@ -29,6 +29,7 @@ from batchline import files, ids, layout, result_lines
 from batchline.errors import Conflict
 from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Chunk, Closing, Merged, public
+from batchline.models.batches import processing_cost
 from batchline.observability import logger
 from batchline.store import ObjectWriter, Store
 
@@ -103,7 +104,7 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     fields: dict[str, Any] = {
         "output_file_id": output_file_id,
         "error_file_id": error_file_id,
-        "processing_cost": batch.usage.total_tokens * batch.price_1m_tokens / 1_000_000,
+        "processing_cost": processing_cost(batch.usage.total_tokens, batch.price_1m_tokens),
     }
     reasons = []
     if merged.input_missing:

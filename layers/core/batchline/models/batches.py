@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, computed_field
@@ -109,6 +110,18 @@ def bounded_errors(
     return kept
 
 
+# Money is stated to 1e-10 USD: a ten-thousandth of a token at the cheapest prices, and far below a cent.
+COST_QUANTUM = Decimal("1e-10")
+
+
+def processing_cost(total_tokens: int, price_1m_tokens: float) -> float:
+    """What `total_tokens` cost at `price_1m_tokens` USD per million, computed in decimal and rounded to
+    COST_QUANTUM: 304 tokens at 0.2 are 6.08e-05, not the float product's 6.080000000000001e-05. Tokens are
+    summed across segments as integers first, so the cost is exact however the batch was split."""
+    exact = Decimal(total_tokens) * Decimal(str(price_1m_tokens)) / 1_000_000
+    return float(exact.quantize(COST_QUANTUM))
+
+
 class BatchObject(BaseModel):
     """OpenAI's Batch object, with Batchline's job, model, usage and cost."""
 
@@ -135,7 +148,7 @@ class BatchObject(BaseModel):
     job_id: str
     model: str
     price_1m_tokens: float
-    processing_cost: float = 0.0
+    processing_cost: float = Field(default=0.0, description="USD, to 1e-10: total_tokens x price_1m_tokens / 1e6.")
     usage: Usage = Field(default_factory=Usage)
     output_expires_after: ExpiresAfter | None = None
 
