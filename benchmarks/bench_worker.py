@@ -27,7 +27,7 @@ from moto import mock_aws
 
 from batchline import ids
 from batchline.files import file_key
-from batchline.models import BatchRecord, Job, OpenAIProvider, Sla
+from batchline.models import BatchRecord, JobRecord, OpenAIProvider, Sla
 from batchline.planning import plan_batch
 from batchline.providers import ProviderSettings, make_provider
 from batchline.store import Store
@@ -42,15 +42,15 @@ def setup(fake: FakeOpenAI, lines: int, latency: float) -> tuple[Store, str, obj
         "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")})  # fmt: skip
     boto3.client("s3").create_bucket(Bucket="bench-files")
     store = Store("bench", "bench-files")
-    job = Job(id="job-bench", tenant="tenant_bench", model="m", created_at=0,
+    job = JobRecord(id="job-bench", tenant_id="tenant_bench", model="m", created_at=0,
               provider=OpenAIProvider(type="openai", base_url=fake.base_url), sla=Sla(max_concurrency=100))  # fmt: skip
-    store.put_job(job)
+    store.jobs.put(job)
     data = b"".join(
         json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
                     "body": {"messages": [{"role": "user", "content": f"q{i} [[fault:slow={latency}]]"}]}}).encode()
         + b"\n" for i in range(lines)
     )  # fmt: skip
-    store.put_bytes(file_key("tenant_bench", "file-bench"), data)
+    store.objects.put_bytes(file_key("tenant_bench", "file-bench"), data)
     chunk = plan_batch(__import__("io").BytesIO(data), endpoint="/v1/chat/completions", model=None,
                        lines_per_chunk=lines).chunks[0]  # fmt: skip
     return store, job.id, chunk
@@ -58,13 +58,13 @@ def setup(fake: FakeOpenAI, lines: int, latency: float) -> tuple[Store, str, obj
 
 def measure(store: Store, job_id: str, chunk: object, in_flight: int) -> tuple[float, Counter[str]]:
     batch_id = ids.batch_id()
-    store.table.put_item(Item={"pk": "file-bench", "sk": "file", "tenant_id": "tenant_bench"})
+    store.table.resource.put_item(Item={"pk": "file-bench", "sk": "file", "tenant_id": "tenant_bench"})
     batch = BatchRecord(id=batch_id, endpoint="/v1/chat/completions", input_file_id="file-bench",
                         completion_window="unlimited", status="in_progress", created_at=0, job_id=job_id,
                         model="m", price_1m_tokens=0, tenant_id="tenant_bench")  # fmt: skip
-    store.put_batch(batch)
+    store.batches.put(batch)
     calls: Counter[str] = Counter()
-    for client in (store.table.meta.client, store.s3):
+    for client in (store.table.resource.meta.client, store.objects.client):
         client.meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
     # The fake upstream is on loopback: a private backend, which the stack must allow.
     upstream = ProviderSettings(request_timeout=10, allow_private_backends=True)
@@ -76,8 +76,8 @@ def measure(store: Store, job_id: str, chunk: object, in_flight: int) -> tuple[f
     elapsed = time.perf_counter() - started
     assert progress == {"cursor": chunk.line_count, "done": True}, progress  # type: ignore[attr-defined]
     # Every line answered by the upstream: a refused backend would "finish" without sending anything.
-    assert store.batch_unscoped(batch_id).request_counts.completed == chunk.line_count
-    for client in (store.table.meta.client, store.s3):
+    assert store.batches.get_unscoped(batch_id).request_counts.completed == chunk.line_count
+    for client in (store.table.resource.meta.client, store.objects.client):
         client.meta.events.unregister("before-call.*.*")
     return elapsed, calls
 

@@ -15,7 +15,7 @@ import boto3
 from batchline import ids
 from batchline.auth import Authenticator
 from batchline.config import ApiSettings
-from batchline.models import ENDPOINTS, ApiKeyRecord, Job, MockProvider, Sla, TenantRecord
+from batchline.models import ENDPOINTS, ApiKeyRecord, JobRecord, MockProvider, Sla, TenantRecord
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
@@ -37,23 +37,23 @@ def seed_demo(
         )
     secret = secrets_manager_getter()
     auth = Authenticator(
-        store, secret, admin_key_secret=settings.admin_key_secret, key_hash_secret=settings.key_hash_secret
+        store.tenants, secret, admin_key_secret=settings.admin_key_secret, key_hash_secret=settings.key_hash_secret
     )
     if keep:
         tenant = TenantRecord(id=keep["tenant_id"], name="demo", created_at=int(time.time()))
-        store.put_tenant(tenant)
+        store.tenants.put(tenant)
         api_key = keep["api_key"]
         # Hashed under this stack's own key-hash secret, as issue_key hashes a new key.
-        store.put_api_key(
+        store.tenants.put_api_key(
             ApiKeyRecord(
                 id=ids.api_key_id(), tenant_id=tenant.id, key_hash=auth.hash_key(api_key), created_at=int(time.time())
             )
         )
     else:
         tenant, _, api_key = create_tenant(store, auth, "demo")
-    job = Job(
+    job = JobRecord(
         id=keep["job_id"] if keep else ids.job_id(),
-        tenant=tenant.id,
+        tenant_id=tenant.id,
         model=model,
         provider=MockProvider(type="mock", latency_ms=5),
         use_case="demo batches on the mock provider",
@@ -62,7 +62,7 @@ def seed_demo(
         price_1m_tokens=0.2,
         created_at=int(time.time()),
     )
-    store.put_job(job)
+    store.jobs.put(job)
     return {
         "admin_key": secret(settings.admin_key_secret),
         "api_key": api_key,

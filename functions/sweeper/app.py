@@ -40,7 +40,7 @@ def sweep(record: DynamoDBRecord) -> None:
     old = record.dynamodb.old_image if record.dynamodb else {}
     if not _is_ttl_removal(record) or old.get("sk") != "file" or not old.get("s3_key"):
         return
-    get_store().delete_object(str(old["s3_key"]))
+    get_store().objects.delete(str(old["s3_key"]))
     metrics.add_metric(name="ExpiredFilesSwept", unit=MetricUnit.Count, value=1)
     logger.info("Removed an expired file's bytes", extra={"file_id": old.get("id")})
 

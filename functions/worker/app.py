@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchline.config import WorkerSettings
-from batchline.models import Job, WorkerInput, WorkerOutput
+from batchline.models import JobRecord, WorkerInput, WorkerOutput
 from batchline.observability import logger, metrics, tracer
 from batchline.providers import Provider, ProviderSettings, make_provider
 from batchline.secret_values import secrets_manager_getter
@@ -27,7 +27,7 @@ def get_store() -> Store:
     return Store.for_settings(get_settings())
 
 
-def provider_for(job: Job) -> Provider:
+def provider_for(job: JobRecord) -> Provider:
     """A provider per invocation: its HTTP client belongs to that invocation's event loop."""
     settings = get_settings()
     return make_provider(

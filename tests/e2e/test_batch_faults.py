@@ -10,6 +10,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from batchline.data.segments import Segments
+from batchline.models import SegmentRecord
 from batchline.store import Store
 from batchline.worker import ChunkRun
 from localcloud import LocalCloud, faults
@@ -68,15 +70,15 @@ def test_upstream_faults_and_a_worker_crash_lose_and_double_nothing(
     # The worker answering the second chunk dies once after writing its part files, before keeping
     # its segment: the state machine retries the invocation, which must answer the same lines again.
     crashes: list[tuple[int, int]] = []
-    keep = Store.put_segment
+    keep = Segments.put
 
-    def crash_once(self: Store, batch_id: str, segment: dict[str, Any]) -> dict[str, Any] | None:
-        if segment["chunk"] == 1 and not crashes:
-            crashes.append((segment["chunk"], segment["cursor"]))
+    def crash_once(self: Segments, segment: SegmentRecord) -> SegmentRecord | None:
+        if segment.chunk == 1 and not crashes:
+            crashes.append((segment.chunk, segment.cursor))
             raise RuntimeError("worker died after writing its part files")
-        return keep(self, batch_id, segment)
+        return keep(self, segment)
 
-    monkeypatch.setattr(Store, "put_segment", crash_once)
+    monkeypatch.setattr(Segments, "put", crash_once)
     result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=job)
 
     assert crashes == [(1, 0)]
@@ -90,8 +92,8 @@ def test_upstream_faults_and_a_worker_crash_lose_and_double_nothing(
         Bucket=cloud.stack.physical_id("FilesBucket"), Prefix=f"work/{result.batch.id}/parts/000001/"
     )
     assert len(parts["Contents"]) > len(
-        [s for s in Store(cloud.table_name, cloud.stack.physical_id("FilesBucket")).segments(result.batch.id)
-         if s["chunk"] == 1 for key in ("out_key", "err_key") if s.get(key)]
+        [s for s in Store(cloud.table_name, cloud.stack.physical_id("FilesBucket")).segments.of_batch(result.batch.id)
+         if s.chunk == 1 for key in ("out_key", "err_key") if getattr(s, key)]
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from batchline import batches, files
 from batchline.auth import Authenticator
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
-from batchline.models import ENDPOINTS, BatchCreate, Job, MockProvider
+from batchline.models import ENDPOINTS, BatchCreate, JobRecord, MockProvider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
@@ -118,7 +118,7 @@ def store(settings: ApiSettings) -> Store:
 @pytest.fixture
 def authenticator(settings: ApiSettings, store: Store) -> Authenticator:
     return Authenticator(
-        store,
+        store.tenants,
         secrets_manager_getter(max_age=0),
         admin_key_secret=settings.admin_key_secret,
         key_hash_secret=settings.key_hash_secret,
@@ -131,16 +131,16 @@ class Tenant:
     def __init__(self, store: Store, auth: Authenticator, name: str) -> None:
         tenant, _, self.key = create_tenant(store, auth, name)
         self.id = tenant.id
-        self.job = Job(
+        self.job = JobRecord(
             id=f"job-{name[:8]}",
-            tenant=tenant.id,
+            tenant_id=tenant.id,
             model="mock-model",
             provider=MockProvider(type="mock"),
             allowed_endpoints=["/v1/chat/completions", "/v1/embeddings"],
             price_1m_tokens=0.5,
             created_at=0,
         )
-        store.put_job(self.job)
+        store.jobs.put(self.job)
         self.headers = {"Authorization": f"Bearer {self.key}"}
 
 
@@ -200,8 +200,8 @@ def api(
 def batch_of(store: Store, tenant: Tenant, data: bytes, *, job_id: str, endpoint: str = "/v1/chat/completions") -> Any:
     """A batch over a new input file holding `data`, created as the API creates it (its run not started)."""
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     create = BatchCreate(input_file_id=record.id, endpoint=endpoint, completion_window="24h", job_id=job_id)
     return batches.create_batch(store, RecordedRuns(), tenant.id, create)
 

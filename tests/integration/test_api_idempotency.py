@@ -19,7 +19,7 @@ def test_a_replayed_batch_create_gives_the_same_batch(api: TestClient, tenant: T
     second = api.post("/v1/batches", headers=headers, json=request_body(tenant, file_id))
     assert first.status_code == second.status_code == 200
     assert first.json() == second.json()
-    batches, _ = store.list_batches(tenant.id, after=None, limit=100)
+    batches, _ = store.batches.page(tenant.id, after=None, limit=100)
     assert len(batches) == 1
 
 
@@ -30,7 +30,7 @@ def test_the_same_key_with_another_body_is_409(api: TestClient, tenant: Tenant, 
     other = api.post("/v1/batches", headers=headers, json=request_body(tenant, file_id, metadata={"a": "b"}))
     assert other.status_code == 409
     assert other.json()["error"]["param"] == "Idempotency-Key"
-    assert len(store.list_batches(tenant.id, after=None, limit=100)[0]) == 1
+    assert len(store.batches.page(tenant.id, after=None, limit=100)[0]) == 1
 
 
 def test_keys_are_per_tenant(api: TestClient, tenant: Tenant, other_tenant: Tenant) -> None:
@@ -77,6 +77,6 @@ def test_concurrent_creates_with_one_key_make_one_batch(api: TestClient, tenant:
     assert set(statuses) <= {200, 409}
     ids = {a.json()["id"] for a in answers if a.status_code == 200}
     assert len(ids) == 1
-    assert len(store.list_batches(tenant.id, after=None, limit=100)[0]) == 1
+    assert len(store.batches.page(tenant.id, after=None, limit=100)[0]) == 1
     # What a client retrying its 409 gets: the one batch.
     assert api.post("/v1/batches", headers=headers, json=body).json()["id"] in ids

@@ -54,7 +54,7 @@ def s3_calls(store: Store) -> list[Call]:
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append((model.name, {k: v for k, v in params.items() if k != "Body"}))
 
-    store.s3.meta.events.register("before-parameter-build.s3", record)
+    store.objects.client.meta.events.register("before-parameter-build.s3", record)
     return calls
 
 
@@ -316,13 +316,13 @@ def test_a_completion_that_loses_the_race_is_409_and_leaves_no_bytes(
 ) -> None:
     upload = create(api, tenant, 5)
     part = part_id(api, tenant, upload["id"], b"hello")
-    real_assemble = uploads._assemble
+    real_assemble = uploads.assemble
 
     def assemble_while_another_completes(*args: Any, **kwargs: Any) -> None:
         real_assemble(*args, **kwargs)
-        store.update("upload", upload["id"], set_={"status": "completed"})
+        store.table.update("upload", upload["id"], set_={"status": "completed"})
 
-    monkeypatch.setattr(uploads, "_assemble", assemble_while_another_completes)
+    monkeypatch.setattr(uploads, "assemble", assemble_while_another_completes)
 
     answer = complete(api, tenant, upload["id"], [part])
 
@@ -341,12 +341,12 @@ def test_a_file_record_that_cannot_be_written_puts_the_upload_back_to_pending(
         raise RuntimeError("DynamoDB is down")
 
     with monkeypatch.context() as patch:
-        patch.setattr(store, "put_file", failing_put_file)
+        patch.setattr(store.files, "put", failing_put_file)
         failed = complete(api, tenant, upload["id"], [part])
 
     assert failed.status_code == 500
     assert failed.json()["error"]["type"] == "server_error"
-    assert store.get_raw("upload", upload["id"])["status"] == "pending"  # type: ignore[index]
+    assert store.table.get("upload", upload["id"])["status"] == "pending"  # type: ignore[index]
     assert s3_keys(settings, "files/") == []
     done = complete(api, tenant, upload["id"], [part])
     assert done.status_code == 200, done.text
@@ -394,7 +394,7 @@ def test_an_expired_upload_takes_no_parts_and_cannot_complete(
 ) -> None:
     upload = create(api, tenant, 5)
     part = part_id(api, tenant, upload["id"], b"hello")
-    store.update("upload", upload["id"], set_={"expires_at": int(time.time()) - 1})
+    store.table.update("upload", upload["id"], set_={"expires_at": int(time.time()) - 1})
 
     for answer in (
         add_part(api, tenant, upload["id"], b"hello"),

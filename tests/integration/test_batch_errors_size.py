@@ -71,8 +71,8 @@ def test_the_worst_errors_fit_the_batch_item_and_the_event_and_still_fail_the_ba
 ) -> None:
     data = b"".join(worst_line(i) for i in range(1000))
     record = files.new_record(tenant.id, filename="bad.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     create = BatchCreate(
         input_file_id=record.id,
         endpoint=URL,
@@ -89,12 +89,12 @@ def test_the_worst_errors_fit_the_batch_item_and_the_event_and_still_fail_the_ba
     monkeypatch.setattr(app, "get_settings", lambda: FinalizeSettings(table_name="t", bucket_name="b"))
     assert finalize(store, app.publish, batch.id, None) == {"status": "failed"}
 
-    item = store.get_raw("batch", batch.id)
+    item = store.table.get("batch", batch.id)
     assert item is not None
     assert item_size(item) < DYNAMODB_ITEM_LIMIT
     [entry] = events.entries
     assert entry_size(entry) < EVENTBRIDGE_ENTRY_LIMIT
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert ended.errors is not None
     reported = ended.errors.data
     assert 100 <= len(reported) <= 1000

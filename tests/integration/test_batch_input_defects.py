@@ -41,22 +41,22 @@ def test_a_file_in_use_has_no_ttl_until_its_last_batch_releases_it(
     file_id = upload(api, tenant).json()["id"]
     body = request_body(tenant, file_id, completion_window="unlimited")
     first, second = (api.post("/v1/batches", headers=tenant.headers, json=body).json()["id"] for _ in range(2))
-    expires_at = store.get_raw("file", file_id)["expires_at"]  # type: ignore[index]
-    assert "ttl" not in store.get_raw("file", file_id)  # type: ignore[operator]  # TTL cannot sweep it now
-    store.release_input(store.batch_unscoped(first))
-    store.restore_expiry(file_id)
-    assert "ttl" not in store.get_raw("file", file_id)  # type: ignore[operator]  # still in use by the second
-    store.release_input(store.batch_unscoped(second))
-    store.restore_expiry(file_id)
-    assert store.get_raw("file", file_id)["ttl"] == expires_at  # type: ignore[index]
+    expires_at = store.table.get("file", file_id)["expires_at"]  # type: ignore[index]
+    assert "ttl" not in store.table.get("file", file_id)  # type: ignore[operator]  # TTL cannot sweep it now
+    store.batches.release_input(store.batches.get_unscoped(first))
+    store.files.restore_expiry(file_id)
+    assert "ttl" not in store.table.get("file", file_id)  # type: ignore[operator]  # still in use by the second
+    store.batches.release_input(store.batches.get_unscoped(second))
+    store.files.restore_expiry(file_id)
+    assert store.table.get("file", file_id)["ttl"] == expires_at  # type: ignore[index]
 
 
 def test_an_input_whose_bytes_are_gone_fails_the_batch_instead_of_wedging_it(store: Store, batch: BatchRecord) -> None:
     planned(store, batch)
-    store.delete_object(files.file_key(batch.tenant_id, batch.input_file_id))
+    store.objects.delete(files.file_key(batch.tenant_id, batch.input_file_id))
     fault = {"Error": "States.TaskFailed", "Cause": "NoSuchKey"}
     assert finalize(store, lambda *_: None, batch.id, fault) == {"status": "failed"}
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert ended.request_counts.total == 10 and ended.request_counts.failed == 10
     assert ended.errors is not None
     assert "input_file_missing" in [e.code for e in ended.errors.data]
@@ -110,8 +110,8 @@ class UrlProvider(EchoProvider):
 def test_a_url_without_its_slash_is_sent_in_canonical_form(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
     data = b"".join(json.dumps(request(i) | {"url": "v1/chat/completions"}).encode() + b"\n" for i in range(3))
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     create = BatchCreate(
         input_file_id=record.id, endpoint="/v1/chat/completions", completion_window="24h", job_id=tenant.job.id
     )
@@ -129,9 +129,9 @@ def test_a_cancel_that_loses_the_race_to_another_cancel_answers_the_batch(
     store: Store, tenant: Tenant, batch: BatchRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     planned(store, batch)
-    stale = store.get_batch(tenant.id, batch.id)  # in_progress, as a concurrent cancel read it
+    stale = store.batches.get(tenant.id, batch.id)  # in_progress, as a concurrent cancel read it
     first = batches.cancel_batch(store, tenant.id, batch.id)
-    monkeypatch.setattr(store, "get_batch", lambda *_a, **_k: stale)
+    monkeypatch.setattr(store.batches, "get", lambda *_a, **_k: stale)
     second = batches.cancel_batch(store, tenant.id, batch.id)
     assert second.status == first.status == "cancelling"
     assert second.cancelling_at == first.cancelling_at
@@ -141,9 +141,9 @@ def test_a_cancel_that_loses_the_race_to_finalize_is_still_409(
     store: Store, tenant: Tenant, batch: BatchRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     planned(store, batch)
-    stale = store.get_batch(tenant.id, batch.id)
+    stale = store.batches.get(tenant.id, batch.id)
     finalize(store, lambda *_: None, batch.id, None)
-    monkeypatch.setattr(store, "get_batch", lambda *_a, **_k: stale)
+    monkeypatch.setattr(store.batches, "get", lambda *_a, **_k: stale)
     with pytest.raises(Conflict):
         batches.cancel_batch(store, tenant.id, batch.id)
 
@@ -157,7 +157,7 @@ def test_a_batch_cancelled_before_planning_counts_every_line_once(
     batches.cancel_batch(store, tenant.id, batch.id)
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "cancelled"}
     finalize(store, lambda *_: None, batch.id, None)  # a retry counts nothing again
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert ended.request_counts.model_dump() == {"total": 10, "completed": 0, "failed": 10}
     assert len(read_lines(store, ended, ended.error_file_id)) == 10
 
@@ -210,7 +210,13 @@ def test_job_strings_are_bounded(api: TestClient, tenant: Tenant, field: str, va
 def test_a_batch_whose_planning_failed_after_its_manifest_counts_every_line(store: Store, batch: BatchRecord) -> None:
     planned(store, batch)
     # As if plan had written the manifest and then failed every retry before its status change.
-    store.update("batch", batch.id, set_={"status": "validating", "in_progress_at": None, "request_counts.total": 0})
+    store.table.update(
+        "batch", batch.id, set_={"status": "validating", "in_progress_at": None, "request_counts.total": 0}
+    )
     fault = {"Error": "States.TaskFailed", "Cause": "boom"}
     assert finalize(store, lambda *_: None, batch.id, fault) == {"status": "failed"}
-    assert store.batch_unscoped(batch.id).request_counts.model_dump() == {"total": 10, "completed": 0, "failed": 10}
+    assert store.batches.get_unscoped(batch.id).request_counts.model_dump() == {
+        "total": 10,
+        "completed": 0,
+        "failed": 10,
+    }

@@ -38,8 +38,8 @@ class Broken:
 def create(store: Store, tenant: Tenant, runs: Runs) -> str:
     data = b'{"custom_id": "r0", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     request = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
     batches.create_batch(store, runs, tenant.id, request, batch_id="batch_start_test")
     return record.id
@@ -55,14 +55,14 @@ def test_a_run_that_cannot_start_fails_the_batch_and_releases_its_input(
 ) -> None:
     with pytest.raises(ServerError):
         create(store, tenant, runs())
-    batch = store.get_batch(tenant.id, "batch_start_test")
+    batch = store.batches.get(tenant.id, "batch_start_test")
     assert batch.status == "failed"
     assert batch.errors is not None
     assert [e.code for e in batch.errors.data] == ["batch_start_failed"]
-    assert store.get_raw("file", batch.input_file_id).get("in_use") == 0  # type: ignore[union-attr]
+    assert store.table.get("file", batch.input_file_id).get("in_use") == 0  # type: ignore[union-attr]
 
 
 def test_a_defect_while_starting_is_not_reported_as_a_start_failure(store: Store, tenant: Tenant) -> None:
     with pytest.raises(TypeError):
         create(store, tenant, Runs(MISSING_MACHINE, client=Broken()))
-    assert store.get_batch(tenant.id, "batch_start_test").status == "validating"
+    assert store.batches.get(tenant.id, "batch_start_test").status == "validating"

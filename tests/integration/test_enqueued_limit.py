@@ -31,8 +31,8 @@ def new_batch(store: Store, runs: RecordedRuns, tenant: Tenant, lines: int) -> B
         for i in range(lines)
     )
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
     return batches.create_batch(store, runs, tenant.id, create)
 
@@ -42,7 +42,7 @@ def planned(store: Store, batch: BatchRecord, enqueued_requests: int = 1_000) ->
 
 
 def enqueued(store: Store, tenant: Tenant) -> int:
-    item = store.get_raw("tenant", tenant.id)
+    item = store.table.get("tenant", tenant.id)
     assert item is not None
     return int(item.get("enqueued", 0))
 
@@ -54,13 +54,13 @@ def no_publish(_: str, __: dict[str, Any]) -> None:
 def test_a_batch_over_the_tenants_enqueued_limit_fails_in_validation(
     store: Store, runs: RecordedRuns, tenant: Tenant
 ) -> None:
-    store.set_tenant_limits(tenant.id, {"enqueued_requests": 5})
+    store.tenants.set_limits(tenant.id, {"enqueued_requests": 5})
     first = new_batch(store, runs, tenant, 3)
     assert planned(store, first)["status"] == "in_progress"
     assert enqueued(store, tenant) == 3
     second = new_batch(store, runs, tenant, 3)  # 3 + 3 > 5
     assert planned(store, second)["status"] == "failed"
-    failed = store.batch_unscoped(second.id)
+    failed = store.batches.get_unscoped(second.id)
     assert failed.errors is not None
     [error] = failed.errors.data
     assert (error.code, error.line) == ("request_limit_exceeded", None)
@@ -68,14 +68,14 @@ def test_a_batch_over_the_tenants_enqueued_limit_fails_in_validation(
     assert enqueued(store, tenant) == 3  # the refused batch holds nothing
     # The stack's default applies to a tenant without its own limit.
     other = new_batch(store, runs, tenant, 2)
-    store.set_tenant_limits(tenant.id, {"enqueued_requests": None})
+    store.tenants.set_limits(tenant.id, {"enqueued_requests": None})
     assert planned(store, other, enqueued_requests=4)["status"] == "failed"
 
 
 def test_one_batch_larger_than_the_limit_fails_whatever_is_enqueued(
     store: Store, runs: RecordedRuns, tenant: Tenant
 ) -> None:
-    store.set_tenant_limits(tenant.id, {"enqueued_requests": 2})
+    store.tenants.set_limits(tenant.id, {"enqueued_requests": 2})
     batch = new_batch(store, runs, tenant, 3)
     assert planned(store, batch)["status"] == "failed"
     assert enqueued(store, tenant) == 0
@@ -92,13 +92,13 @@ def test_plan_run_again_counts_the_lines_once(store: Store, runs: RecordedRuns, 
 def test_a_batch_releases_its_lines_once_when_it_ends_however_often_finalize_runs(
     store: Store, runs: RecordedRuns, tenant: Tenant, ending: str
 ) -> None:
-    store.set_tenant_limits(tenant.id, {"enqueued_requests": 6})
+    store.tenants.set_limits(tenant.id, {"enqueued_requests": 6})
     batch = new_batch(store, runs, tenant, 4)
     planned(store, batch)
     if ending == "cancelled":
         batches.cancel_batch(store, tenant.id, batch.id)
     if ending == "expired":
-        store.update("batch", batch.id, set_={"expires_at": 1})
+        store.table.update("batch", batch.id, set_={"expires_at": 1})
     fault = {"Error": "States.TaskFailed", "Cause": "boom"} if ending == "failed" else None
     for _ in range(3):  # Step Functions retries finalize; each run resumes
         assert finalize(store, no_publish, batch.id, fault)["status"] == ending

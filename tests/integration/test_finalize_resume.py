@@ -30,18 +30,22 @@ class Crash(Exception):
 class CrashAfter:
     """A store (or publisher) that fails right after its k-th call, counted across both."""
 
-    def __init__(self, store: Store, k: int) -> None:
+    def __init__(self, store: Any, k: int, counter: CrashAfter | None = None) -> None:
         self._store = store
         self.k = k
         self.calls = 0
+        self._counter = counter or self
 
     def _tick(self) -> None:
-        self.calls += 1
-        if self.calls == self.k:
-            raise Crash(f"injected after call {self.k}")
+        counter = self._counter
+        counter.calls += 1
+        if counter.calls == counter.k:
+            raise Crash(f"injected after call {counter.k}")
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._store, name)
+        if type(value).__module__.startswith("batchline.data."):
+            return CrashAfter(value, self.k, self._counter)  # store.batches, store.objects, ...: counted alike
         if not callable(value) or name.startswith("_"):
             return value
 
@@ -63,8 +67,8 @@ class CrashAfter:
 def new_batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
     data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(LINES))
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
     return batches.create_batch(store, runs, tenant.id, create)
 
@@ -81,7 +85,7 @@ def run_some(store: Store, batch: BatchRecord, scenario: str) -> None:
 
 
 def check_ended_once(store: Store, tenant: Tenant, batch_id: str, status: str) -> None:
-    ended = store.batch_unscoped(batch_id)
+    ended = store.batches.get_unscoped(batch_id)
     assert ended.status == status
     out = read_lines(store, ended, ended.output_file_id)
     err = read_lines(store, ended, ended.error_file_id)
@@ -91,20 +95,20 @@ def check_ended_once(store: Store, tenant: Tenant, batch_id: str, status: str) -
     assert ended.usage.total_tokens == sum(line["response"]["body"]["usage"]["total_tokens"] for line in out)
     registered = [
         item["id"]
-        for item in boto3.resource("dynamodb").Table(store.table_name).scan()["Items"]
+        for item in boto3.resource("dynamodb").Table(store.table.name).scan()["Items"]
         if item["sk"] == "file" and item.get("purpose") == "batch_output" and item["id"].startswith("file-")
         and item["filename"].startswith(batch_id)
     ]  # fmt: skip
     assert sorted(registered) == sorted(i for i in (ended.output_file_id, ended.error_file_id) if i)
     for file_id in registered:
-        stored = b"".join(store.stream(files.file_key(tenant.id, file_id)))
-        assert store.get_file(tenant.id, file_id).bytes == len(stored)
+        stored = b"".join(store.objects.stream(files.file_key(tenant.id, file_id)))
+        assert store.files.get(tenant.id, file_id).bytes == len(stored)
     # An empty result is never written (finalize may not delete): no object behind a null file id.
-    keys = [o["Key"] for o in store.s3.list_objects_v2(Bucket=store.bucket_name).get("Contents", [])]
+    keys = [o["Key"] for o in store.objects.client.list_objects_v2(Bucket=store.objects.bucket).get("Contents", [])]
     for kind, file_id in (("output", ended.output_file_id), ("errors", ended.error_file_id)):
         if file_id is None:
             assert files.file_key(tenant.id, ids.derived_file_id(batch_id, kind)) not in keys
-    assert store.get_raw("file", ended.input_file_id)["in_use"] == 0  # type: ignore[index]
+    assert store.table.get("file", ended.input_file_id)["in_use"] == 0  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("scenario", "status"), [("all", "completed"), ("partial", "failed")])
@@ -127,7 +131,7 @@ def test_finalize_after_a_crash_at_any_step_ends_the_batch_once(
             break
         check_ended_once(store, tenant, batch.id, status)
         assert events[-1][1]["status"] == status
-        assert events[-1][1]["request_counts"] == store.batch_unscoped(batch.id).request_counts.model_dump()
+        assert events[-1][1]["request_counts"] == store.batches.get_unscoped(batch.id).request_counts.model_dump()
     assert len(crashed_at) >= 6  # close, merge, register, counters, status, event: each step was crashed
 
 
@@ -149,7 +153,7 @@ def test_a_late_worker_cannot_record_into_a_cancelling_batch_that_finalize_close
 
     late.send = finalize_meanwhile  # type: ignore[method-assign]
     assert worker(store, late).run(batch.id, chunks[0], 0) == {"cursor": 0, "done": True}
-    assert [s for s in store.segments(batch.id) if not s.get("pending")] == []  # kept, never committed
+    assert [s for s in store.segments.of_batch(batch.id) if not s.pending] == []  # kept, never committed
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "cancelled"}
     check_ended_once(store, tenant, batch.id, "cancelled")
 
@@ -158,6 +162,6 @@ def test_a_batch_an_earlier_finalize_left_in_finalizing_ends(store: Store, tenan
     # What the previous finalize left after a crash: finalizing, with nothing recorded of its progress.
     batch = new_batch(store, tenant, runs)
     run_some(store, batch, "all")
-    store.set_batch_status(batch.id, "finalizing", allowed_from=["in_progress"])
+    store.batches.set_status(batch.id, "finalizing", allowed_from=["in_progress"])
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "completed"}
     check_ended_once(store, tenant, batch.id, "completed")

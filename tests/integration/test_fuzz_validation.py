@@ -110,7 +110,7 @@ def run_batch(store: Store, tenant: Tenant, data: bytes) -> tuple[Any, list[dict
     batch = batch_of(store, tenant, data, job_id=tenant.job.id)
     planned = plan(store, batch.id, lines_per_chunk=3, requests_per_worker=4)
     if planned["status"] == "in_progress":
-        manifest = [Chunk(**c) for c in json.loads(b"".join(store.stream(planned["manifest_key"])))]
+        manifest = [Chunk(**c) for c in json.loads(b"".join(store.objects.stream(planned["manifest_key"])))]
         for chunk in manifest:
             progress = {"cursor": 0, "done": False}
             while not progress["done"]:
@@ -118,11 +118,11 @@ def run_batch(store: Store, tenant: Tenant, data: bytes) -> tuple[Any, list[dict
                                reserve_seconds=10.0, status_check_interval=0.0)  # fmt: skip
                 progress = run.run(batch.id, chunk, int(progress["cursor"]))
     finalize(store, lambda detail_type, detail: None, batch.id, None)
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     answered = []
     for file_id in (ended.output_file_id, ended.error_file_id):
         if file_id is not None:
-            raw = b"".join(store.stream(files.file_key(tenant.id, file_id)))
+            raw = b"".join(store.objects.stream(files.file_key(tenant.id, file_id)))
             answered.extend(json.loads(x) for x in raw.splitlines())
     return ended, answered
 

@@ -60,13 +60,13 @@ def test_an_object_with_metadata_becomes_a_batch_once(
     assert ingest.lambda_handler(event, LambdaContext.called_directly("ingest")) == {"batchItemFailures": []}
 
     batch_id = ids.derived_batch_id(settings.bucket_name, key, put["ETag"].strip('"'))
-    batch = store.batch_unscoped(batch_id)
+    batch = store.batches.get_unscoped(batch_id)
     assert batch.tenant_id == tenant.id
     assert batch.endpoint == "/v1/embeddings"  # metadata wins over the first line's url
     assert batch.metadata == {"team": "search"}
     assert batch.inbox_key == key
-    assert store.get_file(tenant.id, batch.input_file_id).filename == "night one.jsonl"
-    assert len(store.list_batches(tenant.id, after=None, limit=10)[0]) == 1
+    assert store.files.get(tenant.id, batch.input_file_id).filename == "night one.jsonl"
+    assert len(store.batches.page(tenant.id, after=None, limit=10)[0]) == 1
     assert runs.started == [batch_id, batch_id]  # a repeated event only makes sure the run started
 
 
@@ -79,7 +79,7 @@ def test_unknown_jobs_and_other_keys_are_rejected_without_retries(
         assert ingest.lambda_handler(
             s3_event(settings.bucket_name, key, put), LambdaContext.called_directly("ingest")
         ) == {"batchItemFailures": []}
-    assert store.list_batches(tenant.id, after=None, limit=10)[0] == []
+    assert store.batches.page(tenant.id, after=None, limit=10)[0] == []
 
 
 def test_s3s_test_event_is_ignored(ingest: Any) -> None:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from batchline import files
 from batchline.config import ApiSettings
 from batchline.finalizing import finalize
-from batchline.models import Job, OpenAIProvider
+from batchline.models import JobObject, JobRecord, OpenAIProvider, public
 from batchline.planning import plan
 from batchline.store import Store
 from tests.integration import stack as stack_module
@@ -43,7 +43,9 @@ def test_a_job_naming_a_link_local_or_metadata_url_is_refused_naming_the_field(
     answer = api.post("/v1/jobs", headers=ADMIN_HEADERS, json=job(tenant, base_url=base_url))
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["param"] == "provider.base_url"
-    assert api.get("/v1/jobs", headers=tenant.headers).json()["data"] == [tenant.job.model_dump(mode="json")]
+    assert api.get("/v1/jobs", headers=tenant.headers).json()["data"] == [
+        public(JobObject, tenant.job).model_dump(mode="json")
+    ]
 
 
 def test_loopback_and_private_backends_only_when_the_stack_allows_them(
@@ -73,26 +75,27 @@ def test_the_worker_answers_a_stored_job_with_a_metadata_url_as_error_lines_not_
     store: Store, tenant: Tenant, stack: stack_module.Stack
 ) -> None:
     """A job stored before create checked its URL: the worker, under its own role, calls nothing."""
-    job = Job(
+    job = JobRecord(
         id="job-legacy",
-        tenant=tenant.id,
+        tenant_id=tenant.id,
         model="m",
         provider=OpenAIProvider(type="openai", base_url="http://169.254.169.254/latest/meta-data/"),
         created_at=0,
     )
-    store.put_job(job)
+    store.jobs.put(job)
     batch = a_batch(store, tenant, job, lines=2)
     planned = plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)
-    [chunk] = json.loads(b"".join(store.stream(planned["manifest_key"])))
+    [chunk] = json.loads(b"".join(store.objects.stream(planned["manifest_key"])))
     progress = succeeded(stack.invoke("WorkerFunction", {"batch_id": batch.id, "chunk": chunk, "cursor": 0}))
     assert progress["done"] is True
     ended = finalize(store, lambda *_: None, batch.id, None)
     assert ended["status"] == "completed"  # as OpenAI ends a batch whose every line failed
-    record = store.batch_unscoped(batch.id)
+    record = store.batches.get_unscoped(batch.id)
     assert (record.request_counts.completed, record.request_counts.failed) == (0, 2)
     assert record.error_file_id is not None
     errors = [
-        json.loads(x) for x in b"".join(store.stream(files.file_key(tenant.id, record.error_file_id))).splitlines()
+        json.loads(x)
+        for x in b"".join(store.objects.stream(files.file_key(tenant.id, record.error_file_id))).splitlines()
     ]
     assert [(e["custom_id"], e["response"], e["error"]["code"]) for e in errors] == [
         ("r0", None, "upstream_unavailable"),

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities import parameters
 from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
-from batchline.models import Job, OpenAIProvider
+from batchline.models import JobRecord, OpenAIProvider
 from batchline.store import Store
 from localcloud import iam
 from localcloud.template import inline_definitions, load_template, to_cloudformation
@@ -139,20 +139,20 @@ def world(settings: ApiSettings, store: Store, tenant: Tenant) -> Iterator[dict[
     )
     boto3.client("secretsmanager").create_secret(Name=PROVIDER_SECRET, SecretString="sk-upstream")
     with FakeOpenAI() as fake:
-        job = Job(
+        job = JobRecord(
             id="job-upstream",
-            tenant=tenant.id,
+            tenant_id=tenant.id,
             model="served-model",
             provider=OpenAIProvider(type="openai", base_url=fake.base_url, api_key_secret=PROVIDER_SECRET),
             allowed_endpoints=[URL],
             price_1m_tokens=1,
             created_at=0,
         )
-        store.put_job(job)
+        store.jobs.put(job)
         yield {"fake": fake, "job": job}
 
 
-def a_batch(store: Store, tenant: Tenant, job: Job, lines: int = 3) -> Any:
+def a_batch(store: Store, tenant: Tenant, job: JobRecord, lines: int = 3) -> Any:
     return batch_of(store, tenant, b"".join(line(i) for i in range(lines)), job_id=job.id)
 
 
@@ -229,7 +229,7 @@ def run_plan_worker_finalize(function: str) -> Callable[..., None]:
 
         planned = succeeded(runner("PlanFunction").invoke("PlanFunction", {"batch_id": batch.id}))
         assert planned["status"] == "in_progress", planned
-        manifest = json.loads(b"".join(store.stream(planned["manifest_key"])))
+        manifest = json.loads(b"".join(store.objects.stream(planned["manifest_key"])))
         for chunk in manifest:
             progress = {"cursor": 0, "done": False}
             while not progress["done"]:
@@ -237,10 +237,10 @@ def run_plan_worker_finalize(function: str) -> Callable[..., None]:
                 progress = succeeded(runner("WorkerFunction").invoke("WorkerFunction", event))
         ended = succeeded(runner("FinalizeFunction").invoke("FinalizeFunction", {"batch_id": batch.id, "fault": None}))
         assert ended["status"] == "completed", ended
-        assert store.batch_unscoped(batch.id).request_counts.completed == 3
+        assert store.batches.get_unscoped(batch.id).request_counts.completed == 3
         # Plan counted the lines on the tenant's item and finalize took them off: both roles allow it.
-        assert store.batch_unscoped(batch.id).enqueued == 3
-        assert (store.get_raw("tenant", tenant.id) or {}).get("enqueued") == 0
+        assert store.batches.get_unscoped(batch.id).enqueued == 3
+        assert (store.table.get("tenant", tenant.id) or {}).get("enqueued") == 0
 
     return run
 

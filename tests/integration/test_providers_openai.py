@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from batchline.models import Job, OpenAIProvider
+from batchline.models import JobRecord, OpenAIProvider
 from batchline.providers import REQUEST_TIMEOUT, UPSTREAM_UNAVAILABLE, Outcome, ProviderSettings, make_provider
 from batchline.providers.openai_compat import OpenAICompatProvider
 from batchline.providers.retry import Retrier
@@ -77,9 +77,9 @@ ENDPOINT_BODIES = {
 
 @pytest.mark.parametrize("url", list(ENDPOINT_BODIES))
 def test_each_endpoint_is_posted_with_the_jobs_model(fake: FakeOpenAI, url: str) -> None:
-    job = Job(
+    job = JobRecord(
         id="job-1",
-        tenant="t",
+        tenant_id="t",
         model=MODEL,
         created_at=0,
         provider=OpenAIProvider(type="openai", base_url=fake.base_url),
@@ -121,9 +121,9 @@ def test_authorization_header_carries_the_secret_when_a_key_is_set(fake: FakeOpe
         asked.append(name)
         return "sk-test-123"
 
-    job = Job(
+    job = JobRecord(
         id="job-1",
-        tenant="t",
+        tenant_id="t",
         model=MODEL,
         created_at=0,
         provider=OpenAIProvider(type="openai", base_url=fake.base_url, api_key_secret="vllm-key"),

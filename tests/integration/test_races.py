@@ -48,7 +48,7 @@ def end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None = None) -
 
 
 def expire(store: Store, batch: BatchRecord) -> None:
-    store.update("batch", batch.id, set_={"expires_at": int(time.time()) - 1})
+    store.table.update("batch", batch.id, set_={"expires_at": int(time.time()) - 1})
 
 
 # Each way a batch can end while a chunk is still running (a completed batch has no chunk left running: its
@@ -89,7 +89,7 @@ def test_twin_invocations_of_one_segment_record_it_once(store: Store, tenant: Te
         worker(store, EchoProvider()).run(batch.id, chunk, 0)
     assert end(store, batch) == "completed"
     check_ended_once(store, tenant, batch.id, "completed")
-    recorded = [s for s in store.segments(batch.id) if s["chunk"] == 0 and not s.get("pending")]
+    recorded = [s for s in store.segments.of_batch(batch.id) if s.chunk == 0 and not s.pending]
     assert len(recorded) == 1
 
 
@@ -136,4 +136,4 @@ def test_cancel_of_a_batch_finalize_has_closed_is_a_conflict_and_changes_nothing
     with pytest.raises(Conflict):
         batches.cancel_batch(store, tenant.id, batch.id)
     check_ended_once(store, tenant, batch.id, "completed")
-    assert store.batch_unscoped(batch.id).request_counts.total == LINES
+    assert store.batches.get_unscoped(batch.id).request_counts.total == LINES

@@ -51,8 +51,8 @@ class EchoProvider:
 def batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
     data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(10))
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.put_bytes(record.s3_key, data)
-    store.put_file(record)
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
     create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
     return batches.create_batch(store, runs, tenant.id, create)
 
@@ -60,7 +60,7 @@ def batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
 def planned(store: Store, batch: BatchRecord, lines_per_chunk: int = 10) -> list[Chunk]:
     answer = plan(store, batch.id, lines_per_chunk=lines_per_chunk, requests_per_worker=25)
     assert answer["status"] == "in_progress"
-    raw = b"".join(store.stream(answer["manifest_key"]))
+    raw = b"".join(store.objects.stream(answer["manifest_key"]))
     return [Chunk(**c) for c in json.loads(raw)]
 
 
@@ -72,20 +72,22 @@ def worker(store: Store, provider: EchoProvider, remaining: float = 900.0) -> Ch
 def read_lines(store: Store, batch: BatchRecord, file_id: str | None) -> list[dict[str, Any]]:
     if file_id is None:
         return []
-    return [json.loads(x) for x in b"".join(store.stream(files.file_key(batch.tenant_id, file_id))).splitlines()]
+    return [
+        json.loads(x) for x in b"".join(store.objects.stream(files.file_key(batch.tenant_id, file_id))).splitlines()
+    ]
 
 
 def test_plan_run_twice_answers_the_same(store: Store, batch: BatchRecord) -> None:
     first = plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)
     again = plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)
     assert first == again
-    assert store.batch_unscoped(batch.id).request_counts.total == 10
+    assert store.batches.get_unscoped(batch.id).request_counts.total == 10
 
 
 def test_plan_of_a_cancelled_batch_runs_nothing(store: Store, tenant: Tenant, batch: BatchRecord) -> None:
     batches.cancel_batch(store, tenant.id, batch.id)
     assert plan(store, batch.id, lines_per_chunk=4, requests_per_worker=25)["status"] == "cancelling"
-    assert store.batch_unscoped(batch.id).in_progress_at is None
+    assert store.batches.get_unscoped(batch.id).in_progress_at is None
 
 
 def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batch: BatchRecord) -> None:
@@ -93,7 +95,7 @@ def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batc
     provider = EchoProvider()
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
-    assert store.batch_unscoped(batch.id).request_counts.completed == 10
+    assert store.batches.get_unscoped(batch.id).request_counts.completed == 10
 
 
 def test_a_worker_out_of_time_answers_a_prefix_and_the_next_one_the_rest(store: Store, batch: BatchRecord) -> None:
@@ -144,7 +146,7 @@ def test_a_chunk_that_outlives_an_invocation_continues_in_the_next_losing_and_do
     ]
     assert provider.sent == [str(i) for i in range(10)]
     finalize(store, lambda *_: None, batch.id, None)
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert [line["custom_id"] for line in read_lines(store, ended, ended.output_file_id)] == [
         f"r{i}" for i in range(10)
     ]
@@ -158,19 +160,19 @@ def test_a_late_worker_cannot_change_a_batch_finalize_has_begun(store: Store, ba
 
     async def finalize_meanwhile(url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
         if not provider.sent:  # the Map failed and finalize began while this worker was sending
-            store.set_batch_status(batch.id, "finalizing", allowed_from=["in_progress"])
+            store.batches.set_status(batch.id, "finalizing", allowed_from=["in_progress"])
         return await send(url, body, deadline=deadline)
 
     provider.send = finalize_meanwhile  # type: ignore[method-assign]
     assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 0, "done": True}
-    assert [s for s in store.segments(batch.id) if not s.get("pending")] == []  # kept, never committed
-    assert store.batch_unscoped(batch.id).request_counts.completed == 0
+    assert [s for s in store.segments.of_batch(batch.id) if not s.pending] == []  # kept, never committed
+    assert store.batches.get_unscoped(batch.id).request_counts.completed == 0
 
 
 def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: Store, batch: BatchRecord) -> None:
-    store.update("file", batch.input_file_id, set_={"bytes": 200 * 1024 * 1024 + 1})
+    store.table.update("file", batch.input_file_id, set_={"bytes": 200 * 1024 * 1024 + 1})
     assert plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)["status"] == "failed"
-    errors = store.batch_unscoped(batch.id).errors
+    errors = store.batches.get_unscoped(batch.id).errors
     assert errors is not None
     assert [(e.code, e.line) for e in errors.data] == [("file_too_large", None)]
 
@@ -178,7 +180,7 @@ def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: S
 def test_a_provider_fault_is_that_lines_error_not_the_chunks(store: Store, batch: BatchRecord) -> None:
     chunk = planned(store, batch)[0]
     assert worker(store, EchoProvider(raising={"3"})).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
-    counts = store.batch_unscoped(batch.id).request_counts
+    counts = store.batches.get_unscoped(batch.id).request_counts
     assert (counts.completed, counts.failed) == (9, 1)
 
 
@@ -188,9 +190,11 @@ def test_finalize_twice_ends_once_and_releases_the_input_once(store: Store, batc
     events: list[tuple[str, dict[str, Any]]] = []
     publish = lambda kind, detail: events.append((kind, detail))  # noqa: E731
     assert finalize(store, publish, batch.id, None) == {"status": "completed"}
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert finalize(store, publish, batch.id, None) == {"status": "completed"}
-    assert store.batch_unscoped(batch.id).model_dump(exclude={"released"}) == ended.model_dump(exclude={"released"})
+    assert store.batches.get_unscoped(batch.id).model_dump(exclude={"released"}) == ended.model_dump(
+        exclude={"released"}
+    )
     assert [kind for kind, _ in events] == ["Batch Completed", "Batch Completed"]  # at least once
     assert events[0][1]["id"] == batch.id
     assert "tenant_id" not in events[0][1]
@@ -199,7 +203,7 @@ def test_finalize_twice_ends_once_and_releases_the_input_once(store: Store, batc
     assert [line["response"]["body"]["echo"] for line in read_lines(store, ended, ended.output_file_id)] == [
         str(i) for i in range(10)
     ]
-    assert store.get_raw("file", batch.input_file_id)["in_use"] == 0  # type: ignore[index]
+    assert store.table.get("file", batch.input_file_id)["in_use"] == 0  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -215,7 +219,7 @@ def test_a_batch_stopped_before_planning_answers_every_line(
     if before == "cancel":
         batches.cancel_batch(store, tenant.id, batch.id)
     assert finalize(store, lambda *_: None, batch.id, fault) == {"status": status}
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     errors = read_lines(store, ended, ended.error_file_id)
     assert [line["custom_id"] for line in errors] == [f"r{i}" for i in range(10)]
     assert {line["error"]["code"] for line in errors} == {code}
@@ -228,33 +232,33 @@ def test_a_batch_stopped_before_planning_answers_every_line(
 
 def test_the_result_writer_streams_large_files_as_a_multipart_upload(store: Store) -> None:
     blocks = [bytes([i]) * (1024 * 1024) for i in range(12)]  # 12 MiB, one MiB at a time
-    writer = store.writer("files/t/large.jsonl")
+    writer = store.objects.writer("files/t/large.jsonl")
     for block in blocks:
         writer.write(block)
     assert writer.close() == 12 * 1024 * 1024
-    head = store.s3.head_object(Bucket=store.bucket_name, Key="files/t/large.jsonl")
+    head = store.objects.client.head_object(Bucket=store.objects.bucket, Key="files/t/large.jsonl")
     assert head["ETag"].strip('"').endswith("-2")  # two parts: 8 MiB, then the last 4 MiB
-    assert b"".join(store.stream("files/t/large.jsonl")) == b"".join(blocks)
+    assert b"".join(store.objects.stream("files/t/large.jsonl")) == b"".join(blocks)
 
 
 def test_a_small_result_is_one_put_and_an_aborted_writer_leaves_nothing(store: Store) -> None:
-    writer = store.writer("files/t/small.jsonl")
+    writer = store.objects.writer("files/t/small.jsonl")
     writer.write(b'{"a": 1}\n')
     writer.close()
-    assert b"".join(store.stream("files/t/small.jsonl")) == b'{"a": 1}\n'
-    aborted = store.writer("files/t/aborted.jsonl")
+    assert b"".join(store.objects.stream("files/t/small.jsonl")) == b'{"a": 1}\n'
+    aborted = store.objects.writer("files/t/aborted.jsonl")
     aborted.write(b"x" * (9 * 1024 * 1024))  # a part went up
     aborted.abort()
-    uploads = store.s3.list_multipart_uploads(Bucket=store.bucket_name).get("Uploads", [])
+    uploads = store.objects.client.list_multipart_uploads(Bucket=store.objects.bucket).get("Uploads", [])
     assert [u for u in uploads if u["Key"] == "files/t/aborted.jsonl"] == []
 
 
 def test_the_cost_is_exact_where_the_float_product_is_not(store: Store, batch: BatchRecord) -> None:
-    store.update("batch", batch.id, set_={"price_1m_tokens": 0.13})
+    store.table.update("batch", batch.id, set_={"price_1m_tokens": 0.13})
     chunk = planned(store, batch)[0]
     worker(store, EchoProvider()).run(batch.id, chunk, 0)
     finalize(store, lambda kind, detail: None, batch.id, None)
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert ended.usage.total_tokens * 0.13 / 1_000_000 == 3.900000000000001e-06  # float arithmetic's answer
     assert ended.processing_cost == 3.9e-06
     assert json.loads(ended.model_dump_json())["processing_cost"] == 3.9e-06  # as the API sends it

@@ -72,7 +72,7 @@ def test_a_failing_delete_is_reported_for_retry(sweeper, monkeypatch: pytest.Mon
         if key.endswith("broken"):
             raise RuntimeError("S3 unavailable")
 
-    monkeypatch.setattr(sweeper.get_store(), "delete_object", delete_object)
+    monkeypatch.setattr(sweeper.get_store().objects, "delete", delete_object)
     answer = sweeper.lambda_handler(event, LambdaContext.called_directly("sweeper"))
     assert answer == {"batchItemFailures": [{"itemIdentifier": "222"}]}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchline.store import INDEX_ATTRS, INDEX_NAME, KEY_ATTRS
+from batchline.data.table import INDEX_ATTRS, INDEX_NAME, KEY_ATTRS
 
 
 def _keys(schema: list[dict[str, str]]) -> tuple[str, ...]:

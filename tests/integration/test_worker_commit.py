@@ -27,7 +27,7 @@ class Conflicts:
     def __init__(self, store: Store, times: int) -> None:
         self.left = times
         self.injected = 0
-        store.table.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
+        store.table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
 
     def __call__(self, params: dict[str, Any], **_: Any) -> Any:
         if self.left <= 0 or "#segments" not in json.dumps(params, default=str):
@@ -58,8 +58,8 @@ def test_a_conflicting_commit_is_retried_with_backoff_and_sends_nothing_again(st
     assert len(sleeps) == 3
     assert all(0 <= s <= 5 for s in sleeps)
     assert provider.sent == [str(i) for i in range(10)]
-    assert len(store.segments(batch.id)) == 1
-    assert store.batch_unscoped(batch.id).request_counts.completed == 10
+    assert len(store.segments.of_batch(batch.id)) == 1
+    assert store.batches.get_unscoped(batch.id).request_counts.completed == 10
 
 
 def test_a_commit_that_keeps_failing_is_committed_by_the_next_invocation_without_resending(
@@ -72,13 +72,13 @@ def test_a_commit_that_keeps_failing_is_committed_by_the_next_invocation_without
     with pytest.raises(ServerError):  # the invocation fails; Step Functions retries it
         run(store, provider, sleeps).run(batch.id, chunk, 0)
     assert conflicts.injected < 1000  # bounded
-    assert store.batch_unscoped(batch.id).request_counts.completed == 0
+    assert store.batches.get_unscoped(batch.id).request_counts.completed == 0
     conflicts.left = 0  # the conflicts pass; the state machine's Retry invokes the worker again
     assert run(store, provider, sleeps).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
     assert provider.sent == [str(i) for i in range(10)]  # each line went upstream once
-    assert len(store.segments(batch.id)) == 1
+    assert len(store.segments.of_batch(batch.id)) == 1
     finalize(store, lambda *_: None, batch.id, None)
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     assert [line["custom_id"] for line in read_lines(store, ended, ended.output_file_id)] == [
         f"r{i}" for i in range(10)
     ]
@@ -97,7 +97,7 @@ def test_a_commit_that_never_went_through_is_merged_by_finalize_and_never_sent_a
             run(store, provider, []).run(batch.id, chunk, 0)
     assert provider.sent == [str(i) for i in range(10)]
     finalize(store, lambda *_: None, batch.id, {"Error": "States.TaskFailed", "Cause": "commit"})
-    ended = store.batch_unscoped(batch.id)
+    ended = store.batches.get_unscoped(batch.id)
     # The answers were paid for: finalize counts and delivers them rather than calling them failed.
     out = read_lines(store, ended, ended.output_file_id)
     assert [line["custom_id"] for line in out] == [f"r{i}" for i in range(10)]

@@ -11,7 +11,7 @@ from batchline.models import ApiKeyRecord, TenantLimits, TenantRecord
 SECRETS = {"admin": "the-admin-key", "pepper": "pepper-1"}
 
 
-class FakeStore:
+class FakeTenants:
     """Keys by hash, counting look-ups."""
 
     def __init__(self) -> None:
@@ -25,7 +25,7 @@ class FakeStore:
         self.lookups += 1
         return self.keys.get(key_hash)
 
-    def get_tenant(self, tenant_id: str) -> TenantRecord:
+    def get(self, tenant_id: str) -> TenantRecord:
         return TenantRecord(
             id=tenant_id, name=tenant_id, created_at=0, limits=TenantLimits(requests_per_second=len(tenant_id))
         )
@@ -40,8 +40,8 @@ class Clock:
 
 
 @pytest.fixture
-def parts() -> tuple[Authenticator, FakeStore, Clock]:
-    store, clock = FakeStore(), Clock()
+def parts() -> tuple[Authenticator, FakeTenants, Clock]:
+    store, clock = FakeTenants(), Clock()
     auth = Authenticator(
         store,  # type: ignore[arg-type]
         SECRETS.__getitem__,

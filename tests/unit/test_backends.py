@@ -74,15 +74,15 @@ def test_the_worker_answers_every_line_of_a_job_with_a_refused_base_url_as_an_er
     """A job stored before the check at create existed: the worker sends nothing and reads no secret."""
     import asyncio
 
-    from batchline.models import Job, OpenAIProvider
+    from batchline.models import JobRecord, OpenAIProvider
     from batchline.providers import UPSTREAM_UNAVAILABLE, ProviderSettings, make_provider
 
     def no_secret(name: str) -> str:
         raise AssertionError(f"secret {name} read for a backend that is refused")
 
-    job = Job(
+    job = JobRecord(
         id="job-1",
-        tenant="t",
+        tenant_id="t",
         model="m",
         provider=OpenAIProvider(type="openai", base_url="http://169.254.169.254/latest", api_key_secret="batchline/k"),
         created_at=0,

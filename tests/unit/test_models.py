@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from batchline.models import BatchCreate, Job
+from batchline.models import BatchCreate, JobRecord
 
 BASE = {
     "input_file_id": "file-a",
@@ -53,7 +53,7 @@ def test_a_job_reads_back_from_its_stored_form() -> None:
         "provider": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_secret": None},
         "created_at": 1,
     }
-    job = Job.model_validate(stored)
+    job = JobRecord.model_validate(stored)
     assert job.provider.type == "openai"
     assert job.sla.max_concurrency == 50
     assert job.allowed_endpoints == ["/v1/chat/completions"]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from batchline.models import BedrockProvider as BedrockConfig
-from batchline.models import Job
+from batchline.models import JobRecord
 from batchline.models import MockProvider as MockConfig
 from batchline.models import OpenAIProvider as OpenAIConfig
 from batchline.providers import (
@@ -236,8 +236,8 @@ def test_answer_body_keeps_openai_error_bodies() -> None:
 # ----------------------------------------------------------------------------------- make_provider
 
 
-def _job(provider: OpenAIConfig | BedrockConfig | MockConfig) -> Job:
-    return Job(id="job-1", tenant="t", model="m", provider=provider, created_at=0)
+def _job(provider: OpenAIConfig | BedrockConfig | MockConfig) -> JobRecord:
+    return JobRecord(id="job-1", tenant_id="t", model="m", provider=provider, created_at=0)
 
 
 def test_make_provider_picks_by_type() -> None:

@@ -18,7 +18,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from batchline.models import BedrockProvider as BedrockConfig
-from batchline.models import Job
+from batchline.models import JobRecord
 from batchline.providers import REQUEST_TIMEOUT, UPSTREAM_UNAVAILABLE, Outcome, ProviderSettings, make_provider
 from batchline.providers.bedrock import BedrockProvider
 from batchline.providers.retry import Retrier
@@ -465,7 +465,7 @@ def test_no_answer_errors_are_retried_then_reported(exc: Exception, code: str) -
 
 
 def test_client_is_made_lazily_with_the_jobs_region_and_no_botocore_retries() -> None:
-    job = Job(id="job-1", tenant="t", model=MODEL, created_at=0,
+    job = JobRecord(id="job-1", tenant_id="t", model=MODEL, created_at=0,
               provider=BedrockConfig(type="bedrock", region="eu-west-1", model_id=MODEL_ID))  # fmt: skip
     p = make_provider(job, secret=str, settings=SETTINGS)
     assert isinstance(p, BedrockProvider)

@@ -39,7 +39,7 @@ def list_tenants(
     limit: PageSize = 20,
 ) -> Page[TenantRecord]:
     """Every tenant, newest first."""
-    records, more = store.list_tenants(after=after, limit=limit)
+    records, more = store.tenants.page(after=after, limit=limit)
     return page(TenantRecord, records, more)
 
 
@@ -48,7 +48,7 @@ def update_tenant(
     tenant_id: str, body: TenantUpdate, _: Admin, store: StoreDep, auth: AuthenticatorDep
 ) -> TenantRecord:
     """Set a tenant's own limits; a limit set to null goes back to the stack's default."""
-    tenant = store.set_tenant_limits(tenant_id, body.limits.model_dump(exclude_unset=True))
+    tenant = store.tenants.set_limits(tenant_id, body.limits.model_dump(exclude_unset=True))
     auth.forget_tenant(tenant_id)  # other containers see the new rate once their cached key expires
     return tenant
 
@@ -56,7 +56,7 @@ def update_tenant(
 @router.post("/tenants/{tenant_id}/api_keys", response_model=ApiKeyObject, responses=errors(404))
 def create_key(tenant_id: str, _: Admin, store: StoreDep, auth: AuthenticatorDep) -> ApiKeyObject:
     """Another key for a tenant, shown this once."""
-    store.get_tenant(tenant_id)
+    store.tenants.get(tenant_id)
     record, key = auth.issue_key(tenant_id)
     return _shown(record, key)
 
@@ -70,14 +70,14 @@ def list_keys(
     limit: PageSize = 20,
 ) -> Page[ApiKeyObject]:
     """A tenant's keys, without the keys themselves."""
-    store.get_tenant(tenant_id)
-    records, more = store.list_api_keys(tenant_id, after=after, limit=limit)
+    store.tenants.get(tenant_id)
+    records, more = store.tenants.list_api_keys(tenant_id, after=after, limit=limit)
     return page(ApiKeyObject, [_shown(r) for r in records], more)
 
 
 @router.delete("/api_keys/{key_id}", response_model=Deleted, responses=errors(404))
 def revoke_key(key_id: str, _: Admin, store: StoreDep, auth: AuthenticatorDep) -> Deleted:
     """Revoke a key: it answers 401 from now on."""
-    store.delete_api_key(key_id)
+    store.tenants.delete_api_key(key_id)
     auth.forget(key_id)
     return Deleted(id=key_id, object="api_key")

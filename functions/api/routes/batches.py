@@ -54,14 +54,14 @@ def list_batches(
     limit: PageSize = 20,
 ) -> Page[BatchObject]:
     """The tenant's batches, newest first."""
-    records, more = store.list_batches(tenant, after=after, limit=limit)
+    records, more = store.batches.page(tenant, after=after, limit=limit)
     return page(BatchObject, records, more)
 
 
 @router.get("/{batch_id}", response_model=BatchObject, responses=errors(404))
 def retrieve_batch(batch_id: str, tenant: TenantId, store: StoreDep) -> BatchObject:
     """A Batch object."""
-    return store.get_batch(tenant, batch_id)
+    return store.batches.get(tenant, batch_id)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchObject, responses=errors(404, 409))

@@ -33,7 +33,7 @@ def get_store() -> Store:
 def get_authenticator() -> Authenticator:
     settings = get_settings()
     return Authenticator(
-        get_store(),
+        get_store().tenants,
         secrets_manager_getter(),
         admin_key_secret=settings.admin_key_secret,
         key_hash_secret=settings.key_hash_secret,
@@ -51,7 +51,7 @@ def get_idempotency() -> Idempotency:
 
 
 def get_rate_limiter(store: Annotated[Store, Depends(get_store)]) -> RateLimiter:
-    return RateLimiter(store.table)
+    return RateLimiter(store.table.resource)
 
 
 # Documents the scheme in OpenAPI (`securitySchemes`); the Authenticator reads the header itself, so a

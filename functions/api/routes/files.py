@@ -110,20 +110,20 @@ def list_files(
     purpose: Annotated[FilePurpose | None, Query()] = None,
 ) -> Page[FileObject]:
     """The tenant's files."""
-    records, more = store.list_files(tenant, after=after, limit=limit, newest_first=order == "desc", purpose=purpose)
+    records, more = store.files.page(tenant, after=after, limit=limit, newest_first=order == "desc", purpose=purpose)
     return page(FileObject, records, more)
 
 
 @router.get("/{file_id}", response_model=FileObject, responses=errors(404))
 def retrieve_file(file_id: str, tenant: TenantId, store: StoreDep) -> FileObject:
     """A File object."""
-    return store.get_file(tenant, file_id)
+    return store.files.get(tenant, file_id)
 
 
 @router.delete("/{file_id}", response_model=Deleted, responses=errors(404, 409))
 def delete_file(file_id: str, tenant: TenantId, store: StoreDep) -> Deleted:
     """Delete a file and its bytes; 409 while a running batch reads it."""
-    store.delete_file(tenant, file_id)
+    store.files.delete(tenant, file_id)
     return Deleted(id=file_id, object="file")
 
 
@@ -138,12 +138,12 @@ def delete_file(file_id: str, tenant: TenantId, store: StoreDep) -> Deleted:
 )
 def file_content(file_id: str, tenant: TenantId, store: StoreDep, settings: SettingsDep) -> Response:
     """The file's bytes, exactly as uploaded or produced (large ones through a redirect the SDK follows)."""
-    record = store.get_file(tenant, file_id)
+    record = store.files.get(tenant, file_id)
     if record.bytes > settings.max_inline_content_bytes:
-        url = store.presigned_get(record.s3_key, expires_in=CONTENT_LINK_SECONDS, filename=record.filename)
+        url = store.objects.presign_get(record.s3_key, expires_in=CONTENT_LINK_SECONDS, filename=record.filename)
         return RedirectResponse(url, status_code=307)
     return StreamingResponse(
-        store.stream(record.s3_key),
+        store.objects.stream(record.s3_key),
         media_type="application/octet-stream",
         headers={"Content-Length": str(record.bytes)},
     )

@@ -8,8 +8,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, File, UploadFile
 
 from batchline import uploads
+from batchline.models import PresignedUpload, UploadComplete, UploadCreate, UploadObject, UploadPartObject
 from batchline.observability import metrics
-from batchline.uploads import PresignedUpload, UploadComplete, UploadCreate, UploadObject, UploadPartObject
 from routes.deps import RATE_LIMITED, SettingsDep, StoreDep, TenantId, errors
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=RATE_LIMITED)

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchline import ids
+from batchline.data.tenants import Tenants
 from batchline.errors import Forbidden, Unauthenticated
 from batchline.models import ApiKeyRecord
-from batchline.store import Store
 
 # How long a warm container trusts a resolved key before asking DynamoDB again. Revoking a key
 # is immediate in the container that revoked it and takes at most this long in the others.
@@ -50,14 +50,14 @@ class Authenticator:
 
     def __init__(
         self,
-        store: Store,
+        tenants: Tenants,
         secret: Callable[[str], str],
         *,
         admin_key_secret: str,
         key_hash_secret: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
+        self._tenants = tenants
         self._secret = secret
         self._admin_key_secret = admin_key_secret
         self._key_hash_secret = key_hash_secret
@@ -86,11 +86,11 @@ class Authenticator:
             cached = self._cache.get(key_hash)
         if cached and cached[0] > now:
             return cached[1]
-        record = self._store.find_api_key(key_hash)
+        record = self._tenants.find_api_key(key_hash)
         if record is None:
             raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
         # Read with the key, and cached as long: a limit an admin changes holds everywhere within that time.
-        limits = self._store.get_tenant(record.tenant_id).limits
+        limits = self._tenants.get(record.tenant_id).limits
         principal = Principal(
             tenant_id=record.tenant_id, key_id=record.id, requests_per_second=limits.requests_per_second
         )
@@ -114,5 +114,5 @@ class Authenticator:
         record = ApiKeyRecord(
             id=ids.api_key_id(), tenant_id=tenant_id, key_hash=self.hash_key(key), created_at=int(time.time())
         )
-        self._store.put_api_key(record)
+        self._tenants.put_api_key(record)
         return record, key

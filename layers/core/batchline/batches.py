@@ -8,10 +8,11 @@ from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchline import ids
+from batchline.data.table import absent
 from batchline.errors import Conflict, InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
 from batchline.runs import Runs
-from batchline.store import Store, absent
+from batchline.store import Store
 
 WINDOW_SECONDS = {"24h": 24 * 3600, "unlimited": None}
 
@@ -26,13 +27,13 @@ def create_batch(
     inbox_key: str | None = None,
 ) -> BatchRecord:
     """Check the request against the file and the job, store the batch in `validating`, start its run."""
-    input_file = store.get_file(tenant_id, request.input_file_id, param="input_file_id")
+    input_file = store.files.get(tenant_id, request.input_file_id, param="input_file_id")
     if input_file.purpose != "batch":
         raise InvalidRequest(
             f"File {input_file.id} has purpose '{input_file.purpose}'; a batch needs purpose 'batch'.",
             param="input_file_id",
         )
-    job = store.get_job(tenant_id, request.job_id, param="job_id")
+    job = store.jobs.get(tenant_id, request.job_id, param="job_id")
     if request.endpoint not in job.allowed_endpoints:
         raise InvalidRequest(
             f"Job {job.id} does not allow {request.endpoint}; it allows {', '.join(job.allowed_endpoints)}.",
@@ -64,21 +65,21 @@ def create_batch(
         tenant_id=tenant_id,
         inbox_key=inbox_key,
     )
-    store.put_batch(record)
+    store.batches.put(record)
     try:
         runs.start(record.id)
     except (ClientError, BotoCoreError) as exc:
         # Step Functions refused the start or never answered. The batch exists but cannot run: say so on the
         # batch, not by leaving it in `validating`. Anything else is a defect, and goes up as it is.
-        store.set_batch_status(
+        store.batches.set_status(
             record.id,
             "failed",
             allowed_from=["validating"],
             fields={"errors": {"object": "list", "data": [{"code": "batch_start_failed", "line": None,
                     "message": "The batch could not be started; create it again.", "param": None}]}},
         )  # fmt: skip
-        store.release_input(record)
-        store.restore_expiry(record.input_file_id)
+        store.batches.release_input(record)
+        store.files.restore_expiry(record.input_file_id)
         raise ServerError("The batch could not be started.") from exc
     return record
 
@@ -88,12 +89,12 @@ CANCELLABLE = ("validating", "in_progress")
 
 def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
     """validating/in_progress -> cancelling; the run stops sending and finalizes as `cancelled`."""
-    batch = store.get_batch(tenant_id, batch_id)
+    batch = store.batches.get(tenant_id, batch_id)
     if _cancelled_already(batch):
         return batch  # cancelling twice is not an error, as with OpenAI
     # Once finalize has closed the batch (a fault ends it), only finalize changes its status.
     try:
-        item = store.update(
+        item = store.table.update(
             "batch",
             batch_id,
             set_={"status": "cancelling", "cancelling_at": int(time.time())},
@@ -102,7 +103,7 @@ def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
     except Conflict:
         # The batch moved since it was read: a concurrent cancel won (that is this cancel's answer too),
         # or finalize closed it (then it is ending, and the cancel comes too late).
-        batch = store.batch_unscoped(batch_id)
+        batch = store.batches.get_unscoped(batch_id)
         if _cancelled_already(batch):
             return batch
         raise Conflict(

@@ -8,12 +8,10 @@ from typing import IO
 from batchline import ids
 from batchline.errors import PayloadTooLarge
 from batchline.layout import file_key
-from batchline.models import ExpiresAfter, FilePurpose, FileRecord, UploadPurpose
+from batchline.models import MAX_FILE_BYTES, ExpiresAfter, FilePurpose, FileRecord, UploadPurpose
 from batchline.store import Store
 
 BATCH_FILE_DEFAULT_TTL = 30 * 24 * 3600
-# OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
-MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
 def too_large(size: int, limit: int) -> PayloadTooLarge:
@@ -73,6 +71,6 @@ def create_file(
     if size > max_bytes:
         raise too_large(size, max_bytes)
     record = new_record(tenant_id, filename=filename, purpose=purpose, size=size, expires_after=expires_after)
-    store.upload(record.s3_key, body)
-    store.put_file(record)
+    store.objects.upload(record.s3_key, body)
+    store.files.put(record)
     return record

@@ -26,12 +26,23 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batchline import files, ids, layout, result_lines
+from batchline.data.objects import Writer
 from batchline.errors import Conflict
 from batchline.jsonl import iter_request_lines, parse_request_line
-from batchline.models import BatchError, BatchErrors, BatchObject, BatchRecord, Chunk, Closing, Merged, public
+from batchline.models import (
+    BatchError,
+    BatchErrors,
+    BatchObject,
+    BatchRecord,
+    Chunk,
+    Closing,
+    Merged,
+    SegmentRecord,
+    public,
+)
 from batchline.models.batches import processing_cost
 from batchline.observability import logger
-from batchline.store import ObjectWriter, Store
+from batchline.store import Store
 
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 EVENT_TYPES = {
@@ -50,7 +61,7 @@ UNCOMMITTED_COUNTS = ("completed", "failed", "prompt_tokens", "completion_tokens
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
     """End the batch in its terminal status; `fault` is the error a failed state handed over."""
-    batch = store.batch_unscoped(batch_id)
+    batch = store.batches.get_unscoped(batch_id)
     if batch.status not in TERMINAL and batch.closing is None:
         batch = _close(store, batch, fault)
     if batch.status not in TERMINAL:
@@ -75,9 +86,9 @@ def _close(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Ba
     for _ in range(3):  # the status can change under us at most twice (validating -> cancelling, a twin)
         status, unsent_code = _target(batch, fault, time.time())
         try:
-            return store.close_batch(batch, Closing(status=status, unsent_code=unsent_code))
+            return store.batches.close(batch, Closing(status=status, unsent_code=unsent_code))
         except Conflict:
-            batch = store.batch_unscoped(batch.id)
+            batch = store.batches.get_unscoped(batch.id)
             if batch.closing is not None or batch.status in TERMINAL:
                 return batch
     raise Conflict(f"Batch {batch.id} keeps changing status; finalize again.")
@@ -89,9 +100,9 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     if closing.merged is None:
         merged = _merge_files(store, batch, closing.unsent_code)
         try:
-            batch = store.record_merge(batch.id, merged)
+            batch = store.batches.record_merge(batch.id, merged)
         except Conflict:
-            batch = store.batch_unscoped(batch.id)  # a twin recorded its merge first: that one is the result
+            batch = store.batches.get_unscoped(batch.id)  # a twin recorded its merge first: that one is the result
         closing = batch.closing
         assert closing is not None and closing.merged is not None
     merged = closing.merged
@@ -115,9 +126,9 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     if reasons:
         fields["errors"] = BatchErrors(data=reasons).model_dump()
     try:
-        ended = store.set_batch_status(batch.id, status, allowed_from=[batch.status], fields=fields)
+        ended = store.batches.set_status(batch.id, status, allowed_from=[batch.status], fields=fields)
     except Conflict:
-        ended = store.batch_unscoped(batch.id)  # a twin ended it first
+        ended = store.batches.get_unscoped(batch.id)  # a twin ended it first
         if ended.status not in TERMINAL:
             raise
     logger.info("Batch ended", extra={"batch_id": batch.id, "status": ended.status, "unsent": merged.unsent})
@@ -126,8 +137,8 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
 
 def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
     """Write the result files (whole again on a retry); their sizes and what finalize counted itself."""
-    out = store.writer(layout.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
-    err = store.writer(layout.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
+    out = store.objects.writer(layout.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "output")))
+    err = store.objects.writer(layout.file_key(batch.tenant_id, ids.derived_file_id(batch.id, "errors")))
     merged = Merged()
     try:
         _merge(store, batch, out, err, unsent_code, merged)
@@ -141,7 +152,7 @@ def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
 
 def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
     try:
-        raw = b"".join(store.stream(layout.manifest_key(batch.id)))
+        raw = b"".join(store.objects.stream(layout.manifest_key(batch.id)))
     except ClientError as exc:
         if _missing(exc):
             return None
@@ -149,9 +160,7 @@ def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
     return [Chunk(**chunk) for chunk in json.loads(raw)]
 
 
-def _merge(
-    store: Store, batch: BatchRecord, out: ObjectWriter, err: ObjectWriter, unsent_code: str, merged: Merged
-) -> None:
+def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_code: str, merged: Merged) -> None:
     """Write every kept segment's lines in input order, and an error line for every other line.
 
     Fills in `merged`: the lines answered as errors here, the counts of the kept segments no worker
@@ -165,7 +174,7 @@ def _merge(
         if batch.errors is not None:
             return  # the file itself was invalid; `errors` says why, there are no lines to answer
         try:
-            merged.unsent = _unsent(store.open_object(source), batch.id, (0, 0), 0, err, unsent_code)
+            merged.unsent = _unsent(store.objects.open(source), batch.id, (0, 0), 0, err, unsent_code)
         except ClientError as exc:
             if not _missing(exc):
                 raise
@@ -174,25 +183,25 @@ def _merge(
         return
     if batch.in_progress_at is None:
         merged.total = sum(chunk.line_count for chunk in chunks)  # planned, but stopped before it said so
-    by_chunk: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for segment in store.segments(batch.id):
-        by_chunk[int(segment["chunk"])].append(segment)
+    by_chunk: dict[int, list[SegmentRecord]] = defaultdict(list)
+    for segment in store.segments.of_batch(batch.id):
+        by_chunk[segment.chunk].append(segment)
     for chunk in chunks:
         covered = 0
-        for segment in sorted(by_chunk[chunk.chunk], key=lambda s: int(s["cursor"])):
-            if int(segment["cursor"]) != covered:
+        for segment in sorted(by_chunk[chunk.chunk], key=lambda s: s.cursor):
+            if segment.cursor != covered:
                 continue  # not part of the chain from the chunk's start (cannot happen with one writer per cursor)
-            if segment.get("out_key"):
-                store.copy_into(segment["out_key"], out)
-            if segment.get("err_key"):
-                store.copy_into(segment["err_key"], err)
-            if segment.get("pending"):
+            for key, writer in ((segment.out_key, out), (segment.err_key, err)):
+                if key:
+                    for block in store.objects.stream(key):
+                        writer.write(block)
+            if segment.pending:
                 for name in UNCOMMITTED_COUNTS:
-                    uncommitted[name] += int(segment.get(name, 0))
-            covered = int(segment["next_cursor"])
+                    uncommitted[name] += getattr(segment, name)
+            covered = segment.next_cursor
         if covered < chunk.line_count:
             try:
-                body = store.read_range(source, chunk.start_byte, chunk.end_byte)
+                body = store.objects.read_range(source, chunk.start_byte, chunk.end_byte)
             except ClientError as exc:
                 if not _missing(exc):
                     raise
@@ -215,7 +224,7 @@ def _missing(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] in ("NoSuchKey", "404")
 
 
-def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: ObjectWriter, code: str) -> int:
+def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Writer, code: str) -> int:
     """Error lines for the request lines of `body` after the first `skip`; `start` is its (byte, request)."""
     start_byte, first_line = start
     count = 0
@@ -248,7 +257,7 @@ def _register(store: Store, batch: BatchRecord, kind: str, size: int) -> str | N
         file_id=file_id,
     )
     with contextlib.suppress(Conflict):  # registered by an earlier attempt at finalizing
-        store.put_file(record)
+        store.files.put(record)
     return file_id
 
 
@@ -261,8 +270,8 @@ def _fault_error(fault: dict[str, Any]) -> BatchError:
 
 def _after(store: Store, publish: Publish, batch: BatchRecord) -> None:
     """What follows the terminal status, each step safe to repeat."""
-    store.release_input(batch)
-    store.restore_expiry(batch.input_file_id)  # every time: a retry after a crash between the two writes
+    store.batches.release_input(batch)
+    store.files.restore_expiry(batch.input_file_id)  # every time: a retry after a crash between the two writes
     if batch.inbox_key:
         _to_outbox(store, batch)
     publish(EVENT_TYPES[batch.status], event_detail(batch))
@@ -299,4 +308,4 @@ def _to_outbox(store: Store, batch: BatchRecord) -> None:
     assert batch.inbox_key is not None
     for file_id, suffix in ((batch.output_file_id, "output"), (batch.error_file_id, "errors")):
         if file_id:
-            store.copy_object(layout.file_key(batch.tenant_id, file_id), layout.outbox_key(batch.inbox_key, suffix))
+            store.objects.copy(layout.file_key(batch.tenant_id, file_id), layout.outbox_key(batch.inbox_key, suffix))

@@ -16,9 +16,10 @@ from urllib.parse import unquote_plus
 from pydantic import ValidationError
 
 from batchline import batches, files, ids, layout
+from batchline.data.objects import Objects
 from batchline.errors import Conflict
 from batchline.jsonl import iter_request_lines, parse_request_line
-from batchline.models import BatchCreate, Job
+from batchline.models import BatchCreate, JobRecord
 from batchline.observability import logger
 from batchline.runs import Runs
 from batchline.store import Store
@@ -70,30 +71,28 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
         raise Rejected(f"Not an inbox batch file: {key}")
     job_id = parts[1]
     batch_id = ids.derived_batch_id(*obj.identity)
-    if store.get_raw("batch", batch_id) is not None:
+    if store.table.get("batch", batch_id) is not None:
         runs.start(batch_id)
         return batch_id
-    item = store.get_raw("job", job_id)
+    item = store.table.get("job", job_id)
     if item is None or item.get("deleted_at") is not None:
         raise Rejected(f"No such job (or retired): {job_id}")
-    job = Job.model_validate(item)
-    source: dict[str, str] = {"Bucket": obj.bucket, "Key": key}
-    if obj.version_id:
-        source["VersionId"] = obj.version_id
-    head = store.s3.head_object(**source)
+    job = JobRecord.model_validate(item)
+    inbox = store.objects.in_bucket(obj.bucket)
+    head = inbox.head(key, version_id=obj.version_id)
     meta: dict[str, str] = head.get("Metadata", {})
     file_id = ids.derived_file_id(*obj.identity)
-    record = files.new_record(job.tenant, filename=PurePosixPath(key).name, purpose="batch",
+    record = files.new_record(job.tenant_id, filename=PurePosixPath(key).name, purpose="batch",
                               size=int(head["ContentLength"]), file_id=file_id)  # fmt: skip
-    store.s3.copy_object(Bucket=store.bucket_name, Key=record.s3_key, CopySource=source)
+    store.objects.copy(key, record.s3_key, source_bucket=obj.bucket, source_version=obj.version_id)
     with contextlib.suppress(Conflict):  # a repeated event got this far before
-        store.put_file(record)
+        store.files.put(record)
     try:
         # Validated as a client's body is: the object's metadata is the client's input here.
         request = BatchCreate.model_validate(
             {
                 "input_file_id": file_id,
-                "endpoint": meta.get("endpoint") or _first_url(store, source) or job.allowed_endpoints[0],
+                "endpoint": meta.get("endpoint") or _first_url(inbox, key, obj.version_id) or job.allowed_endpoints[0],
                 "completion_window": job.sla.completion_window,
                 "job_id": job.id,
                 "metadata": {
@@ -105,19 +104,19 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
     except ValidationError as exc:
         raise Rejected(f"Invalid batch for {key}: {exc.errors()[0]['msg']}") from exc
     try:
-        batches.create_batch(store, runs, job.tenant, request, batch_id=batch_id, inbox_key=key)
+        batches.create_batch(store, runs, job.tenant_id, request, batch_id=batch_id, inbox_key=key)
     except Conflict:
         runs.start(batch_id)  # a concurrent delivery of the same event created it
-    logger.info("Inbox batch", extra={"batch_id": batch_id, "key": key, "tenant_id": job.tenant})
+    logger.info("Inbox batch", extra={"batch_id": batch_id, "key": key, "tenant_id": job.tenant_id})
     return batch_id
 
 
-def _first_url(store: Store, source: dict[str, str]) -> str | None:
+def _first_url(inbox: Objects, key: str, version_id: str | None) -> str | None:
     """The `url` of the inbox object's first request line, read without fetching the whole object.
 
     Read from the inbox object itself, not its copy under files/: the ingest function may read only the inbox.
     """
-    body = store.s3.get_object(**source)["Body"]
+    body = inbox.open(key, version_id=version_id)
     try:
         for _, raw in islice(iter_request_lines(body), 1):
             with contextlib.suppress(ValueError):

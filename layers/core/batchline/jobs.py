@@ -7,7 +7,7 @@ import time
 from batchline import ids
 from batchline.backends import base_url_problem, secret_problem
 from batchline.errors import InvalidRequest
-from batchline.models import Job, JobCreate, OpenAIProvider
+from batchline.models import JobCreate, JobRecord, OpenAIProvider
 from batchline.store import Store
 
 
@@ -24,12 +24,14 @@ def check_provider(provider: object, *, allow_private_backends: bool, provider_s
             raise InvalidRequest(f"Invalid 'provider.api_key_secret': it {problem}.", param="provider.api_key_secret")
 
 
-def create_job(store: Store, request: JobCreate, *, allow_private_backends: bool, provider_secret_prefix: str) -> Job:
+def create_job(
+    store: Store, request: JobCreate, *, allow_private_backends: bool, provider_secret_prefix: str
+) -> JobRecord:
     """Admin: a job for an existing tenant, whose provider the worker may call."""
     check_provider(
         request.provider, allow_private_backends=allow_private_backends, provider_secret_prefix=provider_secret_prefix
     )
-    store.get_tenant(request.tenant, param="tenant")
-    job = Job(**request.model_dump(), id=ids.job_id(), created_at=int(time.time()))
-    store.put_job(job)
+    store.tenants.get(request.tenant, param="tenant")
+    job = JobRecord(**request.model_dump(), tenant_id=request.tenant, id=ids.job_id(), created_at=int(time.time()))
+    store.jobs.put(job)
     return job

@@ -183,8 +183,8 @@ def plan(
     `enqueued_requests` is the stack's default for the lines a tenant's non-terminal batches hold; a
     tenant's own limit replaces it.
     """
-    batch = store.batch_unscoped(batch_id)
-    job = store.job(batch.job_id)
+    batch = store.batches.get_unscoped(batch_id)
+    job = store.jobs.get_unscoped(batch.job_id)
     answer: dict[str, Any] = {
         "status": batch.status,
         "manifest_key": manifest_key(batch_id),
@@ -194,10 +194,10 @@ def plan(
         # A retry after the status change, or a cancel that came first: report where the batch is.
         return answer
     try:
-        source = store.get_file(batch.tenant_id, batch.input_file_id)
+        source = store.files.get(batch.tenant_id, batch.input_file_id)
     except NotFound:
         return _fail(store, batch_id, [BatchError(code="missing_input_file", message="The input file is gone.")])
-    body = store.open_object(source.s3_key)
+    body = store.objects.open(source.s3_key)
     try:
         result = plan_batch(
             body, endpoint=batch.endpoint, model=job.model, lines_per_chunk=lines_per_chunk, size=source.bytes
@@ -207,19 +207,19 @@ def plan(
     logger.info("Planned", extra={"batch_id": batch_id, "requests": result.total, "problems": result.error_count})
     if not result.ok:
         return _fail(store, batch_id, result.errors)
-    store.put_bytes(
+    store.objects.put_bytes(
         manifest_key(batch_id),
         json.dumps([asdict(chunk) for chunk in result.chunks]).encode(),
         content_type="application/json",
     )
-    limit = store.get_tenant(batch.tenant_id).limits.enqueued_requests or enqueued_requests
+    limit = store.tenants.get(batch.tenant_id).limits.enqueued_requests or enqueued_requests
     try:
-        store.start_batch(batch, result.total, enqueued_limit=limit)
+        store.batches.start(batch, result.total, enqueued_limit=limit)
     except EnqueuedLimitReached as exc:
         # As OpenAI's enqueued limits: the batch fails in validation, with no line to blame.
         return _fail(store, batch_id, [BatchError(code="request_limit_exceeded", message=exc.message)])
     except Conflict:
-        answer["status"] = store.batch_unscoped(batch_id).status
+        answer["status"] = store.batches.get_unscoped(batch_id).status
         return answer
     answer["status"] = "in_progress"
     return answer
@@ -228,12 +228,12 @@ def plan(
 def _fail(store: Store, batch_id: str, errors: list[BatchError]) -> dict[str, Any]:
     """The file's content is invalid: the batch fails with the problems listed, and runs nothing."""
     try:
-        batch = store.set_batch_status(
+        batch = store.batches.set_status(
             batch_id,
             "failed",
             allowed_from=["validating"],
             fields={"errors": BatchErrors(data=errors).model_dump()},
         )
     except Conflict:
-        batch = store.batch_unscoped(batch_id)
+        batch = store.batches.get_unscoped(batch_id)
     return {"status": batch.status, "manifest_key": None, "max_concurrency": 1}

@@ -24,13 +24,13 @@ from typing import Any
 from batchline.errors import ServerError
 from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.layout import file_key, part_keys
-from batchline.models import BatchRecord, Chunk, Job, canonical_path
+from batchline.models import BatchRecord, Chunk, JobRecord, SegmentRecord, canonical_path
 from batchline.observability import logger
 from batchline.providers import Outcome, Provider
 from batchline.result_lines import result_line
 from batchline.store import Store
 
-ProviderFactory = Callable[[Job], Provider]
+ProviderFactory = Callable[[JobRecord], Provider]
 
 # A commit cancelled for a conflict is tried again after a jittered wait, up to about 10 s in all.
 COMMIT_ATTEMPTS = 8
@@ -90,18 +90,20 @@ class ChunkRun:
 
     def run(self, batch_id: str, chunk: Chunk, cursor: int) -> dict[str, Any]:
         """Answer lines from `cursor` on; `{cursor, done}` for the state machine's loop."""
-        kept = self.store.get_segment(batch_id, chunk.chunk, cursor)
+        kept = self.store.segments.get(batch_id, chunk.chunk, cursor)
         if kept is not None:
             # Answered before; if its commit failed, commit it now: never send its lines again.
             return self._commit(batch_id, kept)
-        batch = self.store.batch_unscoped(batch_id)
+        batch = self.store.batches.get_unscoped(batch_id)
         if cursor >= chunk.line_count or stopped_reason(batch, self.clock()):
             return {"cursor": cursor, "done": True}
-        job = self.store.job(batch.job_id)
+        job = self.store.jobs.get_unscoped(batch.job_id)
         return asyncio.run(self._run(batch, job, chunk, cursor))
 
-    async def _run(self, batch: BatchRecord, job: Job, chunk: Chunk, cursor: int) -> dict[str, Any]:
-        body = self.store.read_range(file_key(batch.tenant_id, batch.input_file_id), chunk.start_byte, chunk.end_byte)
+    async def _run(self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int) -> dict[str, Any]:
+        body = self.store.objects.read_range(
+            file_key(batch.tenant_id, batch.input_file_id), chunk.start_byte, chunk.end_byte
+        )
         try:
             pending = [raw for _, raw in islice(iter_request_lines(body, chunk.start_byte), cursor, None)]
         finally:
@@ -151,7 +153,7 @@ class ChunkRun:
             if self.monotonic() >= next_check:
                 next_check = self.monotonic() + self.status_check_interval
                 # Off the event loop: the requests in flight keep going while DynamoDB answers.
-                current = await asyncio.to_thread(self.store.batch_unscoped, batch.id)
+                current = await asyncio.to_thread(self.store.batches.get_unscoped, batch.id)
                 reason = stopped_reason(current, self.clock())
                 if reason:
                     logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
@@ -176,45 +178,45 @@ class ChunkRun:
         out = b"".join(line for ok, line in answered.lines if ok)
         err = b"".join(line for ok, line in answered.lines if not ok)
         if out:
-            self.store.put_bytes(out_key, out, content_type="application/jsonl")
+            self.store.objects.put_bytes(out_key, out, content_type="application/jsonl")
         if err:
-            self.store.put_bytes(err_key, err, content_type="application/jsonl")
+            self.store.objects.put_bytes(err_key, err, content_type="application/jsonl")
         completed = sum(1 for ok, _ in answered.lines if ok)
-        segment = {
-            "batch_id": batch_id,
-            "chunk": chunk,
-            "cursor": cursor,
-            "next_cursor": next_cursor,
-            "done": done,
-            "out_key": out_key if out else None,
-            "err_key": err_key if err else None,
-            "completed": completed,
-            "failed": len(answered.lines) - completed,
-            "prompt_tokens": answered.usage[0],
-            "completion_tokens": answered.usage[1],
-            "total_tokens": answered.usage[2],
-            "pending": True,
-        }
-        kept = self.store.put_segment(batch_id, segment)
+        segment = SegmentRecord(
+            batch_id=batch_id,
+            chunk=chunk,
+            cursor=cursor,
+            next_cursor=next_cursor,
+            done=done,
+            out_key=out_key if out else None,
+            err_key=err_key if err else None,
+            completed=completed,
+            failed=len(answered.lines) - completed,
+            prompt_tokens=answered.usage[0],
+            completion_tokens=answered.usage[1],
+            total_tokens=answered.usage[2],
+            pending=True,
+        )
+        kept = self.store.segments.put(segment)
         if kept is not None:
             # A twin invocation kept this segment first; its parts and its cursor are the ones that count.
             logger.warning("Segment already kept", extra={"batch_id": batch_id, "chunk": chunk, "cursor": cursor})
             segment = kept
         return self._commit(batch_id, segment)
 
-    def _commit(self, batch_id: str, segment: dict[str, Any]) -> dict[str, Any]:
+    def _commit(self, batch_id: str, segment: SegmentRecord) -> dict[str, Any]:
         """Commit a kept segment, retrying by itself what DynamoDB cancels for contention on the batch item."""
-        answer = {"cursor": int(segment["next_cursor"]), "done": bool(segment["done"])}
-        if not segment.get("pending"):
+        answer = {"cursor": segment.next_cursor, "done": segment.done}
+        if not segment.pending:
             return answer
         for attempt in range(self.commit_attempts):
-            verdict = self.store.commit_segment(batch_id, segment)
+            verdict = self.store.segments.commit(segment)
             if verdict in ("recorded", "duplicate"):
                 return answer
             if verdict == "closed":
                 # Finalize has begun: it merges and counts what is kept itself.
                 logger.warning("Batch closed before the segment was committed", extra={"batch_id": batch_id})
-                return {"cursor": int(segment["cursor"]), "done": True}
+                return {"cursor": segment.cursor, "done": True}
             # Full jitter: many workers that conflicted together must not all come back together.
             self.sleep(self.random() * min(COMMIT_BACKOFF_CAP, COMMIT_BACKOFF_BASE * 2**attempt))
         # Failing the invocation is safe: the next one finds the kept segment and commits it unsent.

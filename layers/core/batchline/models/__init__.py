@@ -1,7 +1,7 @@
 """Pydantic models for every boundary, one module per aggregate: requests, API objects, stored records.
 
 `common` holds what they share (the strict request base, endpoints, ids, lists); `files`, `batches`,
-`jobs`, `tenants` each hold one aggregate's request, public object and record; `steps` holds the state
+`jobs`, `tenants`, `uploads` each hold one aggregate's request, public object and record; `steps` holds the state
 machine's task payloads and the manifest's Chunk. Everything is importable from `batchline.models` as well.
 """
 
@@ -18,6 +18,7 @@ from batchline.models.batches import (
     Closing,
     Merged,
     RequestCounts,
+    SegmentRecord,
     Usage,
     bounded_errors,
 )
@@ -39,8 +40,17 @@ from batchline.models.common import (
     canonical_path,
     public,
 )
-from batchline.models.files import FileObject, FilePurpose, FileRecord, UploadPurpose
-from batchline.models.jobs import BedrockProvider, Job, JobCreate, MockProvider, OpenAIProvider, Provider, Sla
+from batchline.models.files import MAX_FILE_BYTES, FileObject, FilePurpose, FileRecord, UploadPurpose
+from batchline.models.jobs import (
+    BedrockProvider,
+    JobCreate,
+    JobObject,
+    JobRecord,
+    MockProvider,
+    OpenAIProvider,
+    Provider,
+    Sla,
+)
 from batchline.models.steps import (
     Chunk,
     FinalizeInput,
@@ -61,6 +71,15 @@ from batchline.models.tenants import (
     TenantRecord,
     TenantUpdate,
 )
+from batchline.models.uploads import (
+    PresignedUpload,
+    UploadComplete,
+    UploadCreate,
+    UploadObject,
+    UploadPartObject,
+    UploadRecord,
+    UploadStatus,
+)
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -70,6 +89,7 @@ __all__ = [
     "MAX_ERRORS_BYTES",
     "MAX_ERROR_MESSAGE_CHARS",
     "MAX_EXPIRY_SECONDS",
+    "MAX_FILE_BYTES",
     "MAX_ID_CHARS",
     "MIN_EXPIRY_SECONDS",
     "ApiKeyObject",
@@ -93,8 +113,9 @@ __all__ = [
     "FileRecord",
     "FinalizeInput",
     "FinalizeOutput",
-    "Job",
     "JobCreate",
+    "JobObject",
+    "JobRecord",
     "Merged",
     "Metadata",
     "MockProvider",
@@ -103,8 +124,10 @@ __all__ = [
     "Page",
     "PlanInput",
     "PlanOutput",
+    "PresignedUpload",
     "Provider",
     "RequestCounts",
+    "SegmentRecord",
     "Sla",
     "Strict",
     "TenantCreate",
@@ -113,7 +136,13 @@ __all__ = [
     "TenantLimitsUpdate",
     "TenantRecord",
     "TenantUpdate",
+    "UploadComplete",
+    "UploadCreate",
+    "UploadObject",
+    "UploadPartObject",
     "UploadPurpose",
+    "UploadRecord",
+    "UploadStatus",
     "Usage",
     "WorkerInput",
     "WorkerOutput",

@@ -1,4 +1,4 @@
-"""Batches: the create request, OpenAI's Batch object with Batchline's fields, and the stored record."""
+"""Batches: the create request, OpenAI's Batch object with Batchline's fields, the stored record and its segments."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from batchline.models.common import (
     CanonicalEndpoint,
@@ -190,3 +190,27 @@ class BatchRecord(BatchObject):
     enqueued: int = Field(
         default=0, description="Lines plan added to the tenant's enqueued count; closing removes them."
     )
+
+
+class SegmentRecord(BaseModel):
+    """The lines one worker invocation answered, [cursor, next_cursor) of one chunk, as kept in DynamoDB.
+
+    `pending` until the transaction that adds its counts to the batch commits it; finalize merges its
+    part files (`out_key`, `err_key`: None when it had no such lines) either way.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    batch_id: str
+    chunk: int
+    cursor: int
+    next_cursor: int
+    done: bool
+    out_key: str | None = None
+    err_key: str | None = None
+    completed: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    pending: bool = False

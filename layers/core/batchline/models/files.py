@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
 # What a client may upload; the others (`batch_output`, ...) only the service produces.
 UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
 FilePurpose = Literal[

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from batchline.models.common import DEFAULT_ENDPOINTS, CanonicalEndpoint, CompletionWindow, ObjectId, Strict
 
@@ -59,11 +59,29 @@ class JobCreate(Strict):
     )
 
 
-class Job(JobCreate):
-    """A job as the API shows it and as DynamoDB keeps it."""
+class JobObject(JobCreate):
+    """A job as the API shows it: the request's fields (`tenant` among them) and its identity."""
 
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(description="`job-…`")
     object: Literal["job"] = "job"
     created_at: int
+
+
+class JobRecord(JobObject):
+    """A job as DynamoDB keeps it, owned by `tenant_id` as the other records are.
+
+    `tenant` is the API's name for the same id; both are kept, so items written before `tenant_id`
+    existed read back as they are.
+    """
+
+    tenant_id: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_owner(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("tenant" in data) != ("tenant_id" in data):
+            owner = data.get("tenant_id", data.get("tenant"))
+            data = {**data, "tenant": owner, "tenant_id": owner}
+        return data

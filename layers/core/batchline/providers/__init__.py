@@ -9,7 +9,7 @@ import httpx
 
 from batchline.backends import base_url_problem
 from batchline.models import BedrockProvider as BedrockConfig
-from batchline.models import Job
+from batchline.models import JobRecord
 from batchline.models import MockProvider as MockConfig
 from batchline.models import OpenAIProvider as OpenAIConfig
 from batchline.providers.base import (
@@ -46,7 +46,7 @@ class RefusedBackend:
 
 
 def make_provider(
-    job: Job,
+    job: JobRecord,
     *,
     secret: Callable[[str], str],
     settings: ProviderSettings | None = None,

@@ -1,0 +1,117 @@
+"""Run segments: the lines one worker invocation answered, each its own item beside its batch.
+
+A segment's record is written once, kept `pending`, then committed with the batch's counters in one
+transaction: that write is what makes the segment's part files count, so a retried invocation can
+neither lose nor double a line.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from boto3.dynamodb.conditions import Key
+
+from batchline.data.table import RETRYABLE_REASONS, Table, to_item
+from batchline.errors import ServerError
+from batchline.models import SegmentRecord
+
+# Segment records only matter until the batch is finalized; keep them a while for inspection.
+SEGMENT_TTL_SECONDS = 14 * 24 * 3600
+
+Verdict = Literal["recorded", "duplicate", "closed", "retry"]
+
+
+def _pk(batch_id: str) -> str:
+    return f"{batch_id}#segments"
+
+
+def _sk(chunk: int, cursor: int) -> str:
+    return f"{chunk:06d}#{cursor:06d}"
+
+
+class Segments:
+    """A batch's segments, in chunk then cursor order."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def get(self, batch_id: str, chunk: int, cursor: int) -> SegmentRecord | None:
+        item = self._table.get_key({"pk": _pk(batch_id), "sk": _sk(chunk, cursor)}, consistent=True)
+        return SegmentRecord.model_validate(item) if item is not None else None
+
+    def put(self, segment: SegmentRecord) -> SegmentRecord | None:
+        """Keep what an invocation answered, `pending` until committed; None, or the segment already there.
+
+        Its own item, so no other writer contends for it: once it is kept, a commit that fails never
+        makes the lines go upstream again (the next invocation, or finalize, commits what is kept).
+        """
+        item = {
+            "pk": _pk(segment.batch_id),
+            "sk": _sk(segment.chunk, segment.cursor),
+            "ttl": int(time.time()) + SEGMENT_TTL_SECONDS,
+            **to_item(segment),
+            "pending": True,
+        }
+        if self._table.put_if_absent(item):
+            return None
+        return self.get(segment.batch_id, segment.chunk, segment.cursor)
+
+    def commit(self, segment: SegmentRecord) -> Verdict:
+        """Mark a kept segment committed and add its counts to the batch, together.
+
+        Answers `recorded`; `duplicate` if it was committed before; `closed` if the batch no longer takes
+        segments (finalize closed it: it merges what is kept itself); `retry` if DynamoDB cancelled the
+        transaction for a conflict or throttling, which a later try may pass.
+        """
+        batch_id = segment.batch_id
+        counters = {
+            "#rc.#done": ("completed", segment.completed),
+            "#rc.#failed": ("failed", segment.failed),
+            "#u.#p": ("prompt_tokens", segment.prompt_tokens),
+            "#u.#c": ("completion_tokens", segment.completion_tokens),
+            "#u.#t": ("total_tokens", segment.total_tokens),
+        }
+        reasons = self._table.transact(
+            (
+                "Update",
+                {
+                    "Key": {"pk": _pk(batch_id), "sk": _sk(segment.chunk, segment.cursor)},
+                    "UpdateExpression": "REMOVE pending",
+                    "ConditionExpression": "attribute_exists(pending)",
+                },
+            ),
+            (
+                "Update",
+                {
+                    "Key": {"pk": batch_id, "sk": "batch"},
+                    "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for path, (name, _) in counters.items()),
+                    "ExpressionAttributeNames": {
+                        "#rc": "request_counts",
+                        "#u": "usage",
+                        "#status": "status",
+                        "#closing": "closing",
+                    }
+                    | {path.split(".")[1]: name for path, (name, _) in counters.items()},
+                    "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()}
+                    | {":running": "in_progress", ":cancelling": "cancelling", ":null": "NULL"},
+                    # A cancelling batch is still open to workers until finalize closes it.
+                    "ConditionExpression": "#status IN (:running, :cancelling)"
+                    " AND (attribute_not_exists(#closing) OR attribute_type(#closing, :null))",
+                },
+            ),
+        )
+        if not reasons:
+            return "recorded"
+        if reasons[0] == "ConditionalCheckFailed":
+            return "duplicate"
+        if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+            return "closed"
+        if set(reasons) <= {"None", None, *RETRYABLE_REASONS}:
+            return "retry"
+        raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
+
+    def of_batch(self, batch_id: str) -> list[SegmentRecord]:
+        """Every kept segment of a batch (committed, or `pending` until it is), in chunk then cursor order."""
+        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(_pk(batch_id)), "ConsistentRead": True}
+        return [SegmentRecord.model_validate(item) for item in self._table.query_all(**query)]

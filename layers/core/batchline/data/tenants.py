@@ -1,0 +1,83 @@
+"""Tenant records and their API keys: a key is found by its hash, through a look-up item written with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchline.data.table import ADMIN_OWNER, Table
+from batchline.errors import Conflict, NotFound
+from batchline.models import ApiKeyRecord, TenantRecord
+
+
+def _hash_key(key_hash: str) -> dict[str, str]:
+    return {"pk": f"keyhash#{key_hash}", "sk": "keyhash"}
+
+
+class Tenants:
+    """Tenants (listed under the admin) and their keys (listed under their tenant)."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def put(self, tenant: TenantRecord) -> None:
+        self._table.put_new("tenant", tenant, owner=ADMIN_OWNER)
+
+    def get(self, tenant_id: str, *, param: str = "id") -> TenantRecord:
+        item = self._table.get("tenant", tenant_id)
+        if item is None:
+            raise NotFound(f"No such Tenant object: {tenant_id}", param=param)
+        return TenantRecord.model_validate(item)
+
+    def set_limits(self, tenant_id: str, limits: dict[str, int | None]) -> TenantRecord:
+        """Replace the limits named in `limits` (None: back to the stack's default); the others stay."""
+        tenant = self.get(tenant_id)
+        merged = tenant.limits.model_copy(update=limits)
+        item = self._table.update(
+            "tenant",
+            tenant_id,
+            set_={"limits": merged.model_dump()},
+            conflict=NotFound(f"No such Tenant object: {tenant_id}", param="tenant_id"),
+        )
+        return TenantRecord.model_validate(item)
+
+    def page(self, *, after: str | None, limit: int) -> tuple[list[TenantRecord], bool]:
+        items, more = self._table.list_owned("tenant", ADMIN_OWNER, after=after, limit=limit, newest_first=True)
+        return [TenantRecord.model_validate(i) for i in items], more
+
+    # ------------------------------------------------------------------------------------ API keys
+
+    def put_api_key(self, key: ApiKeyRecord) -> None:
+        """The key item (listed under its tenant) and its hash look-up item, together or not at all."""
+        key_item = self._table.item("key", key, owner=key.tenant_id)
+        hash_item: dict[str, Any] = {**_hash_key(key.key_hash), "key_id": key.id, "tenant_id": key.tenant_id}
+        new = "attribute_not_exists(pk)"
+        if self._table.transact(
+            ("Put", {"Item": key_item, "ConditionExpression": new}),
+            ("Put", {"Item": hash_item, "ConditionExpression": new}),
+        ):
+            raise Conflict(f"API key {key.id} already exists.")
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key whose hash this is, if it exists and is not revoked."""
+        found = self._table.get_key(_hash_key(key_hash), consistent=True)
+        if found is None:
+            return None
+        item = self._table.get("key", found["key_id"])
+        return ApiKeyRecord.model_validate(item) if item else None
+
+    def list_api_keys(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[ApiKeyRecord], bool]:
+        items, more = self._table.list_owned("key", tenant_id, after=after, limit=limit, newest_first=True)
+        return [ApiKeyRecord.model_validate(i) for i in items], more
+
+    def delete_api_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke a key: its record and its hash look-up go together."""
+        item = self._table.get("key", key_id)
+        if item is None:
+            raise NotFound(f"No such API key object: {key_id}", param="key_id")
+        record = ApiKeyRecord.model_validate(item)
+        if self._table.transact(
+            ("Delete", {"Key": {"pk": key_id, "sk": "key"}, "ConditionExpression": "attribute_exists(pk)"}),
+            ("Delete", {"Key": _hash_key(record.key_hash)}),
+        ):
+            raise NotFound(f"No such API key object: {key_id}", param="key_id")  # revoked meanwhile
+        return record

@@ -1,0 +1,53 @@
+"""Upload records: a pending upload is completed or cancelled once, by a conditional status change."""
+
+from __future__ import annotations
+
+from boto3.dynamodb.conditions import Attr
+
+from batchline.data.table import Table
+from batchline.models import FileObject, UploadRecord
+
+
+class Uploads:
+    """Upload records in the table, listed under their tenant."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def put(self, record: UploadRecord) -> None:
+        self._table.put_new("upload", record, owner=record.tenant_id)
+
+    def get(self, tenant_id: str, upload_id: str) -> UploadRecord:
+        return UploadRecord.model_validate(self._table.get_owned("upload", tenant_id, upload_id))
+
+    def cancel(self, upload_id: str) -> UploadRecord:
+        """pending -> cancelled; Conflict if it was completed or cancelled meanwhile."""
+        item = self._table.update(
+            "upload",
+            upload_id,
+            set_={"status": "cancelled"},
+            condition=Attr("status").eq("pending"),
+            conflict=f"Upload {upload_id} was completed or cancelled meanwhile.",
+        )
+        return UploadRecord.model_validate(item)
+
+    def complete(self, upload_id: str, file: FileObject, *, now: int) -> UploadRecord:
+        """pending -> completed with its File; Conflict if it changed meanwhile or expired before `now`."""
+        item = self._table.update(
+            "upload",
+            upload_id,
+            set_={"status": "completed", "file": file.model_dump(mode="json")},
+            # Started before expiry is good enough: joining 200 MB may take a while.
+            condition=Attr("status").eq("pending") & Attr("expires_at").gt(now),
+            conflict=f"Upload {upload_id} was completed or cancelled meanwhile.",
+        )
+        return UploadRecord.model_validate(item)
+
+    def reopen(self, upload_id: str, file_id: str) -> None:
+        """completed -> pending again, when the File it claimed could not be recorded."""
+        self._table.update(
+            "upload",
+            upload_id,
+            set_={"status": "pending", "file": None},
+            condition=Attr("status").eq("completed") & Attr("file.id").eq(file_id),
+        )

@@ -1,0 +1,80 @@
+"""Uploads: OpenAI's Upload and Upload Part objects, their requests, and the record kept until completion."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from batchline.models.common import ExpiresAfter, Strict
+from batchline.models.files import MAX_FILE_BYTES, FileObject, UploadPurpose
+
+UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
+
+
+class UploadCreate(Strict):
+    """Body of POST /v1/uploads."""
+
+    bytes: int = Field(gt=0, description=f"Size of the whole file; at most {MAX_FILE_BYTES} bytes.")
+    filename: str = Field(min_length=1, max_length=512)
+    mime_type: str = Field(min_length=1, max_length=255, description="E.g. `application/jsonl`.")
+    purpose: UploadPurpose = Field(description="The File's purpose; `batch` is the one Batchline processes.")
+    expires_after: ExpiresAfter | None = Field(default=None, description="Expiry policy of the File.")
+
+
+class UploadComplete(Strict):
+    """Body of POST /v1/uploads/{id}/complete."""
+
+    part_ids: list[str] = Field(
+        max_length=10_000,
+        description="The parts in file order; empty to register what was PUT to the presigned URL.",
+    )
+    md5: str | None = Field(default=None, description="Hex MD5 of the whole file, checked when given.")
+
+
+class UploadObject(BaseModel):
+    """OpenAI's Upload object."""
+
+    id: str = Field(description="`upload_…`")
+    object: Literal["upload"] = "upload"
+    bytes: int
+    created_at: int
+    expires_at: int
+    filename: str
+    purpose: UploadPurpose
+    status: UploadStatus
+    file: FileObject | None = Field(default=None, description="The File, once the upload is completed.")
+
+
+class UploadRecord(UploadObject):
+    """An Upload as kept in DynamoDB; its status stays `pending` after expiry, shown as `expired`."""
+
+    tenant_id: str
+    mime_type: str
+    expires_after: ExpiresAfter | None = None
+
+    def view(self, now: int) -> UploadObject:
+        """The object as the client sees it at `now`."""
+        status: UploadStatus = "expired" if self.expired(now) else self.status
+        return UploadObject.model_validate(self.model_dump(include=set(UploadObject.model_fields)) | {"status": status})
+
+    def expired(self, now: int) -> bool:
+        return self.status == "pending" and now >= self.expires_at
+
+
+class UploadPartObject(BaseModel):
+    """OpenAI's Upload Part object."""
+
+    id: str = Field(description="`part_…`")
+    object: Literal["upload.part"] = "upload.part"
+    created_at: int
+    upload_id: str
+
+
+class PresignedUpload(BaseModel):
+    """Where and how to PUT the whole file directly to S3."""
+
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="Headers the PUT must carry (they are signed).")
+    expires_at: int = Field(description="The URL works until then.")
