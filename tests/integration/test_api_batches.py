@@ -47,7 +47,8 @@ def test_create_answers_a_validating_batch_with_the_jobs_model_and_price(
     assert batch["price_1m_tokens"] == 0.5
     assert batch["processing_cost"] == 0
     assert batch["usage"] == {
-        "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "input_tokens": 0, "output_tokens": 0
+        "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "input_tokens": 0, "output_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0},
     }  # fmt: skip
     assert batch["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
     assert batch["metadata"] == {"team": "search"}

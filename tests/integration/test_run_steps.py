@@ -9,7 +9,7 @@ import pytest
 
 from batchline import batches, files, result_lines
 from batchline.finalizing import finalize
-from batchline.models import BatchCreate, BatchRecord, Chunk
+from batchline.models import BatchCreate, BatchObject, BatchRecord, Chunk, public
 from batchline.planning import plan
 from batchline.providers import Outcome
 from batchline.store import Store
@@ -262,3 +262,41 @@ def test_the_cost_is_exact_where_the_float_product_is_not(store: Store, batch: B
     assert ended.usage.total_tokens * 0.13 / 1_000_000 == 3.900000000000001e-06  # float arithmetic's answer
     assert ended.processing_cost == 3.9e-06
     assert json.loads(ended.model_dump_json())["processing_cost"] == 3.9e-06  # as the API sends it
+
+
+class DetailedProvider(EchoProvider):
+    """Answers with token details, in the chat vocabulary for even lines and the Responses one for odd."""
+
+    async def send(self, url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        n = int(body["messages"][0]["content"])
+        if n % 2:
+            usage = {
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "total_tokens": 15,
+                "input_tokens_details": {"cached_tokens": 4},
+                "output_tokens_details": {"reasoning_tokens": 2},
+            }
+        else:
+            usage = {
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "total_tokens": 15,
+                "prompt_tokens_details": {"cached_tokens": 6},
+                "completion_tokens_details": {"reasoning_tokens": 1},
+            }
+        return Outcome.answer(200, {"echo": n, "usage": usage})
+
+
+def test_usage_sums_cached_and_reasoning_tokens_in_both_vocabularies(store: Store, batch: BatchRecord) -> None:
+    from openai.types import Batch
+
+    chunk = planned(store, batch)[0]
+    worker(store, DetailedProvider()).run(batch.id, chunk, 0)
+    finalize(store, lambda kind, detail: None, batch.id, None)
+    ended = store.batches.get_unscoped(batch.id)
+    usage = Batch.model_validate(public(BatchObject, ended).model_dump(mode="json"), strict=True).usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (100, 50, 150)
+    assert (usage.input_tokens_details.cached_tokens, usage.output_tokens_details.reasoning_tokens) == (50, 15)
+    assert (ended.usage.prompt_tokens, ended.usage.completion_tokens) == (100, 50)

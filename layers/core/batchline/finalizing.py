@@ -40,7 +40,7 @@ from batchline.models import (
     SegmentRecord,
     public,
 )
-from batchline.models.batches import processing_cost
+from batchline.models.batches import USAGE_PATHS, processing_cost
 from batchline.observability import logger
 from batchline.store import Store
 
@@ -56,7 +56,7 @@ Publish = Callable[[str, dict[str, Any]], None]
 # PutEvents takes an entry of at most 256 KB (262,144 bytes), Source and DetailType included.
 EVENT_DETAIL_BYTES = 250_000
 # What a kept segment counts, by the names its item and the batch's counters share.
-UNCOMMITTED_COUNTS = ("completed", "failed", "prompt_tokens", "completion_tokens", "total_tokens")
+UNCOMMITTED_COUNTS = ("completed", "failed", *USAGE_PATHS)
 
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from batchline.errors import ServerError
 from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.layout import file_key, part_keys
 from batchline.models import BatchRecord, Chunk, JobRecord, SegmentRecord, canonical_path
+from batchline.models.batches import USAGE_PATHS
 from batchline.observability import logger
 from batchline.providers import Outcome, Provider
 from batchline.result_lines import result_line
@@ -54,7 +55,7 @@ class _Segment:
     """The answers of one invocation, in input order."""
 
     lines: list[tuple[bool, bytes]] = field(default_factory=list)
-    usage: list[int] = field(default_factory=lambda: [0, 0, 0])
+    usage: list[int] = field(default_factory=lambda: [0] * len(USAGE_PATHS))
 
 
 class ChunkRun:
@@ -128,11 +129,11 @@ class ChunkRun:
         """
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
         gate = asyncio.Semaphore(self.requests_in_flight)
-        tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, int, int]]]] = []
+        tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, ...]]]] = []
         stopped = False
         next_check = self.monotonic() + self.status_check_interval
 
-        async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, int, int]]:
+        async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, ...]]:
             request = parse_request_line(raw)  # plan accepted every line of the chunk
             try:
                 # The url plan checked, in the form it checked it: `v1/...` goes as `/v1/...`.
@@ -192,9 +193,7 @@ class ChunkRun:
             err_key=err_key if err else None,
             completed=completed,
             failed=len(answered.lines) - completed,
-            prompt_tokens=answered.usage[0],
-            completion_tokens=answered.usage[1],
-            total_tokens=answered.usage[2],
+            **dict(zip(USAGE_PATHS, answered.usage, strict=True)),
             pending=True,
         )
         kept = self.store.segments.put(segment)
@@ -223,5 +222,6 @@ class ChunkRun:
         raise ServerError(f"Committing a segment of {batch_id} conflicted {self.commit_attempts} times.")
 
 
-def _usage(outcome: Outcome) -> tuple[int, int, int]:
-    return outcome.usage() if outcome.ok else (0, 0, 0)
+def _usage(outcome: Outcome) -> tuple[int, ...]:
+    """The line's token counts, in USAGE_PATHS' order; none for a line that failed."""
+    return (*outcome.usage(), *outcome.token_details()) if outcome.ok else (0,) * len(USAGE_PATHS)

@@ -14,6 +14,7 @@ from boto3.dynamodb.conditions import Attr
 from batchline.data.table import TTL_ATTR, Table, absent
 from batchline.errors import Conflict, EnqueuedLimitReached, NotFound, ServerError
 from batchline.models import BatchRecord, Closing, Merged
+from batchline.models.batches import USAGE_PATHS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -190,7 +191,7 @@ class Batches:
         add = {
             "request_counts.completed": late.get("completed", 0),
             "request_counts.failed": merged.unsent + late.get("failed", 0),
-            **{f"usage.{name}": late.get(name, 0) for name in ("prompt_tokens", "completion_tokens", "total_tokens")},
+            **{path: late.get(name, 0) for name, path in USAGE_PATHS.items()},
         }
         set_: dict[str, Any] = {"closing.merged": merged.model_dump()}
         if merged.total is not None:

@@ -15,6 +15,7 @@ from boto3.dynamodb.conditions import Key
 from batchline.data.table import RETRYABLE_REASONS, Table, to_item
 from batchline.errors import ServerError
 from batchline.models import SegmentRecord
+from batchline.models.batches import USAGE_PATHS
 
 # Segment records only matter until the batch is finalized; keep them a while for inspection.
 SEGMENT_TTL_SECONDS = 14 * 24 * 3600
@@ -65,13 +66,13 @@ class Segments:
         transaction for a conflict or throttling, which a later try may pass.
         """
         batch_id = segment.batch_id
+        # Each counter's path in the batch item, as placeholders (#request_counts.#completed), and its value.
+        paths = {"completed": "request_counts.completed", "failed": "request_counts.failed", **USAGE_PATHS}
         counters = {
-            "#rc.#done": ("completed", segment.completed),
-            "#rc.#failed": ("failed", segment.failed),
-            "#u.#p": ("prompt_tokens", segment.prompt_tokens),
-            "#u.#c": ("completion_tokens", segment.completion_tokens),
-            "#u.#t": ("total_tokens", segment.total_tokens),
+            name: (".".join(f"#{part}" for part in path.split(".")), getattr(segment, name))
+            for name, path in paths.items()
         }
+        names = {f"#{part}": part for path in paths.values() for part in path.split(".")}
         reasons = self._table.transact(
             (
                 "Update",
@@ -85,15 +86,9 @@ class Segments:
                 "Update",
                 {
                     "Key": {"pk": batch_id, "sk": "batch"},
-                    "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for path, (name, _) in counters.items()),
-                    "ExpressionAttributeNames": {
-                        "#rc": "request_counts",
-                        "#u": "usage",
-                        "#status": "status",
-                        "#closing": "closing",
-                    }
-                    | {path.split(".")[1]: name for path, (name, _) in counters.items()},
-                    "ExpressionAttributeValues": {f":{name}": value for name, value in counters.values()}
+                    "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for name, (path, _) in counters.items()),
+                    "ExpressionAttributeNames": names | {"#status": "status", "#closing": "closing"},
+                    "ExpressionAttributeValues": {f":{name}": value for name, (_, value) in counters.items()}
                     | {":running": "in_progress", ":cancelling": "cancelling", ":null": "NULL"},
                     # A cancelling batch is still open to workers until finalize closes it.
                     "ConditionExpression": "#status IN (:running, :cancelling)"

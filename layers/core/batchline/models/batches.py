@@ -40,12 +40,23 @@ class RequestCounts(BaseModel):
     failed: int = 0
 
 
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = Field(default=0, description="Of the prompt tokens, those read from the backend's cache.")
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = Field(default=0, description="Of the completion tokens, those spent reasoning.")
+
+
 class Usage(BaseModel):
-    """Tokens of the answered requests; `input_tokens`/`output_tokens` mirror the first two for the SDK."""
+    """Tokens of the answered requests, in both vocabularies: the contract's `prompt_tokens`/`completion_tokens`
+    and the openai SDK's BatchUsage (`input_tokens`, `output_tokens` and their details), the same numbers."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -58,6 +69,16 @@ class Usage(BaseModel):
     def output_tokens(self) -> int:
         """The openai SDK's name (BatchUsage) for completion_tokens."""
         return self.completion_tokens
+
+
+# Each token count a segment keeps and a batch sums, and where it is summed on the batch item.
+USAGE_PATHS = {
+    "prompt_tokens": "usage.prompt_tokens",
+    "completion_tokens": "usage.completion_tokens",
+    "total_tokens": "usage.total_tokens",
+    "cached_tokens": "usage.input_tokens_details.cached_tokens",
+    "reasoning_tokens": "usage.output_tokens_details.reasoning_tokens",
+}
 
 
 # errors.data is kept on the batch item (DynamoDB: 400 KB an item) and sent in its EventBridge event
@@ -213,4 +234,6 @@ class SegmentRecord(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     pending: bool = False

@@ -52,6 +52,21 @@ class Outcome:
         total = _int(usage.get("total_tokens")) or prompt + completion
         return prompt, completion, total
 
+    def token_details(self) -> tuple[int, int]:
+        """(cached, reasoning) tokens: of the prompt, those read from the backend's cache; of the completion,
+        those spent reasoning. Chat and completions name them `*_tokens_details`, Responses `input_`/`output_`."""
+        usage = (self.body or {}).get("usage")
+        if not isinstance(usage, dict):
+            return 0, 0
+
+        def detail(names: tuple[str, str], field: str) -> int:
+            found: dict[str, Any] = next((usage[n] for n in names if isinstance(usage.get(n), dict)), {})
+            return _int(found.get(field))
+
+        cached = detail(("prompt_tokens_details", "input_tokens_details"), "cached_tokens")
+        reasoning = detail(("completion_tokens_details", "output_tokens_details"), "reasoning_tokens")
+        return cached, reasoning
+
     @classmethod
     def answer(cls, status_code: int, body: dict[str, Any], request_id: str | None = None) -> Outcome:
         """An HTTP answer."""
