@@ -21,8 +21,7 @@ batch_file = client.files.create(file=open("requests.jsonl", "rb"), purpose="bat
 batch = client.batches.create(
     input_file_id=batch_file.id,
     endpoint="/v1/chat/completions",
-    completion_window="24h",
-    extra_body={{"job_id": "{job_id}"}},
+    completion_window="24h",  # runs on the demo job, {job_id}: the project's default
 )
 print(client.batches.retrieve(batch.id).status)"""
 

@@ -20,6 +20,8 @@ from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
 
+DEMO_ALIASES = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small", "omni-moderation-latest")
+
 
 def seed_demo(
     settings: ApiSettings, *, keep: Mapping[str, str] | None = None, model: str = "mock-llama-3.1-8b"
@@ -60,9 +62,13 @@ def seed_demo(
         sla=Sla(completion_window="unlimited", max_concurrency=50),
         allowed_endpoints=list(ENDPOINTS),
         price_1m_tokens=0.2,
+        # What code written for OpenAI puts in its lines; the mock answers as `model` whatever they name.
+        model_aliases=list(DEMO_ALIASES),
         created_at=int(time.time()),
     )
     store.jobs.put(job)
+    # The demo tenant's batches run on it without naming it, as code written for OpenAI creates them.
+    store.tenants.update(tenant.id, fields={"default_job_id": job.id})
     return {
         "admin_key": secret(settings.admin_key_secret),
         "api_key": api_key,

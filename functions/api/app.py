@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from batchline import ids
 from batchline.errors import BatchlineError, error_body, status_body, to_http
 from batchline.observability import logger, metrics, tracer
-from routes import admin, batches, deps, files, jobs, uploads
+from routes import admin, batches, deps, files, jobs, models, uploads
 
 # /docs and /redoc load their scripts from this function (under /static-offline-docs), not from a CDN:
 # they work where the internet does not, and no third party sees who reads the API's documents.
@@ -34,6 +34,7 @@ app = FastAPIOffline(
 app.include_router(files.router)
 app.include_router(batches.router)
 app.include_router(jobs.router)
+app.include_router(models.router)
 app.include_router(admin.router)
 app.include_router(uploads.router)
 

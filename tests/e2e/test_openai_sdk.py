@@ -74,3 +74,34 @@ def test_sdk_raises_its_typed_errors_from_our_error_bodies(client: OpenAI, local
     stranger = OpenAI(base_url=local_cloud.base_url, api_key="sk-bl-not-a-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.files.retrieve("file-x")
+
+
+def test_a_script_written_for_openai_runs_unchanged(local_cloud) -> None:
+    """tests/e2e/openai_script.py names no job and asks for gpt-4o-mini, as code written for OpenAI does.
+
+    Only OPENAI_BASE_URL and OPENAI_API_KEY point it here (the SDK reads both): sync and async clients,
+    upload, create, poll, download, parse every line with the SDK's types, auto-paging, models, cancel.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("openai_script.py")
+    env = {**os.environ, "OPENAI_BASE_URL": local_cloud.base_url, "OPENAI_API_KEY": local_cloud.api_key}
+    done = subprocess.run(  # noqa: S603  # our own script, with this interpreter
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert summary["status"] == "completed"
+    assert summary["counts"] == {"total": 30, "completed": 30, "failed": 0}
+    assert summary["custom_ids"] == [f"task-{i}" for i in range(30)]
+    assert summary["models"] == ["mock-llama-3.1-8b"]  # the job's model went upstream, not the alias
+    assert summary["usage_input_tokens"] > 0 and summary["usage_total"] > summary["usage_input_tokens"]
+    assert summary["cancelled"] in ("cancelling", "cancelled")
+    listed = summary["listed"]
+    assert len(listed) == len(set(listed)) and {summary["batch_id"], summary["other_id"]} <= set(listed)
+    assert "gpt-4o-mini" in summary["model_ids"]
+    assert summary["async"][:2] == ["completed", "batch"] and set(summary["async"][2:]) == set(listed)

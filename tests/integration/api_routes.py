@@ -6,6 +6,7 @@ without an entry in REQUESTS fails them instead of escaping them.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def served_routes(app: FastAPI) -> list[Route]:
         for path, methods, original in entries:
             calls = set(_calls(original.dependant)) if hasattr(original, "dependant") else set()
             caller: Caller = "admin" if deps.get_admin in calls else "tenant" if deps.get_tenant in calls else "anyone"
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)  # as OpenAPI names it: {model}, not {model:path}
             found.extend(Route(method, path, caller) for method in sorted(set(methods) - {"HEAD"}))
     return found
 
@@ -108,6 +110,7 @@ class World:
             "upload_id": self.upload_id,
             "tenant_id": self.tenant.id,
             "key_id": self.key_id,
+            "model": self.tenant.job.model,
         }
 
 
@@ -181,6 +184,8 @@ REQUESTS: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("GET", "/v1/jobs"): _no_body,
     ("GET", "/v1/jobs/{job_id}"): _no_body,
     ("DELETE", "/v1/jobs/{job_id}"): _no_body,
+    ("GET", "/v1/models"): _no_body,
+    ("GET", "/v1/models/{model}"): _no_body,
     ("POST", "/v1/admin/tenants"): lambda w: {"json": {"name": "charlie"}},
     ("GET", "/v1/admin/tenants"): _no_body,
     ("PATCH", "/v1/admin/tenants/{tenant_id}"): lambda w: {"json": {"limits": {"requests_per_second": 50}}},

@@ -85,7 +85,6 @@ def test_output_expires_after_is_kept(api: TestClient, tenant: Tenant, input_fil
 
 BAD_BODIES: list[tuple[str, dict[str, Any], str | None]] = [
     ("missing input file", {"input_file_id": None}, "input_file_id"),
-    ("missing job", {"job_id": None}, "job_id"),
     ("endpoint unknown", {"endpoint": "/v1/images/generations"}, "endpoint"),
     ("endpoint not allowed by the job", {"endpoint": "/v1/completions"}, "endpoint"),
     ("window 48h", {"completion_window": "48h"}, "completion_window"),

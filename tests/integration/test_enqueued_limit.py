@@ -54,7 +54,7 @@ def no_publish(_: str, __: dict[str, Any]) -> None:
 def test_a_batch_over_the_tenants_enqueued_limit_fails_in_validation(
     store: Store, runs: RecordedRuns, tenant: Tenant
 ) -> None:
-    store.tenants.set_limits(tenant.id, {"enqueued_requests": 5})
+    store.tenants.update(tenant.id, limits={"enqueued_requests": 5})
     first = new_batch(store, runs, tenant, 3)
     assert planned(store, first)["status"] == "in_progress"
     assert enqueued(store, tenant) == 3
@@ -68,14 +68,14 @@ def test_a_batch_over_the_tenants_enqueued_limit_fails_in_validation(
     assert enqueued(store, tenant) == 3  # the refused batch holds nothing
     # The stack's default applies to a tenant without its own limit.
     other = new_batch(store, runs, tenant, 2)
-    store.tenants.set_limits(tenant.id, {"enqueued_requests": None})
+    store.tenants.update(tenant.id, limits={"enqueued_requests": None})
     assert planned(store, other, enqueued_requests=4)["status"] == "failed"
 
 
 def test_one_batch_larger_than_the_limit_fails_whatever_is_enqueued(
     store: Store, runs: RecordedRuns, tenant: Tenant
 ) -> None:
-    store.tenants.set_limits(tenant.id, {"enqueued_requests": 2})
+    store.tenants.update(tenant.id, limits={"enqueued_requests": 2})
     batch = new_batch(store, runs, tenant, 3)
     assert planned(store, batch)["status"] == "failed"
     assert enqueued(store, tenant) == 0
@@ -92,7 +92,7 @@ def test_plan_run_again_counts_the_lines_once(store: Store, runs: RecordedRuns, 
 def test_a_batch_releases_its_lines_once_when_it_ends_however_often_finalize_runs(
     store: Store, runs: RecordedRuns, tenant: Tenant, ending: str
 ) -> None:
-    store.tenants.set_limits(tenant.id, {"enqueued_requests": 6})
+    store.tenants.update(tenant.id, limits={"enqueued_requests": 6})
     batch = new_batch(store, runs, tenant, 4)
     planned(store, batch)
     if ending == "cancelled":

@@ -103,7 +103,9 @@ def test_given_no_key_or_the_wrong_kind_of_key_when_any_route_is_called_then_401
 def test_given_another_tenants_key_when_a_route_names_an_object_then_it_is_not_there(
     api: TestClient, alpha: World, bravo: World, route: Route
 ) -> None:
-    if "{" in route.path:
+    if route.key in MODEL_ROUTES:
+        probe_models(api, alpha, bravo)
+    elif "{" in route.path:
         probe_object_route(api, alpha, bravo, route)
     elif route.key in LISTS:
         probe_list_route(api, alpha, bravo, route)
@@ -193,6 +195,26 @@ def probe_create_batch(api: TestClient, alpha: World, bravo: World) -> None:
     assert {b["id"] for b in api.get("/v1/batches", headers=bravo.headers).json()["data"]} == {bravo.batch_id}
 
 
+def probe_models(api: TestClient, alpha: World, bravo: World) -> None:
+    """A model name only alpha's job answers to is in alpha's list, and for bravo as absent as any other."""
+    job = {"tenant": alpha.tenant.id, "model": "alpha-only-model", "provider": {"type": "mock"}}
+    assert api.post("/v1/jobs", headers=ADMIN_HEADERS, json=job).status_code == 200
+
+    def names(world: World) -> set[str]:
+        return {m["id"] for m in ok(api.get("/v1/models", headers=world.headers))["data"]}
+
+    assert "alpha-only-model" in names(alpha)
+    assert names(bravo) == {bravo.tenant.job.model}
+    hidden = api.get("/v1/models/alpha-only-model", headers=bravo.headers)
+    absent = api.get("/v1/models/never-a-model-00", headers=bravo.headers)
+    assert_error(hidden, 404, "not_found_error")
+    assert masked(hidden, "alpha-only-model") == masked(absent, "never-a-model-00")
+    assert api.get("/v1/models/alpha-only-model", headers=alpha.headers).status_code == 200
+
+
+# Model names are not ids: two tenants' jobs may share one, so these routes have a probe of their own.
+MODEL_ROUTES = {("GET", "/v1/models"), ("GET", "/v1/models/{model}")}
+
 CREATE_PROBES = {
     ("POST", "/v1/files"): probe_create_file,
     ("POST", "/v1/uploads"): probe_create_upload,
@@ -202,4 +224,4 @@ CREATE_PROBES = {
 
 def test_every_tenant_route_without_a_path_id_has_a_list_or_create_probe() -> None:
     flat = {r.key for r in TENANT_ROUTES if "{" not in r.path}
-    assert flat == set(LISTS) | set(CREATE_PROBES)
+    assert flat == set(LISTS) | set(CREATE_PROBES) | {k for k in MODEL_ROUTES if "{" not in k[1]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from batchline import tenants
 from batchline.models import (
     ApiKeyObject,
     ApiKeyRecord,
@@ -47,8 +48,8 @@ def list_tenants(
 def update_tenant(
     tenant_id: str, body: TenantUpdate, _: Admin, store: StoreDep, auth: AuthenticatorDep
 ) -> TenantRecord:
-    """Set a tenant's own limits; a limit set to null goes back to the stack's default."""
-    tenant = store.tenants.set_limits(tenant_id, body.limits.model_dump(exclude_unset=True))
+    """Set a tenant's own limits (null: back to the stack's default) and its default job (null: none)."""
+    tenant = tenants.update_tenant(store, tenant_id, body)
     auth.forget_tenant(tenant_id)  # other containers see the new rate once their cached key expires
     return tenant
 

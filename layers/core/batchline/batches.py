@@ -7,7 +7,7 @@ import time
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batchline import ids
+from batchline import ids, jobs
 from batchline.data.table import absent
 from batchline.errors import Conflict, InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
@@ -33,7 +33,7 @@ def create_batch(
             f"File {input_file.id} has purpose '{input_file.purpose}'; a batch needs purpose 'batch'.",
             param="input_file_id",
         )
-    job = store.jobs.get(tenant_id, request.job_id, param="job_id")
+    job = jobs.job_for(store, tenant_id, request.job_id, request.endpoint)
     if request.endpoint not in job.allowed_endpoints:
         raise InvalidRequest(
             f"Job {job.id} does not allow {request.endpoint}; it allows {', '.join(job.allowed_endpoints)}.",

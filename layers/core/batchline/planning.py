@@ -116,6 +116,7 @@ def plan_batch(
     *,
     endpoint: str,
     model: str | None,
+    aliases: frozenset[str] = frozenset(),
     lines_per_chunk: int = 100,
     size: int | None = None,
     max_errors: int = MAX_ERRORS,
@@ -133,7 +134,7 @@ def plan_batch(
         raise ValueError("lines_per_chunk must be at least 1")
     if size is not None and size > max_bytes:
         return _too_large(max_bytes)
-    rules = LineRules(endpoint, model)
+    rules = LineRules(endpoint, model, aliases)
     errors = _LineErrors(max_errors, max_error_bytes)
     chunks = _Chunks(lines_per_chunk)
     total = 0
@@ -200,7 +201,12 @@ def plan(
     body = store.objects.open(source.s3_key)
     try:
         result = plan_batch(
-            body, endpoint=batch.endpoint, model=job.model, lines_per_chunk=lines_per_chunk, size=source.bytes
+            body,
+            endpoint=batch.endpoint,
+            model=job.model,
+            aliases=frozenset(job.model_aliases),
+            lines_per_chunk=lines_per_chunk,
+            size=source.bytes,
         )
     finally:
         body.close()

@@ -202,21 +202,26 @@ def invalid_body_field(body: dict[str, Any], endpoint: str) -> Problem | None:
     return Problem("invalid_body", f"Invalid 'body.{field}': {endpoint} needs {need}; {got}.", f"body.{field}")
 
 
-def model_mismatch(body: dict[str, Any], model: str | None) -> Problem | None:
-    """model_mismatch: a body.model, when present, that is not the job's model."""
-    if model is None or "model" not in body or body["model"] == model:
+def model_mismatch(body: dict[str, Any], model: str | None, aliases: frozenset[str] = frozenset()) -> Problem | None:
+    """model_mismatch: a body.model, when present, that is neither the job's model nor one of its aliases."""
+    named = body.get("model", model)
+    if model is None or named == model or (isinstance(named, str) and named in aliases):
         return None
+    also = f" or its aliases ({', '.join(sorted(aliases))})" if aliases else ""
     return Problem(
-        "model_mismatch", f"The model {_show(body['model'])} does not match the job's model '{model}'.", "body.model"
+        "model_mismatch",
+        f"The model {_show(body['model'])} does not match the job's model '{model}'{also}.",
+        "body.model",
     )
 
 
 class LineRules:
     """The line rules of one file, in their order, and what they remember from line to line."""
 
-    def __init__(self, endpoint: str, model: str | None) -> None:
+    def __init__(self, endpoint: str, model: str | None, aliases: frozenset[str] = frozenset()) -> None:
         self.endpoint = endpoint
         self.model = model
+        self.aliases = aliases
         self.custom_ids: set[bytes] = set()
         self.embedding_inputs = 0
 
@@ -254,7 +259,7 @@ class LineRules:
                 self.embedding_inputs += embedding_inputs(body.get("input")) or 0
             if problem := invalid_body_field(body, self.endpoint):
                 found.append(problem)
-            if problem := model_mismatch(body, self.model):
+            if problem := model_mismatch(body, self.model, self.aliases):
                 found.append(problem)
         return found
 

@@ -1,4 +1,4 @@
-"""Tenants (projects) and their first API key."""
+"""Tenants (projects): their first API key, and an admin's changes to their limits and default job."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 from batchline import ids
 from batchline.auth import Authenticator
-from batchline.models import ApiKeyRecord, TenantRecord
+from batchline.models import ApiKeyRecord, TenantRecord, TenantUpdate
 from batchline.store import Store
 
 
@@ -16,3 +16,14 @@ def create_tenant(store: Store, auth: Authenticator, name: str) -> tuple[TenantR
     store.tenants.put(tenant)
     record, key = auth.issue_key(tenant.id)
     return tenant, record, key
+
+
+def update_tenant(store: Store, tenant_id: str, request: TenantUpdate) -> TenantRecord:
+    """What the request gives replaces the tenant's; a default job must be one of the tenant's own."""
+    fields = {}
+    if "default_job_id" in request.model_fields_set:
+        if request.default_job_id is not None:
+            store.jobs.get(tenant_id, request.default_job_id, param="default_job_id")
+        fields["default_job_id"] = request.default_job_id
+    limits = request.limits.model_dump(exclude_unset=True) if request.limits is not None else None
+    return store.tenants.update(tenant_id, limits=limits, fields=fields)

@@ -28,14 +28,21 @@ class Tenants:
             raise NotFound(f"No such Tenant object: {tenant_id}", param=param)
         return TenantRecord.model_validate(item)
 
-    def set_limits(self, tenant_id: str, limits: dict[str, int | None]) -> TenantRecord:
-        """Replace the limits named in `limits` (None: back to the stack's default); the others stay."""
+    def update(
+        self, tenant_id: str, *, limits: dict[str, int | None] | None = None, fields: dict[str, Any] | None = None
+    ) -> TenantRecord:
+        """Replace the limits named in `limits` (None: back to the stack's default) and set `fields`; the
+        others stay."""
         tenant = self.get(tenant_id)
-        merged = tenant.limits.model_copy(update=limits)
+        set_ = dict(fields or {})
+        if limits:
+            set_["limits"] = tenant.limits.model_copy(update=limits).model_dump()
+        if not set_:
+            return tenant
         item = self._table.update(
             "tenant",
             tenant_id,
-            set_={"limits": merged.model_dump()},
+            set_=set_,
             conflict=NotFound(f"No such Tenant object: {tenant_id}", param="tenant_id"),
         )
         return TenantRecord.model_validate(item)

@@ -29,7 +29,11 @@ class BatchCreate(Strict):
     input_file_id: ObjectId = Field(description="A file uploaded with purpose `batch`.")
     endpoint: CanonicalEndpoint = Field(description="The endpoint every request line calls.")
     completion_window: CompletionWindow = Field(description="`24h` (OpenAI semantics) or `unlimited`.")
-    job_id: ObjectId = Field(description="The job (model, provider, SLA, price) that runs the batch.")
+    job_id: ObjectId | None = Field(
+        default=None,
+        description="The job (model, provider, SLA, price) that runs the batch. Without it: the tenant's default "
+        "job, else its one job that allows the endpoint.",
+    )
     metadata: Metadata | None = None
     output_expires_after: ExpiresAfter | None = None
 

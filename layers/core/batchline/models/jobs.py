@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from batchline.models.common import DEFAULT_ENDPOINTS, CanonicalEndpoint, CompletionWindow, ObjectId, Strict
 
@@ -39,6 +39,10 @@ class MockProvider(Strict):
 Provider = Annotated[OpenAIProvider | BedrockProvider | MockProvider, Field(discriminator="type")]
 
 
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MAX_MODEL_ALIASES = 32
+
+
 class Sla(Strict):
     completion_window: CompletionWindow = "unlimited"
     max_concurrency: int = Field(default=50, ge=1, le=10_000, description="Requests in flight for a batch.")
@@ -48,7 +52,7 @@ class JobCreate(Strict):
     """Body of POST /v1/jobs (admin)."""
 
     tenant: ObjectId
-    model: str = Field(min_length=1, max_length=256)
+    model: ModelName
     provider: Provider
     use_case: str = Field(default="", max_length=1024)
     sla: Sla = Field(default_factory=Sla)
@@ -57,6 +61,22 @@ class JobCreate(Strict):
     price_1m_tokens: Annotated[float, AfterValidator(lambda v: round(v, 9))] = Field(
         default=0.0, ge=0.0, le=1_000_000.0, allow_inf_nan=False
     )
+    model_aliases: list[ModelName] = Field(
+        default_factory=list,
+        max_length=MAX_MODEL_ALIASES,
+        description="Other model names a request line may carry for this job (e.g. `gpt-4o-mini`, as code written "
+        "for OpenAI sends); the upstream always receives `model`.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_aliases(self) -> JobCreate:
+        if len(set(self.model_aliases)) != len(self.model_aliases) or self.model in self.model_aliases:
+            raise ValueError("model_aliases must be distinct, and none may be the job's model.")
+        return self
+
+    def answers_to(self) -> frozenset[str]:
+        """Every model name a request line may carry for this job."""
+        return frozenset((self.model, *self.model_aliases))
 
 
 class JobObject(JobCreate):
@@ -85,3 +105,12 @@ class JobRecord(JobObject):
             owner = data.get("tenant_id", data.get("tenant"))
             data = {**data, "tenant": owner, "tenant_id": owner}
         return data
+
+
+class ModelObject(BaseModel):
+    """OpenAI's Model object: a name a tenant's request lines may carry, and the job it runs on."""
+
+    id: str = Field(description="The model name (a job's model or one of its aliases).")
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = Field(description="The job that runs it (`job-…`).")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from batchline.models.common import Strict
+from batchline.models.common import ObjectId, Strict
 
 # A tenant's enqueued requests can never exceed what one account's batches could hold.
 MAX_ENQUEUED_REQUESTS = 1_000_000_000
@@ -36,12 +36,18 @@ class TenantRecord(BaseModel):
     name: str
     created_at: int
     limits: TenantLimits = Field(default_factory=TenantLimits)
+    default_job_id: str | None = Field(
+        default=None, description="The job a batch created without `job_id` runs on (set by an admin)."
+    )
 
 
 class TenantUpdate(Strict):
-    """Body of PATCH /v1/admin/tenants/{tenant_id}: the limits given replace the tenant's; others stay."""
+    """Body of PATCH /v1/admin/tenants/{tenant_id}: what is given replaces the tenant's; the rest stays."""
 
-    limits: TenantLimitsUpdate
+    limits: TenantLimitsUpdate | None = None
+    default_job_id: ObjectId | None = Field(
+        default=None, description="One of the tenant's jobs, for batches created without `job_id`; null unsets it."
+    )
 
 
 class TenantCreate(Strict):
