@@ -325,3 +325,26 @@ def test_given_an_unexpected_fault_when_any_route_runs_then_500_with_the_openai_
         }
     }
     assert not re.search(r"secret internals|Traceback|\.py", answer.text)
+
+
+def has_example(schema: dict[str, Any]) -> bool:
+    """The schema (or, for a list page, its items' schema) carries an example."""
+    schema = resolve(schema)
+    if "examples" in schema or "example" in schema:
+        return True
+    items = schema.get("properties", {}).get("data", {}).get("items")
+    return items is not None and has_example(items)
+
+
+@pytest.mark.parametrize(("path", "method", "op"), OPERATIONS, ids=[f"{m} {p}" for p, m, _ in OPERATIONS])
+def test_every_operation_documents_an_example_of_its_answer_and_its_json_body(
+    path: str, method: str, op: dict[str, Any]
+) -> None:
+    if path in ("/openapi.json", "/docs", "/redoc"):
+        return
+    answers = op["responses"].get("200", {}).get("content", {})
+    assert answers, f"{method} {path} documents no 200 answer"
+    assert any("example" in c or has_example(c.get("schema", {})) for c in answers.values()), (method, path)
+    body = op.get("requestBody", {}).get("content", {}).get("application/json")
+    if body is not None:
+        assert has_example(body["schema"]), (method, path)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from openai import BaseModel as SdkModel
-from openai.types import Batch, FileDeleted, FileObject, Upload
+from openai.types import Batch, FileDeleted, FileObject, Model, Upload
 from openai.types.uploads import UploadPart
 
 from tests.integration.conftest import Tenant
@@ -76,3 +76,9 @@ def test_uploads(api: TestClient, tenant: Tenant, with_md5: bool) -> None:
         body["md5"] = hashlib.md5(JSONL).hexdigest()  # noqa: S324  # OpenAI's own checksum
     completed = strictly(Upload, api.post(f"/v1/uploads/{created.id}/complete", headers=tenant.headers, json=body))
     assert completed.status == "completed" and completed.file is not None
+
+
+def test_models(api: TestClient, tenant: Tenant) -> None:
+    [listed] = page_of(Model, api.get("/v1/models", headers=tenant.headers))
+    assert listed.id == tenant.job.model
+    strictly(Model, api.get(f"/v1/models/{listed.id}", headers=tenant.headers))

@@ -131,7 +131,15 @@ def delete_file(file_id: str, tenant: TenantId, store: StoreDep) -> Deleted:
     "/{file_id}/content",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The bytes."},
+        200: {
+            "content": {
+                "application/octet-stream": {
+                    "example": '{"id": "batch_req_1", "custom_id": "request-1", "response": {"status_code": 200, '
+                    '"request_id": "req_1", "body": {"object": "chat.completion"}}, "error": null}\n'
+                }
+            },
+            "description": "The bytes.",
+        },
         307: {"description": "Larger than a Lambda answer can carry: a short-lived S3 link to the bytes."},
         **errors(404),
     },

@@ -16,6 +16,7 @@ from batchline.models.common import (
     Metadata,
     ObjectId,
     Strict,
+    example,
 )
 
 BatchStatus = Literal[
@@ -25,6 +26,15 @@ BatchStatus = Literal[
 
 class BatchCreate(Strict):
     """Body of POST /v1/batches."""
+
+    model_config = example(
+        {
+            "input_file_id": "file-abc123",
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "metadata": {"team": "search"},
+        }
+    )
 
     input_file_id: ObjectId = Field(description="A file uploaded with purpose `batch`.")
     endpoint: CanonicalEndpoint = Field(description="The endpoint every request line calls.")
@@ -149,6 +159,40 @@ def processing_cost(total_tokens: int, price_1m_tokens: float) -> float:
 
 class BatchObject(BaseModel):
     """OpenAI's Batch object, with Batchline's job, model, usage and cost."""
+
+    model_config = example(
+        {
+            "id": "batch_abc123",
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "errors": None,
+            "input_file_id": "file-abc123",
+            "completion_window": "24h",
+            "status": "completed",
+            "output_file_id": "file-out456",
+            "error_file_id": None,
+            "created_at": 1764547200,
+            "in_progress_at": 1764547202,
+            "expires_at": 1764633600,
+            "finalizing_at": 1764547500,
+            "completed_at": 1764547505,
+            "request_counts": {"total": 100, "completed": 100, "failed": 0},
+            "metadata": {"team": "search"},
+            "job_id": "job-1a2b3c4d",
+            "model": "llama-3.1-8b",
+            "price_1m_tokens": 0.2,
+            "processing_cost": 0.00304,
+            "usage": {
+                "prompt_tokens": 9000,
+                "completion_tokens": 6200,
+                "total_tokens": 15200,
+                "input_tokens": 9000,
+                "output_tokens": 6200,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+    )
 
     id: str = Field(description="`batch_…`")
     object: Literal["batch"] = "batch"

@@ -45,6 +45,11 @@ def _from_dynamodb(value: Any) -> Any:
     return value
 
 
+def example(fields: dict[str, Any]) -> ConfigDict:
+    """A model's example for the OpenAPI document (GET /openapi.json, /docs)."""
+    return ConfigDict(json_schema_extra={"examples": [fields]})
+
+
 class Strict(BaseModel):
     """Request bodies: unknown fields are errors, like OpenAI's `Unrecognized request argument`.
 
@@ -80,6 +85,8 @@ Metadata = Annotated[
 
 class Deleted(BaseModel):
     """Answer of a DELETE: `object` is the kind deleted."""
+
+    model_config = example({"id": "file-abc123", "object": "file", "deleted": True})
 
     id: str
     object: str

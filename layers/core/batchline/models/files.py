@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from batchline.models.common import example
+
 # OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
@@ -19,6 +21,20 @@ FilePurpose = Literal[
 
 class FileObject(BaseModel):
     """OpenAI's File object."""
+
+    model_config = example(
+        {
+            "id": "file-abc123",
+            "object": "file",
+            "bytes": 1024,
+            "created_at": 1764547200,
+            "expires_at": 1767139200,
+            "filename": "requests.jsonl",
+            "purpose": "batch",
+            "status": "processed",
+            "status_details": None,
+        }
+    )
 
     id: str = Field(description="`file-…`")
     object: Literal["file"] = "file"

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from batchline.models.common import DEFAULT_ENDPOINTS, CanonicalEndpoint, CompletionWindow, ObjectId, Strict
+from batchline.models.common import DEFAULT_ENDPOINTS, CanonicalEndpoint, CompletionWindow, ObjectId, Strict, example
 
 
 class OpenAIProvider(Strict):
@@ -51,6 +51,23 @@ class Sla(Strict):
 class JobCreate(Strict):
     """Body of POST /v1/jobs (admin)."""
 
+    model_config = example(
+        {
+            "tenant": "tenant_abc123",
+            "model": "llama-3.1-8b",
+            "model_aliases": ["gpt-4o-mini"],
+            "provider": {
+                "type": "openai",
+                "base_url": "https://vllm.example.com/v1",
+                "api_key_secret": "batchline/vllm",
+            },
+            "use_case": "nightly summaries",
+            "sla": {"completion_window": "24h", "max_concurrency": 50},
+            "allowed_endpoints": ["/v1/chat/completions"],
+            "price_1m_tokens": 0.2,
+        }
+    )
+
     tenant: ObjectId
     model: ModelName
     provider: Provider
@@ -82,7 +99,28 @@ class JobCreate(Strict):
 class JobObject(JobCreate):
     """A job as the API shows it: the request's fields (`tenant` among them) and its identity."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        **example(
+            {
+                "tenant": "tenant_abc123",
+                "model": "llama-3.1-8b",
+                "model_aliases": ["gpt-4o-mini"],
+                "provider": {
+                    "type": "openai",
+                    "base_url": "https://vllm.example.com/v1",
+                    "api_key_secret": "batchline/vllm",
+                },
+                "use_case": "nightly summaries",
+                "sla": {"completion_window": "24h", "max_concurrency": 50},
+                "allowed_endpoints": ["/v1/chat/completions"],
+                "price_1m_tokens": 0.2,
+                "id": "job-1a2b3c4d",
+                "object": "job",
+                "created_at": 1764547200,
+            }
+        ),
+    )
 
     id: str = Field(description="`job-…`")
     object: Literal["job"] = "job"
@@ -109,6 +147,8 @@ class JobRecord(JobObject):
 
 class ModelObject(BaseModel):
     """OpenAI's Model object: a name a tenant's request lines may carry, and the job it runs on."""
+
+    model_config = example({"id": "gpt-4o-mini", "object": "model", "created": 1764547200, "owned_by": "job-1a2b3c4d"})
 
     id: str = Field(description="The model name (a job's model or one of its aliases).")
     object: Literal["model"] = "model"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from batchline.models.common import ObjectId, Strict
+from batchline.models.common import ObjectId, Strict, example
 
 # A tenant's enqueued requests can never exceed what one account's batches could hold.
 MAX_ENQUEUED_REQUESTS = 1_000_000_000
@@ -31,6 +31,19 @@ class TenantLimitsUpdate(Strict):
 
 
 class TenantRecord(BaseModel):
+    """A tenant (a project) as an admin sees it and as it is kept."""
+
+    model_config = example(
+        {
+            "id": "tenant_abc123",
+            "object": "tenant",
+            "name": "acme",
+            "created_at": 1764547200,
+            "limits": {"requests_per_second": None, "enqueued_requests": None},
+            "default_job_id": None,
+        }
+    )
+
     id: str
     object: Literal["tenant"] = "tenant"
     name: str
@@ -44,6 +57,8 @@ class TenantRecord(BaseModel):
 class TenantUpdate(Strict):
     """Body of PATCH /v1/admin/tenants/{tenant_id}: what is given replaces the tenant's; the rest stays."""
 
+    model_config = example({"limits": {"requests_per_second": 50}, "default_job_id": "job-1a2b3c4d"})
+
     limits: TenantLimitsUpdate | None = None
     default_job_id: ObjectId | None = Field(
         default=None, description="One of the tenant's jobs, for batches created without `job_id`; null unsets it."
@@ -52,6 +67,8 @@ class TenantUpdate(Strict):
 
 class TenantCreate(Strict):
     """Body of POST /v1/admin/tenants."""
+
+    model_config = example({"name": "acme"})
 
     name: str = Field(min_length=1, max_length=256)
 
@@ -67,6 +84,10 @@ class ApiKeyRecord(BaseModel):
 
 class ApiKeyObject(BaseModel):
     """An API key as the admin sees it; `key` is shown once, when it is created."""
+
+    model_config = example(
+        {"id": "key_abc123", "object": "api_key", "tenant_id": "tenant_abc123", "created_at": 1764547200, "key": None}
+    )
 
     id: str
     object: Literal["api_key"] = "api_key"

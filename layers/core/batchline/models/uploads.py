@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from batchline.models.common import ExpiresAfter, Strict
+from batchline.models.common import ExpiresAfter, Strict, example
 from batchline.models.files import MAX_FILE_BYTES, FileObject, UploadPurpose
 
 UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
@@ -14,6 +14,10 @@ UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 
 class UploadCreate(Strict):
     """Body of POST /v1/uploads."""
+
+    model_config = example(
+        {"bytes": 104857600, "filename": "requests.jsonl", "mime_type": "application/jsonl", "purpose": "batch"}
+    )
 
     bytes: int = Field(gt=0, description=f"Size of the whole file; at most {MAX_FILE_BYTES} bytes.")
     filename: str = Field(min_length=1, max_length=512)
@@ -25,6 +29,8 @@ class UploadCreate(Strict):
 class UploadComplete(Strict):
     """Body of POST /v1/uploads/{id}/complete."""
 
+    model_config = example({"part_ids": ["part_abc123", "part_def456"], "md5": None})
+
     part_ids: list[str] = Field(
         max_length=10_000,
         description="The parts in file order; empty to register what was PUT to the presigned URL.",
@@ -34,6 +40,20 @@ class UploadComplete(Strict):
 
 class UploadObject(BaseModel):
     """OpenAI's Upload object."""
+
+    model_config = example(
+        {
+            "id": "upload_abc123",
+            "object": "upload",
+            "bytes": 104857600,
+            "created_at": 1764547200,
+            "expires_at": 1764550800,
+            "filename": "requests.jsonl",
+            "purpose": "batch",
+            "status": "pending",
+            "file": None,
+        }
+    )
 
     id: str = Field(description="`upload_…`")
     object: Literal["upload"] = "upload"
@@ -65,6 +85,10 @@ class UploadRecord(UploadObject):
 class UploadPartObject(BaseModel):
     """OpenAI's Upload Part object."""
 
+    model_config = example(
+        {"id": "part_abc123", "object": "upload.part", "created_at": 1764547200, "upload_id": "upload_abc123"}
+    )
+
     id: str = Field(description="`part_…`")
     object: Literal["upload.part"] = "upload.part"
     created_at: int
@@ -73,6 +97,15 @@ class UploadPartObject(BaseModel):
 
 class PresignedUpload(BaseModel):
     """Where and how to PUT the whole file directly to S3."""
+
+    model_config = example(
+        {
+            "url": "https://batchline-bucket.s3.us-east-1.amazonaws.com/uploads/...",
+            "method": "PUT",
+            "headers": {"Content-Length": "104857600"},
+            "expires_at": 1764548100,
+        }
+    )
 
     url: str
     method: Literal["PUT"] = "PUT"
