@@ -48,25 +48,22 @@ class Sla(Strict):
     max_concurrency: int = Field(default=50, ge=1, le=10_000, description="Requests in flight for a batch.")
 
 
+JOB_EXAMPLE = {
+    "tenant": "tenant_abc123",
+    "model": "llama-3.1-8b",
+    "model_aliases": ["gpt-4o-mini"],
+    "provider": {"type": "openai", "base_url": "https://vllm.example.com/v1", "api_key_secret": "batchline/vllm"},
+    "use_case": "nightly summaries",
+    "sla": {"completion_window": "24h", "max_concurrency": 50},
+    "allowed_endpoints": ["/v1/chat/completions"],
+    "price_1m_tokens": 0.2,
+}
+
+
 class JobCreate(Strict):
     """Body of POST /v1/jobs (admin)."""
 
-    model_config = example(
-        {
-            "tenant": "tenant_abc123",
-            "model": "llama-3.1-8b",
-            "model_aliases": ["gpt-4o-mini"],
-            "provider": {
-                "type": "openai",
-                "base_url": "https://vllm.example.com/v1",
-                "api_key_secret": "batchline/vllm",
-            },
-            "use_case": "nightly summaries",
-            "sla": {"completion_window": "24h", "max_concurrency": 50},
-            "allowed_endpoints": ["/v1/chat/completions"],
-            "price_1m_tokens": 0.2,
-        }
-    )
+    model_config = example(JOB_EXAMPLE)
 
     tenant: ObjectId
     model: ModelName
@@ -101,25 +98,7 @@ class JobObject(JobCreate):
 
     model_config = ConfigDict(
         extra="ignore",
-        **example(
-            {
-                "tenant": "tenant_abc123",
-                "model": "llama-3.1-8b",
-                "model_aliases": ["gpt-4o-mini"],
-                "provider": {
-                    "type": "openai",
-                    "base_url": "https://vllm.example.com/v1",
-                    "api_key_secret": "batchline/vllm",
-                },
-                "use_case": "nightly summaries",
-                "sla": {"completion_window": "24h", "max_concurrency": 50},
-                "allowed_endpoints": ["/v1/chat/completions"],
-                "price_1m_tokens": 0.2,
-                "id": "job-1a2b3c4d",
-                "object": "job",
-                "created_at": 1764547200,
-            }
-        ),
+        **example({**JOB_EXAMPLE, "id": "job-1a2b3c4d", "object": "job", "created_at": 1764547200}),
     )
 
     id: str = Field(description="`job-…`")
