@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from batchline import jobs
 from batchline.errors import NotFound
 from batchline.models import ModelObject, Page
-from routes.deps import StoreDep, TenantId, errors
+from routes.deps import StoreDep, TenantId, errors, page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -15,8 +15,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 @router.get("", response_model=Page[ModelObject], responses=errors(429))
 def list_models(tenant: TenantId, store: StoreDep) -> Page[ModelObject]:
     """The tenant's jobs' models and their aliases, by name (OpenAI's list: one page)."""
-    found = jobs.models_of(jobs.tenant_jobs(store, tenant))
-    return Page(data=found, first_id=found[0].id if found else None, last_id=found[-1].id if found else None)
+    return page(ModelObject, jobs.models_of(jobs.tenant_jobs(store, tenant)), has_more=False)
 
 
 @router.get("/{model:path}", response_model=ModelObject, responses=errors(404, 429))
