@@ -10,6 +10,7 @@ from typing import Any
 
 from batchline.config import CoreSettings
 from batchline.data.batches import Batches
+from batchline.data.budgets import Budgets
 from batchline.data.files import Files
 from batchline.data.jobs import Jobs
 from batchline.data.objects import Objects
@@ -31,6 +32,7 @@ class Store:
         self.jobs = Jobs(self.table)
         self.tenants = Tenants(self.table)
         self.uploads = Uploads(self.table)
+        self.budgets = Budgets(self.table)
 
     @classmethod
     def for_settings(cls, settings: CoreSettings) -> Store:

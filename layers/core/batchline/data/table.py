@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -30,6 +31,8 @@ ADMIN_OWNER = "admin"
 RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 # DynamoDB's limit for a partition key value (2048) less room for the prefixes some keys carry.
 MAX_KEY_BYTES = 1024
+# The item a failed condition returns is in DynamoDB's typed form: error bodies are not deserialized for us.
+_DESERIALIZE = TypeDeserializer()
 
 NAMES = {
     "file": "File",
@@ -94,6 +97,23 @@ class Table:
             raise
         return True
 
+    def put_if(self, item: dict[str, Any], condition: ConditionBase) -> dict[str, Any] | None:
+        """Write an item only if `condition` holds: None when written, else the item as it is (or {} if none).
+
+        The item that failed the condition comes back with the failure (ReturnValuesOnConditionCheckFailure),
+        so a writer that lost a race can try again without reading first.
+        """
+        try:
+            self.resource.put_item(
+                Item=item, ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                found = exc.response.get("Item") or {}
+                return {name: _DESERIALIZE.deserialize(value) for name, value in found.items()}
+            raise
+        return None
+
     def put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
         item = self.item(kind, model, owner=owner)
         if not self.put_if_absent(item):
@@ -150,11 +170,23 @@ class Table:
             raise
         return answer["Attributes"]  # type: ignore[no-any-return]
 
-    def update_if(self, key: dict[str, Any], expression: str, condition: ConditionBase, names: dict[str, str]) -> bool:
+    def update_if(
+        self,
+        key: dict[str, Any],
+        expression: str,
+        condition: ConditionBase,
+        names: dict[str, str],
+        values: dict[str, Any] | None = None,
+    ) -> bool:
         """An update written only when `condition` holds (an expression SET/ADD cannot say); False if not."""
+        params: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
         try:
             self.resource.update_item(
-                Key=key, UpdateExpression=expression, ConditionExpression=condition, ExpressionAttributeNames=names
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                **params,
             )
         except ClientError as exc:
             if _failed_condition(exc):
@@ -197,6 +229,18 @@ class Table:
             params["ConsistentRead"] = True
         item: dict[str, Any] | None = self.resource.get_item(**params).get("Item")
         return item
+
+    def get_keys(self, keys: list[dict[str, Any]], *, consistent: bool = False) -> list[dict[str, Any]]:
+        """The items at several keys (at most 100) in one call, those that exist, in no particular order."""
+        request: dict[str, Any] = {"Keys": keys, "ConsistentRead": consistent}
+        found: list[dict[str, Any]] = []
+        while request:
+            answer = self.resource.meta.client.batch_get_item(RequestItems={self.name: request})
+            found.extend(answer.get("Responses", {}).get(self.name, []))
+            # What DynamoDB did not get to (throttling, 16 MB) comes back as UnprocessedKeys; the resource's
+            # client turns typed values into plain ones, as the Table does.
+            request = answer.get("UnprocessedKeys", {}).get(self.name)
+        return found
 
     def get(self, kind: str, object_id: str) -> dict[str, Any] | None:
         """An object's item by id alone, whoever owns it; None if there is none."""
