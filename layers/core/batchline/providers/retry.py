@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -20,6 +22,22 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+AttemptObserver = Callable[[Outcome, float], None]
+# Who hears of every attempt and how long it took: the worker's budget counts throttled attempts, retried ones
+# included, and their latency. A context variable, so every provider's Retrier reports without being wired
+# to the worker, and only the tasks the worker starts inside `observing_attempts` are counted.
+_observer: ContextVar[AttemptObserver | None] = ContextVar("attempt_observer", default=None)
+
+
+@contextlib.contextmanager
+def observing_attempts(observer: AttemptObserver) -> Iterator[None]:
+    """Report each attempt made in this context (and in tasks created in it) to `observer`."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
 
 
 def is_retryable_status(status: int) -> bool:
@@ -90,7 +108,11 @@ class Retrier:
         count = 0
         while count < self.settings.max_attempts and self.clock() < deadline:
             count += 1
+            started = self.clock()
             result = await attempt()
+            observer = _observer.get()
+            if observer is not None:
+                observer(result.outcome, self.clock() - started)
             last = result.outcome
             if last.status_code is not None:
                 last_answer = last

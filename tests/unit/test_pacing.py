@@ -1,0 +1,116 @@
+"""What the worker's budget sees of the backend (every attempt, retried ones too) and its resizable in-flight gate."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from batchline.pacing import Interval, Limiter
+from batchline.providers import Outcome, ProviderSettings
+from batchline.providers.retry import Attempt, Retrier, observing_attempts
+
+
+def test_every_attempt_reaches_the_observer_retried_ones_included() -> None:
+    now = [0.0]
+    script = [
+        Attempt(Outcome.answer(429, {"error": {}}), retryable=True, retry_after=0.0),
+        Attempt(Outcome.answer(503, {"error": {}}), retryable=True, retry_after=0.0),
+        Attempt(Outcome.answer(200, {"ok": True})),
+    ]
+
+    async def attempt() -> Attempt:
+        now[0] += 0.25  # each attempt takes a quarter of a second on the retrier's clock
+        return script.pop(0)
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    interval = Interval()
+    retrier = Retrier(ProviderSettings(), clock=lambda: now[0], sleep=sleep, rng=random.Random(1))
+
+    async def main() -> Outcome:
+        with observing_attempts(interval.observe):
+            return await retrier.run(attempt, deadline=100.0)
+
+    assert asyncio.run(main()).status_code == 200
+    report = interval.take(in_flight=0, saturated=False)
+    assert (report.successes, report.throttled, report.median_latency) == (1, 2, 0.25)
+    # Taken: the next interval starts empty.
+    assert interval.take(in_flight=0, saturated=False).throttled == 0
+
+
+def test_attempts_outside_an_observed_context_are_not_counted() -> None:
+    interval = Interval()
+    retrier = Retrier(ProviderSettings(), clock=lambda: 0.0)
+
+    async def attempt() -> Attempt:
+        return Attempt(Outcome.answer(429, {"error": {}}))
+
+    asyncio.run(retrier.run(attempt, deadline=1.0))
+    assert interval.take(in_flight=0, saturated=False).throttled == 0
+
+
+def test_a_failure_without_an_answer_is_neither_success_nor_latency() -> None:
+    interval = Interval()
+    interval.observe(Outcome.failure("request_timeout", "slow"), 5.0)
+    interval.observe(Outcome.answer(500, {"error": {}}), 0.5)
+    report = interval.take(in_flight=2, saturated=True)
+    assert (report.successes, report.throttled, report.median_latency) == (0, 0, 0.5)
+    assert (report.in_flight, report.saturated) == (2, True)
+
+
+def test_the_limiter_admits_in_order_and_follows_its_size() -> None:
+    async def main() -> list[str]:
+        limiter = Limiter(2)
+        events: list[str] = []
+
+        async def line(name: str) -> None:
+            await limiter.acquire()
+            events.append(f"start {name}")
+
+        await line("a")
+        await line("b")
+        assert limiter.saturated()
+        c = asyncio.ensure_future(line("c"))
+        d = asyncio.ensure_future(line("d"))
+        await asyncio.sleep(0)
+        assert events == ["start a", "start b"]
+        # Shrunk below what is in flight: releasing one admits nobody.
+        limiter.resize(1)
+        limiter.release()
+        await asyncio.sleep(0)
+        assert events == ["start a", "start b"]
+        # Grown: the waiters start, first come first.
+        limiter.resize(3)
+        await asyncio.gather(c, d)
+        assert limiter.in_flight == 3
+        return events
+
+    assert asyncio.run(main()) == ["start a", "start b", "start c", "start d"]
+
+
+def test_a_limiter_of_size_zero_admits_nobody_until_it_grows() -> None:
+    async def main() -> bool:
+        limiter = Limiter(0)
+        waiting = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)
+        blocked = not waiting.done()
+        limiter.resize(1)
+        await waiting
+        return blocked and limiter.in_flight == 1
+
+    assert asyncio.run(main())
+
+
+def test_a_cancelled_waiter_takes_no_slot() -> None:
+    async def main() -> int:
+        limiter = Limiter(0)
+        waiting = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await asyncio.sleep(0)
+        limiter.resize(1)
+        await asyncio.sleep(0)
+        return limiter.in_flight
+
+    assert asyncio.run(main()) == 0
