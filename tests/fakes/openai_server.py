@@ -6,6 +6,10 @@ exact body a 429 with `Retry-After: 0`, the second a 500 and every later one a s
 repeats). Tokens: `ok`, `<status>` (an OpenAI error body), `<status>=<seconds>` (with Retry-After),
 `<status>ms=<ms>` (with retry-after-ms), `slow=<seconds>` (answers after that long), `drop` (closes the
 socket without answering), `text` / `text=<status>` (a non-JSON body, 502 unless given).
+
+A backend's pace, set at construction: `latency` (seconds every answer takes) and `throttle_above` (a request
+that arrives while that many are already in flight is answered 429 at once, as an overloaded backend's rate
+limiter does). The server counts what it has in flight and its peak (`in_flight`, `peak_in_flight`).
 """
 
 from __future__ import annotations
@@ -186,11 +190,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         fake = self.server.fake
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        overloaded = fake._enter()
+        try:
+            self._answer(fake, raw, overloaded)
+        finally:
+            fake._leave()
+
+    def _answer(self, fake: FakeOpenAI, raw: bytes, overloaded: bool) -> None:
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
-        fault = fake._fault_for(self.path, raw)
+        fault = Fault.error(429) if overloaded else fake._fault_for(self.path, raw)
         fake._record(RecordedRequest(
             self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic(),
             self.client_address[1], fault,
@@ -200,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if fault.kind == "slow" and fake._stopping.wait(fault.seconds):
+            return
+        if fake.latency and not overloaded and fake._stopping.wait(fake.latency):
             return
         if fault.kind == "text":
             self._send(fault.status, b"<html><body>Bad Gateway</body></html>", "text/html")
@@ -235,7 +248,12 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     """A real HTTP server on 127.0.0.1 (a free port) in a background thread; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, latency: float = 0.0, throttle_above: int | None = None) -> None:
+        self.latency = latency
+        self.throttle_above = throttle_above
+        self._in_flight = 0
+        self._peak = 0
+        self._throttled = 0
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._queue: deque[Fault] = deque()
@@ -306,6 +324,37 @@ class FakeOpenAI:
         with self._lock:
             return len(self._requests)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests in flight at once since start (or reset)."""
+        with self._lock:
+            return self._peak
+
+    @property
+    def throttled(self) -> int:
+        """Requests answered 429 for arriving over `throttle_above`."""
+        with self._lock:
+            return self._throttled
+
+    def _enter(self) -> bool:
+        """Count a request in; True if it arrived over `throttle_above`."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+            overloaded = self.throttle_above is not None and self._in_flight > self.throttle_above
+            self._throttled += overloaded
+            return overloaded
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     def script(self, *faults: Fault | str) -> None:
         """Queue faults for the next requests, one each, before any body marker is considered."""
         with self._lock:
@@ -317,6 +366,8 @@ class FakeOpenAI:
             self._requests.clear()
             self._queue.clear()
             self._seen.clear()
+            self._peak = self._in_flight
+            self._throttled = 0
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:

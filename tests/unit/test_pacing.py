@@ -114,3 +114,32 @@ def test_a_cancelled_waiter_takes_no_slot() -> None:
         return limiter.in_flight
 
     assert asyncio.run(main()) == 0
+
+
+def test_the_limiter_knows_since_when_it_has_kept_within_its_size() -> None:
+    now = [10.0]
+
+    async def main() -> list[float | None]:
+        limiter = Limiter(3, monotonic=lambda: now[0])
+        for _ in range(3):
+            await limiter.acquire()
+        seen = [limiter.within_since]
+        now[0] = 11.0
+        limiter.resize(1)  # 3 in flight over a size of 1
+        seen.append(limiter.within_since)
+        limiter.release()
+        seen.append(limiter.within_since)  # 2 still over 1
+        now[0] = 12.0
+        limiter.release()
+        seen.append(limiter.within_since)  # back within from here
+        return seen
+
+    assert asyncio.run(main()) == [10.0, None, None, 12.0]
+
+
+def test_an_attempt_sent_over_the_grant_counts_as_a_success_but_never_as_congestion() -> None:
+    interval = Interval()
+    interval.observe(Outcome.answer(429, {"error": {}}), 0.1, paced=False)
+    interval.observe(Outcome.answer(200, {}), 9.0, paced=False)
+    report = interval.take(in_flight=0, saturated=False)
+    assert (report.successes, report.throttled, report.median_latency) == (1, 0, None)

@@ -1,7 +1,11 @@
 """Configuration: one pydantic-settings model per function, read from the environment the template sets."""
 
-from pydantic import Field
+from __future__ import annotations
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batchline.budget import Tuning
 
 # The largest body POST /v1/files and an upload part accept (the template's MaxUploadBytes at most).
 MAX_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
@@ -57,6 +61,35 @@ class WorkerSettings(CoreSettings):
     safety_margin: float = Field(default=15.0, ge=0, description="Seconds kept free at the end.")
     status_check_interval: float = Field(default=2.0, gt=0, description="Seconds between cancel checks.")
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
+    # The job's concurrency budget (batchline.budget), renewed every status_check_interval.
+    budget_lease_seconds: float = Field(
+        default=30.0, gt=0, description="A worker's share of its job's budget lasts this long unless renewed."
+    )
+    budget_increase: float = Field(default=1.0, gt=0, description="Added to a job's limit per interval.")
+    budget_decrease: float = Field(default=0.5, gt=0, lt=1, description="A job's limit's factor on congestion.")
+    budget_latency_factor: float = Field(
+        default=2.0, gt=1, description="A median latency over this many times the best seen is congestion."
+    )
+    budget_latency_floor: float = Field(
+        default=0.05, ge=0, description="Seconds; latency below it never counts as rising."
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_renewals(self) -> WorkerSettings:
+        # A lease that ends before its next renewal would hand a live worker's share to others.
+        if self.budget_lease_seconds <= 2 * self.status_check_interval:
+            raise ValueError("budget_lease_seconds must be over twice status_check_interval.")
+        return self
+
+    def budget_tuning(self) -> Tuning:
+        return Tuning(
+            interval=self.status_check_interval,
+            lease_seconds=self.budget_lease_seconds,
+            increase=self.budget_increase,
+            decrease=self.budget_decrease,
+            latency_factor=self.budget_latency_factor,
+            latency_floor=self.budget_latency_floor,
+        )
 
 
 class FinalizeSettings(CoreSettings):

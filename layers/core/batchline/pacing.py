@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from collections import deque
+from collections.abc import Callable
 
-from batchline.budget import THROTTLE_STATUSES, Report
+from batchline.budget import THROTTLE_STATUSES, URGENT_WINDOW, Budget, Claim, Report, Tuning
+from batchline.data.budgets import BudgetContended, Budgets
+from batchline.models import BatchRecord, JobRecord
+from batchline.observability import logger
 from batchline.providers import Outcome
 
 
@@ -16,11 +21,14 @@ class Limiter:
     Shrinking it takes nothing back from what is in flight: no one else starts until enough have finished.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.size = size
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._saturated = False
+        self._monotonic = monotonic
+        # Since when no more than `size` have been in flight; None while more are (after a shrink).
+        self.within_since: float | None = monotonic()
 
     async def acquire(self) -> None:
         if not self._waiters and self.in_flight < self.size:
@@ -40,10 +48,18 @@ class Limiter:
     def release(self) -> None:
         self.in_flight -= 1
         self._wake()
+        self._note_within()
 
     def resize(self, size: int) -> None:
         self.size = max(0, size)
         self._wake()
+        if self.in_flight > self.size:
+            self.within_since = None
+        self._note_within()
+
+    def _note_within(self) -> None:
+        if self.within_since is None and self.in_flight <= self.size:
+            self.within_since = self._monotonic()
 
     def saturated(self) -> bool:
         """Whether the whole size was in flight at some moment since the last call."""
@@ -75,14 +91,20 @@ class Interval:
         self._successes = self._throttled = 0
         self._latencies = []
 
-    def observe(self, outcome: Outcome, seconds: float) -> None:
-        """One attempt (a retried one too) and how long it took."""
+    def observe(self, outcome: Outcome, seconds: float, *, paced: bool = True) -> None:
+        """One attempt (a retried one too) and how long it took.
+
+        `paced`: it started while the holder kept within its grant. One that did not says how the old, larger
+        grant fared, which the decrease that shrank it has answered already: it counts as a success only.
+        """
         if outcome.status_code is None:
             return  # no answer: a timeout or a dropped connection says nothing of the backend's pace
-        self._latencies.append(seconds)
         if outcome.ok:
             self._successes += 1
-        elif outcome.status_code in THROTTLE_STATUSES:
+        if not paced:
+            return
+        self._latencies.append(seconds)
+        if outcome.status_code in THROTTLE_STATUSES:
             self._throttled += 1
 
     def take(self, *, in_flight: int, saturated: bool) -> Report:
@@ -96,3 +118,76 @@ class Interval:
         )
         self._clear()
         return report
+
+
+class Pacer:
+    """One worker invocation's lease on its job's budget: acquired, renewed every interval, released.
+
+    The limiter it sizes is the invocation's in-flight gate; `interval` hears of every attempt (see
+    providers.retry.observing_attempts). Renewals run off the event loop; the limiter and the interval
+    are only touched on it.
+    """
+
+    def __init__(
+        self,
+        budgets: Budgets,
+        job: JobRecord,
+        batch: BatchRecord,
+        *,
+        tuning: Tuning,
+        holder: str,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budgets = budgets
+        self.job_id = job.id
+        self.ceiling = job.sla.max_concurrency
+        self.tuning = tuning
+        self.holder = holder
+        self.clock = clock
+        self.batch_id = batch.id
+        self.urgent = batch.completion_window == URGENT_WINDOW
+        self.deadline = float(batch.expires_at) if batch.expires_at is not None else None
+        self.monotonic = monotonic
+        self.limiter = Limiter(0, monotonic=monotonic)
+        self.interval = Interval()
+        self._lease_ends = 0.0
+
+    def observe(self, outcome: Outcome, seconds: float) -> None:
+        """An attempt's outcome (the Retrier's observer): counted as congestion only if sent within the grant."""
+        within = self.limiter.within_since
+        paced = within is not None and self.monotonic() - seconds >= within
+        self.interval.observe(outcome, seconds, paced=paced)
+
+    async def acquire(self, want: int) -> int:
+        """Join the budget; the grant sizes the limiter."""
+        return await self._renew(want, None, None)
+
+    async def renew(self, want: int, known: Budget | None = None, *, read: bool = True) -> int:
+        """Report the interval and take the new grant; `known` (read=False): the budget as just read."""
+        report = self.interval.take(in_flight=self.limiter.in_flight, saturated=self.limiter.saturated())
+        return await self._renew(want, report, known, read=read)
+
+    async def _renew(self, want: int, report: Report | None, known: Budget | None, *, read: bool = True) -> int:
+        claim = Claim(self.batch_id, want, self.urgent, self.deadline)
+        now = self.clock()
+        try:
+            grant = await asyncio.to_thread(
+                self.budgets.renew, self.job_id, self.holder, claim, report,
+                now=now, tuning=self.tuning, ceiling=self.ceiling, known=known, read=read,
+            )  # fmt: skip
+        except BudgetContended:
+            logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holder})
+            # Keep the grant while the lease that holds it lasts; after that it is no longer ours.
+            grant = self.limiter.size if self.clock() < self._lease_ends else 0
+        else:
+            self._lease_ends = now + self.tuning.lease_seconds
+        self.limiter.resize(grant)
+        return grant
+
+    async def release(self) -> None:
+        """Give the lease back now rather than at its expiry; a failure only delays that."""
+        try:
+            await asyncio.to_thread(self.budgets.release, self.job_id, self.holder)
+        except Exception:  # noqa: BLE001  # the lease expires by itself; the invocation's answer matters more
+            logger.exception("Budget release failed", extra={"job_id": self.job_id, "holder": self.holder})
