@@ -115,12 +115,3 @@ def test_a_released_lease_cannot_be_brought_back_by_a_writer_that_read_it(store:
 def test_releasing_from_a_budget_that_is_gone_is_quiet(store: Store) -> None:
     store.budgets.release(JOB, "nobody")
     assert store.budgets.get(JOB) is None
-
-
-def test_the_batch_and_the_budget_are_read_in_one_call(store: Store) -> None:
-    store.budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8)
-    calls = Calls(store)
-    batch, budget = store.budgets.get_with_batch(JOB, "batch_missing")
-    assert calls.seen == ["BatchGetItem"]
-    assert batch is None
-    assert budget is not None and set(budget.leases) == {"a1"}

@@ -19,7 +19,6 @@ from batchline import budget as logic
 from batchline.budget import Budget, Claim, Lease, Report, Tuning
 from batchline.data.table import TTL_ATTR, Table
 from batchline.errors import ServerError
-from batchline.models import BatchRecord
 
 KIND = "budget"
 # An idle job's budget goes after a day; its next holder starts again from the job's max_concurrency.
@@ -116,13 +115,6 @@ class Budgets:
     def get(self, job_id: str) -> Budget | None:
         item = self._table.get_key(_key(job_id), consistent=True)
         return from_item(item) if item is not None else None
-
-    def get_with_batch(self, job_id: str, batch_id: str) -> tuple[BatchRecord | None, Budget | None]:
-        """A batch and its job's budget in one call: a worker's status check and its renewal read together."""
-        found = self._table.get_keys([{"pk": batch_id, "sk": "batch"}, _key(job_id)], consistent=True)
-        batch = next((BatchRecord.model_validate(i) for i in found if i["sk"] == "batch"), None)
-        budget = next((from_item(i) for i in found if i["sk"] == KIND), None)
-        return batch, budget
 
     def renew(
         self,

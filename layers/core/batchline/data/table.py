@@ -230,18 +230,6 @@ class Table:
         item: dict[str, Any] | None = self.resource.get_item(**params).get("Item")
         return item
 
-    def get_keys(self, keys: list[dict[str, Any]], *, consistent: bool = False) -> list[dict[str, Any]]:
-        """The items at several keys (at most 100) in one call, those that exist, in no particular order."""
-        request: dict[str, Any] = {"Keys": keys, "ConsistentRead": consistent}
-        found: list[dict[str, Any]] = []
-        while request:
-            answer = self.resource.meta.client.batch_get_item(RequestItems={self.name: request})
-            found.extend(answer.get("Responses", {}).get(self.name, []))
-            # What DynamoDB did not get to (throttling, 16 MB) comes back as UnprocessedKeys; the resource's
-            # client turns typed values into plain ones, as the Table does.
-            request = answer.get("UnprocessedKeys", {}).get(self.name)
-        return found
-
     def get(self, kind: str, object_id: str) -> dict[str, Any] | None:
         """An object's item by id alone, whoever owns it; None if there is none."""
         if not object_id or len(object_id.encode()) > MAX_KEY_BYTES:
