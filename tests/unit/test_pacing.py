@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
-from batchline.pacing import Interval, Limiter
+from batchline.budget import Tuning
+from batchline.data.budgets import BudgetContended, Budgets
+from batchline.models import BatchRecord, JobRecord
+from batchline.pacing import Interval, Limiter, Pacer
 from batchline.providers import Outcome, ProviderSettings
 from batchline.providers.retry import Attempt, Retrier, observing_attempts
 
@@ -143,3 +147,45 @@ def test_an_attempt_sent_over_the_grant_counts_as_a_success_but_never_as_congest
     interval.observe(Outcome.answer(200, {}), 9.0, paced=False)
     report = interval.take(in_flight=0, saturated=False)
     assert (report.successes, report.throttled, report.median_latency) == (1, 0, None)
+
+
+class ContendedBudgets(Budgets):
+    """Every renewal after the first loses its race."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # never reaches a table
+        self.calls = 0
+
+    def renew(self, *args: Any, **kwargs: Any) -> int:
+        self.calls += 1
+        if self.calls > 1:
+            raise BudgetContended("lost every race")
+        return 6
+
+
+def test_a_pacer_keeps_its_grant_while_its_lease_lasts_and_none_after_when_renewals_fail() -> None:
+    now = [1000.0]
+    job = JobRecord.model_validate(
+        {"id": "job-1", "tenant_id": "t", "model": "m", "provider": {"type": "mock"}, "created_at": 0,
+         "sla": {"max_concurrency": 8}}
+    )  # fmt: skip
+    batch = BatchRecord.model_validate(
+        {"id": "batch_1", "tenant_id": "t", "endpoint": "/v1/chat/completions", "input_file_id": "file-1",
+         "completion_window": "24h", "status": "in_progress", "created_at": 0, "expires_at": 86_400,
+         "job_id": "job-1", "model": "m", "price_1m_tokens": 0.0}
+    )  # fmt: skip
+    pacer = Pacer(ContendedBudgets(), job, batch, tuning=Tuning(interval=2.0, lease_seconds=10.0), holder="w1",
+                  clock=lambda: now[0])  # fmt: skip
+    assert (pacer.urgent, pacer.deadline) == (True, 86_400.0)
+
+    async def main() -> list[int]:
+        sizes = [await pacer.acquire(25)]
+        now[0] += 2.0
+        await pacer.renew()
+        sizes.append(pacer.limiter.size)
+        now[0] += 9.0  # past the lease that the last successful renewal took
+        await pacer.renew()
+        sizes.append(pacer.limiter.size)
+        return sizes
+
+    assert asyncio.run(main()) == [6, 6, 0]

@@ -30,9 +30,15 @@ class Limiter:
         # Since when no more than `size` have been in flight; None while more are (after a shrink).
         self.within_since: float | None = monotonic()
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now, without waiting."""
+        if self._waiters or self.in_flight >= self.size:
+            return False
+        self._admit()
+        return True
+
     async def acquire(self) -> None:
-        if not self._waiters and self.in_flight < self.size:
-            self._admit()
+        if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -151,6 +157,7 @@ class Pacer:
         self.monotonic = monotonic
         self.limiter = Limiter(0, monotonic=monotonic)
         self.interval = Interval()
+        self.want = 0  # what it asks for at each renewal: none once it has no more lines to start
         self._lease_ends = 0.0
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
@@ -160,16 +167,22 @@ class Pacer:
         self.interval.observe(outcome, seconds, paced=paced)
 
     async def acquire(self, want: int) -> int:
-        """Join the budget; the grant sizes the limiter."""
-        return await self._renew(want, None, None)
+        """Join the budget wanting `want` in flight; the grant sizes the limiter."""
+        self.want = want
+        return await self._renew(None, None)
 
-    async def renew(self, want: int, known: Budget | None = None, *, read: bool = True) -> int:
+    async def renew(self, known: Budget | None = None, *, read: bool = True) -> int:
         """Report the interval and take the new grant; `known` (read=False): the budget as just read."""
         report = self.interval.take(in_flight=self.limiter.in_flight, saturated=self.limiter.saturated())
-        return await self._renew(want, report, known, read=read)
+        return await self._renew(report, known, read=read)
 
-    async def _renew(self, want: int, report: Report | None, known: Budget | None, *, read: bool = True) -> int:
-        claim = Claim(self.batch_id, want, self.urgent, self.deadline)
+    def lapse(self) -> None:
+        """A renewal failed: keep the grant while its lease lasts, none after (others may have it by then)."""
+        if self.clock() >= self._lease_ends:
+            self.limiter.resize(0)
+
+    async def _renew(self, report: Report | None, known: Budget | None, *, read: bool = True) -> int:
+        claim = Claim(self.batch_id, self.want, self.urgent, self.deadline)
         now = self.clock()
         try:
             grant = await asyncio.to_thread(
@@ -178,10 +191,9 @@ class Pacer:
             )  # fmt: skip
         except BudgetContended:
             logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holder})
-            # Keep the grant while the lease that holds it lasts; after that it is no longer ours.
-            grant = self.limiter.size if self.clock() < self._lease_ends else 0
-        else:
-            self._lease_ends = now + self.tuning.lease_seconds
+            self.lapse()
+            return self.limiter.size
+        self._lease_ends = now + self.tuning.lease_seconds
         self.limiter.resize(grant)
         return grant
 

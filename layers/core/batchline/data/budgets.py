@@ -32,10 +32,6 @@ class BudgetContended(ServerError):
     """Every attempt at a renewal lost to another writer: the holder keeps its grant until its lease ends."""
 
 
-def _key(job_id: str) -> dict[str, str]:
-    return {"pk": job_id, "sk": KIND}
-
-
 def _number(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 6)))
 
@@ -59,7 +55,7 @@ def to_item(job_id: str, budget: Budget, now: float) -> dict[str, Any]:
         for holder, lease in budget.leases.items()
     }
     return {
-        **_key(job_id),
+        **Budgets.key(job_id),
         "version": budget.version,
         "ceiling": budget.ceiling,
         "limit": _number(budget.limit),
@@ -112,8 +108,12 @@ class Budgets:
         self._random = random
         self._attempts = attempts
 
+    @staticmethod
+    def key(job_id: str) -> dict[str, str]:
+        return {"pk": job_id, "sk": KIND}
+
     def get(self, job_id: str) -> Budget | None:
-        item = self._table.get_key(_key(job_id), consistent=True)
+        item = self._table.get_key(self.key(job_id), consistent=True)
         return from_item(item) if item is not None else None
 
     def renew(
@@ -149,7 +149,7 @@ class Budgets:
     def release(self, job_id: str, holder: str) -> None:
         """Give a lease back at once. The version moves, so a writer that read it before cannot bring it back."""
         self._table.update_if(
-            _key(job_id),
+            self.key(job_id),
             "REMOVE leases.#holder ADD version :one",
             Attr("pk").exists(),
             {"#holder": holder},
