@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batchline.budget import Budget, Claim, Lease, Report, Tuning, max_min_fair, renew, split
+from batchline.budget import MAX_LEASES, Budget, Claim, Lease, Report, Tuning, max_min_fair, renew, split
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
 
@@ -183,3 +183,10 @@ def test_latency_below_the_floor_is_never_congestion() -> None:
     budget, _ = renew(budget, "w", claim("a", 16), Report(successes=5, median_latency=0.01),
                       now=4.0, tuning=TUNING, ceiling=16)  # fmt: skip
     assert budget.limit == 16
+
+
+def test_a_holder_beyond_what_one_item_can_hold_waits_and_nothing_changes() -> None:
+    leases = {f"h{i}": lease("a", 1) for i in range(MAX_LEASES)}
+    full = Budget(ceiling=10_000, limit=10_000.0, leases=leases, version=7)
+    after, grant = renew(full, "late", claim("b", 5), None, now=0.0, tuning=TUNING, ceiling=10_000)
+    assert (after, grant) == (full, 0)

@@ -24,6 +24,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 URGENT_WINDOW = "24h"
+# Leases one budget item holds: each is ~200 bytes of a DynamoDB item's 400 KB. A holder beyond them waits.
+MAX_LEASES = 1000
 # Statuses a backend answers when it is overloaded, not when a request is wrong.
 THROTTLE_STATUSES = frozenset({429, 503})
 
@@ -100,10 +102,15 @@ class Budget:
 def renew(
     budget: Budget, holder: str, claim: Claim, report: Report | None, now: float, tuning: Tuning, *, ceiling: int
 ) -> tuple[Budget, int]:
-    """The budget after `holder` acquires (report None) or renews its lease, and the holder's new grant."""
+    """The budget after `holder` acquires (report None) or renews its lease, and the holder's new grant.
+
+    The same budget back (its version unchanged) when the holder cannot join: the item is full.
+    """
     budget = dataclasses.replace(budget, ceiling=ceiling, limit=min(budget.limit, float(ceiling)))
     previous = budget.leases.get(holder)
     others = {k: v for k, v in budget.leases.items() if k != holder and v.expires > now}
+    if previous is None and len(others) >= MAX_LEASES:
+        return budget, 0  # unchanged: nothing to write; it asks again at its next renewal
     if report is not None and previous is not None:
         budget = adapt(budget, previous, report, now, tuning)
     capacity = budget.capacity

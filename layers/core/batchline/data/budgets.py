@@ -137,6 +137,8 @@ class Budgets:
         for attempt in range(self._attempts):
             base = current or Budget.fresh(ceiling)
             after, grant = logic.renew(base, holder, claim, report, now, tuning, ceiling=ceiling)
+            if after.version == base.version:
+                return grant  # nothing changed (the item is full): nothing to write
             condition = Attr("pk").not_exists() if current is None else Attr("version").eq(current.version)
             found = self._table.put_if(to_item(job_id, after, now), condition)
             if found is None:
