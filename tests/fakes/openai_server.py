@@ -170,6 +170,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so tests can see connection reuse
+    _counted = False  # this request is in the fake's in-flight count
     # Headers and body leave in one write, without Nagle: otherwise each answer waits ~40 ms for an ACK.
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
@@ -191,10 +192,18 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         overloaded = fake._enter()
+        self._counted = True
         try:
             self._answer(fake, raw, overloaded)
         finally:
-            fake._leave()
+            self._uncount()
+
+    def _uncount(self) -> None:
+        # Before the answer leaves, not after: a client that has its answer may send its next request at
+        # once, and this one must not be counted in flight beside it.
+        if self._counted:
+            self._counted = False
+            self.server.fake._leave()
 
     def _answer(self, fake: FakeOpenAI, raw: bytes, overloaded: bool) -> None:
         try:
@@ -231,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(body).encode(), "application/json", headers)
 
     def _send(self, status: int, data: bytes, kind: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self._uncount()
         try:
             self.send_response(status)
             self.send_header("Content-Type", kind)

@@ -33,7 +33,7 @@ def test_every_attempt_reaches_the_observer_retried_ones_included() -> None:
     retrier = Retrier(ProviderSettings(), clock=lambda: now[0], sleep=sleep, rng=random.Random(1))
 
     async def main() -> Outcome:
-        with observing_attempts(interval.observe):
+        with observing_attempts(interval):
             return await retrier.run(attempt, deadline=100.0)
 
     assert asyncio.run(main()).status_code == 200
@@ -56,8 +56,9 @@ def test_attempts_outside_an_observed_context_are_not_counted() -> None:
 
 def test_a_failure_without_an_answer_is_neither_success_nor_latency() -> None:
     interval = Interval()
-    interval.observe(Outcome.failure("request_timeout", "slow"), 5.0)
-    interval.observe(Outcome.answer(500, {"error": {}}), 0.5)
+    for outcome, seconds in ((Outcome.failure("request_timeout", "slow"), 5.0), (Outcome.answer(500, {}), 0.5)):
+        interval.started()
+        interval.ended(outcome, seconds)
     report = interval.take(in_flight=2, saturated=True)
     assert (report.successes, report.throttled, report.median_latency) == (0, 0, 0.5)
     assert (report.in_flight, report.saturated) == (2, True)
@@ -74,7 +75,6 @@ def test_the_limiter_admits_in_order_and_follows_its_size() -> None:
 
         await line("a")
         await line("b")
-        assert limiter.saturated()
         c = asyncio.ensure_future(line("c"))
         d = asyncio.ensure_future(line("d"))
         await asyncio.sleep(0)
@@ -143,8 +143,9 @@ def test_the_limiter_knows_since_when_it_has_kept_within_its_size() -> None:
 
 def test_an_attempt_sent_over_the_grant_counts_as_a_success_but_never_as_congestion() -> None:
     interval = Interval()
-    interval.observe(Outcome.answer(429, {"error": {}}), 0.1, paced=False)
-    interval.observe(Outcome.answer(200, {}), 9.0, paced=False)
+    for outcome, seconds in ((Outcome.answer(429, {"error": {}}), 0.1), (Outcome.answer(200, {}), 9.0)):
+        interval.started()
+        interval.ended(outcome, seconds, paced=False)
     report = interval.take(in_flight=0, saturated=False)
     assert (report.successes, report.throttled, report.median_latency) == (1, 0, None)
 
@@ -189,3 +190,31 @@ def test_a_pacer_keeps_its_grant_while_its_lease_lasts_and_none_after_when_renew
         return sizes
 
     assert asyncio.run(main()) == [6, 6, 0]
+
+
+def test_the_interval_knows_the_most_attempts_at_the_backend_at_once() -> None:
+    interval = Interval()
+    for _ in range(3):
+        interval.started()
+    interval.ended(Outcome.answer(200, {}), 0.1)
+    interval.started()
+    interval.ended(None, 0.1)  # an attempt that raised still leaves
+    assert (interval.peak, interval.attempts) == (3, 2)
+    interval.take(in_flight=2, saturated=False)
+    # The next interval's peak starts from what is at the backend now.
+    assert interval.peak == 2
+
+
+def test_a_shrink_starts_a_new_regime_even_when_what_is_in_flight_already_fits() -> None:
+    now = [10.0]
+
+    async def main() -> float | None:
+        limiter = Limiter(6, monotonic=lambda: now[0])
+        for _ in range(3):
+            await limiter.acquire()
+        now[0] = 11.0
+        # Requests sent under the grant of 6 may still answer 429 after it shrank to 3: they must not count.
+        limiter.resize(3)
+        return limiter.within_since
+
+    assert asyncio.run(main()) == 11.0

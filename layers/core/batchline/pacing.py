@@ -25,9 +25,9 @@ class Limiter:
         self.size = size
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._saturated = False
         self._monotonic = monotonic
-        # Since when no more than `size` have been in flight; None while more are (after a shrink).
+        # Since when no more than `size` have been in flight under this size (or a larger one since grown);
+        # None while more are, after a shrink.
         self.within_since: float | None = monotonic()
 
     def try_acquire(self) -> bool:
@@ -57,25 +57,21 @@ class Limiter:
         self._note_within()
 
     def resize(self, size: int) -> None:
+        shrunk = size < self.size
         self.size = max(0, size)
         self._wake()
-        if self.in_flight > self.size:
-            self.within_since = None
+        if shrunk:
+            # What was sent before now was sent under the larger size: a new regime starts here, or once
+            # enough of it has finished.
+            self.within_since = self._monotonic() if self.in_flight <= self.size else None
         self._note_within()
 
     def _note_within(self) -> None:
         if self.within_since is None and self.in_flight <= self.size:
             self.within_since = self._monotonic()
 
-    def saturated(self) -> bool:
-        """Whether the whole size was in flight at some moment since the last call."""
-        was, self._saturated = self._saturated, self.size > 0 and self.in_flight >= self.size
-        return was or self._saturated
-
     def _admit(self) -> None:
         self.in_flight += 1
-        if self.in_flight >= self.size:
-            self._saturated = True
 
     def _wake(self) -> None:
         while self._waiters and self.in_flight < self.size:
@@ -86,24 +82,33 @@ class Limiter:
 
 
 class Interval:
-    """What the backend answered since the last renewal: successes, throttled attempts, latency."""
+    """What the backend answered since the last renewal: successes, throttled attempts, latency, and the most
+    attempts at the backend at once (a line waiting to retry holds its slot of the gate, not the backend)."""
 
     def __init__(self) -> None:
         self._successes = 0
         self._throttled = 0
         self._latencies: list[float] = []
+        self.attempts = 0  # at the backend now
+        self.peak = 0
 
     def _clear(self) -> None:
         self._successes = self._throttled = 0
         self._latencies = []
+        self.peak = self.attempts
 
-    def observe(self, outcome: Outcome, seconds: float, *, paced: bool = True) -> None:
-        """One attempt (a retried one too) and how long it took.
+    def started(self) -> None:
+        self.attempts += 1
+        self.peak = max(self.peak, self.attempts)
+
+    def ended(self, outcome: Outcome | None, seconds: float, *, paced: bool = True) -> None:
+        """One attempt (a retried one too) and how long it took; None if it raised.
 
         `paced`: it started while the holder kept within its grant. One that did not says how the old, larger
         grant fared, which the decrease that shrank it has answered already: it counts as a success only.
         """
-        if outcome.status_code is None:
+        self.attempts -= 1
+        if outcome is None or outcome.status_code is None:
             return  # no answer: a timeout or a dropped connection says nothing of the backend's pace
         if outcome.ok:
             self._successes += 1
@@ -159,21 +164,33 @@ class Pacer:
         self.interval = Interval()
         self.want = 0  # what it asks for at each renewal: none once it has no more lines to start
         self._lease_ends = 0.0
+        self._interval_began = monotonic()
 
-    def observe(self, outcome: Outcome, seconds: float) -> None:
-        """An attempt's outcome (the Retrier's observer): counted as congestion only if sent within the grant."""
+    def started(self) -> None:
+        """An attempt begins (the Retrier's AttemptObserver)."""
+        self.interval.started()
+
+    def ended(self, outcome: Outcome | None, seconds: float) -> None:
+        """An attempt's outcome: counted as congestion only if it was sent within the grant."""
         within = self.limiter.within_since
         paced = within is not None and self.monotonic() - seconds >= within
-        self.interval.observe(outcome, seconds, paced=paced)
+        self.interval.ended(outcome, seconds, paced=paced)
 
     async def acquire(self, want: int) -> int:
         """Join the budget wanting `want` in flight; the grant sizes the limiter."""
         self.want = want
+        self._interval_began = self.monotonic()
         return await self._renew(None, None)
 
     async def renew(self, known: Budget | None = None, *, read: bool = True) -> int:
         """Report the interval and take the new grant; `known` (read=False): the budget as just read."""
-        report = self.interval.take(in_flight=self.limiter.in_flight, saturated=self.limiter.saturated())
+        # The grant was used (as many attempts at the backend at once) while the holder kept within it the
+        # whole interval: only then do successes say the backend has room for more.
+        within = self.limiter.within_since
+        paced = within is not None and within <= self._interval_began
+        saturated = paced and self.limiter.size > 0 and self.interval.peak >= self.limiter.size
+        self._interval_began = self.monotonic()
+        report = self.interval.take(in_flight=self.limiter.in_flight, saturated=saturated)
         return await self._renew(report, known, read=read)
 
     def lapse(self) -> None:

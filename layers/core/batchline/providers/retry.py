@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -23,10 +24,18 @@ Sleep = Callable[[float], Awaitable[None]]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
-AttemptObserver = Callable[[Outcome, float], None]
-# Who hears of every attempt and how long it took: the worker's budget counts throttled attempts, retried ones
-# included, and their latency. A context variable, so every provider's Retrier reports without being wired
-# to the worker, and only the tasks the worker starts inside `observing_attempts` are counted.
+
+class AttemptObserver(Protocol):
+    """Hears of every attempt: when it starts, and what it got in how many seconds (None: it raised)."""
+
+    def started(self) -> None: ...
+
+    def ended(self, outcome: Outcome | None, seconds: float) -> None: ...
+
+
+# The worker's budget counts throttled attempts, retried ones included, their latency and how many are at the
+# backend at once. A context variable, so every provider's Retrier reports without being wired to the worker,
+# and only the tasks the worker starts inside `observing_attempts` are counted.
 _observer: ContextVar[AttemptObserver | None] = ContextVar("attempt_observer", default=None)
 
 
@@ -101,6 +110,20 @@ class Retrier:
         ceiling = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
         return self._rng.uniform(0, ceiling)
 
+    async def _observed(self, attempt: Callable[[], Awaitable[Attempt]]) -> Attempt:
+        observer = _observer.get()
+        if observer is None:
+            return await attempt()
+        observer.started()
+        began = self.clock()
+        outcome: Outcome | None = None
+        try:
+            result = await attempt()
+            outcome = result.outcome
+            return result
+        finally:
+            observer.ended(outcome, self.clock() - began)
+
     async def run(self, attempt: Callable[[], Awaitable[Attempt]], *, deadline: float) -> Outcome:
         """The final outcome; after exhausted retries the last HTTP answer wins over a later non-answer."""
         last: Outcome | None = None
@@ -108,11 +131,7 @@ class Retrier:
         count = 0
         while count < self.settings.max_attempts and self.clock() < deadline:
             count += 1
-            started = self.clock()
-            result = await attempt()
-            observer = _observer.get()
-            if observer is not None:
-                observer(result.outcome, self.clock() - started)
+            result = await self._observed(attempt)
             last = result.outcome
             if last.status_code is not None:
                 last_answer = last
