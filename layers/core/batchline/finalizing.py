@@ -187,7 +187,8 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
     for segment in store.segments.of_batch(batch.id):
         by_chunk[segment.chunk].append(segment)
     for chunk in chunks:
-        covered = 0
+        covered = 0  # lines of the chunk answered
+        offset: int | None = chunk.start_byte  # the byte after them
         for segment in sorted(by_chunk[chunk.chunk], key=lambda s: s.cursor):
             if segment.cursor != covered:
                 continue  # not part of the chain from the chunk's start (cannot happen with one writer per cursor)
@@ -199,9 +200,11 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
                 for name in UNCOMMITTED_COUNTS:
                     uncommitted[name] += getattr(segment, name)
             covered = segment.next_cursor
+            # A segment from before offsets were kept: read the chunk from its start, and skip.
+            offset = segment.next_offset if segment.next_offset is not None and offset is not None else None
         if covered < chunk.line_count:
             try:
-                body = store.objects.read_range(source, chunk.start_byte, chunk.end_byte)
+                body = store.objects.read_range(source, chunk.start_byte if offset is None else offset, chunk.end_byte)
             except ClientError as exc:
                 if not _missing(exc):
                     raise
@@ -215,8 +218,11 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
                     )
                 merged.unsent += chunk.line_count - covered
                 continue
-            start = (chunk.start_byte, chunk.first_line)
-            merged.unsent += _unsent(body, batch.id, start, covered, err, unsent_code)
+            if offset is None:
+                start, skip = (chunk.start_byte, chunk.first_line), covered
+            else:
+                start, skip = (offset, chunk.first_line + covered), 0
+            merged.unsent += _unsent(body, batch.id, start, skip, err, unsent_code)
     merged.uncommitted = dict(uncommitted)
 
 
@@ -230,7 +236,7 @@ def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Wr
     count = 0
     try:
         requests = islice(iter_request_lines(body, start_byte), skip, None)
-        for index, (_, raw) in enumerate(requests, first_line + skip):
+        for index, (_, _, raw) in enumerate(requests, first_line + skip):
             try:
                 custom_id = parse_request_line(raw).get("custom_id")
             except ValueError:
