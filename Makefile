@@ -21,12 +21,13 @@ export SAM_CLI_TELEMETRY := 0
 # sam build looks for `python3.13` on PATH: the project's virtualenv provides it.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv demo local test check lint format build validate security asl invariants pytest deploy clean
+.PHONY: help venv demo local test check lint format build validate security asl invariants pytest bench deploy clean
 
 help:
 	@echo "make demo     run a batch on the local cloud with the openai SDK and show it happen"
 	@echo "make local    start the local cloud on http://127.0.0.1:$(PORT)/v1 (PORT=... to move it)"
 	@echo "make test     lint, sam validate --lint, sam build, and every test"
+	@echo "make bench    every benchmark against its baseline; writes docs/benchmarks.md"
 	@echo "make deploy   sam build && sam deploy --guided (needs AWS credentials)"
 
 $(VENV)/.installed: pyproject.toml layers/core/requirements.txt
@@ -100,6 +101,11 @@ pytest: venv
 	$(PY) -m pytest tests/e2e
 
 test: check pytest
+
+# Benchmarks, not tests: each against a baseline measured in the same run. The cold-start benchmark
+# reports the built layer's size, so the layer is built first.
+bench: venv build
+	$(PY) benchmarks/run.py
 
 deploy: $(SAM_VENV)/.installed venv
 	$(SAM_VENV)/bin/sam build --parallel

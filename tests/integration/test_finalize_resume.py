@@ -152,7 +152,7 @@ def test_a_late_worker_cannot_record_into_a_cancelling_batch_that_finalize_close
         return await send(url, body, deadline=deadline)
 
     late.send = finalize_meanwhile  # type: ignore[method-assign]
-    assert worker(store, late).run(batch.id, chunks[0], 0) == {"cursor": 0, "done": True}
+    assert worker(store, late).run(batch.id, chunks[0], 0) == {"cursor": 0, "offset": None, "done": True}
     assert [s for s in store.segments.of_batch(batch.id) if not s.pending] == []  # kept, never committed
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "cancelled"}
     check_ended_once(store, tenant, batch.id, "cancelled")

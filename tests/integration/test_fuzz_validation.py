@@ -112,11 +112,12 @@ def run_batch(store: Store, tenant: Tenant, data: bytes) -> tuple[Any, list[dict
     if planned["status"] == "in_progress":
         manifest = [Chunk(**c) for c in json.loads(b"".join(store.objects.stream(planned["manifest_key"])))]
         for chunk in manifest:
-            progress = {"cursor": 0, "done": False}
+            progress: dict[str, Any] = {"cursor": 0, "offset": None, "done": False}
             while not progress["done"]:
                 run = ChunkRun(store, lambda job: EchoProvider(), requests_in_flight=4, remaining_seconds=lambda: 900.0,
                                reserve_seconds=10.0, status_check_interval=0.0)  # fmt: skip
-                progress = run.run(batch.id, chunk, int(progress["cursor"]))
+                at = {"job_id": planned["job_id"], "offset": progress["offset"]}
+                progress = run.run(batch.id, chunk, progress["cursor"], **at)
     finalize(store, lambda detail_type, detail: None, batch.id, None)
     ended = store.batches.get_unscoped(batch.id)
     answered = []

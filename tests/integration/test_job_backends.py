@@ -84,7 +84,7 @@ def test_the_worker_answers_a_stored_job_with_a_metadata_url_as_error_lines_not_
     )
     store.jobs.put(job)
     batch = a_batch(store, tenant, job, lines=2)
-    planned = plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)
+    planned = plan(store, batch.id, lines_per_chunk=10, requests_per_worker=1_000)  # one worker: one chunk
     [chunk] = json.loads(b"".join(store.objects.stream(planned["manifest_key"])))
     progress = succeeded(stack.invoke("WorkerFunction", {"batch_id": batch.id, "chunk": chunk, "cursor": 0}))
     assert progress["done"] is True

@@ -231,9 +231,11 @@ def run_plan_worker_finalize(function: str) -> Callable[..., None]:
         assert planned["status"] == "in_progress", planned
         manifest = json.loads(b"".join(store.objects.stream(planned["manifest_key"])))
         for chunk in manifest:
-            progress = {"cursor": 0, "done": False}
+            progress = {"cursor": 0, "offset": None, "done": False}
             while not progress["done"]:
-                event = {"batch_id": batch.id, "chunk": chunk, "cursor": progress["cursor"]}
+                # As the state machine sends it: the job the plan named, and where the last invocation stopped.
+                event = {"batch_id": batch.id, "job_id": planned["job_id"], "chunk": chunk,
+                         "cursor": progress["cursor"], "offset": progress["offset"]}  # fmt: skip
                 progress = succeeded(runner("WorkerFunction").invoke("WorkerFunction", event))
         ended = succeeded(runner("FinalizeFunction").invoke("FinalizeFunction", {"batch_id": batch.id, "fault": None}))
         assert ended["status"] == "completed", ended

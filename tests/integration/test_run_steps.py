@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from batchline import batches, files, result_lines
 from batchline.finalizing import finalize
+from batchline.layout import file_key
 from batchline.models import BatchCreate, BatchObject, BatchRecord, Chunk, public
 from batchline.planning import plan
 from batchline.providers import Outcome
@@ -58,10 +60,17 @@ def batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
 
 
 def planned(store: Store, batch: BatchRecord, lines_per_chunk: int = 10) -> list[Chunk]:
-    answer = plan(store, batch.id, lines_per_chunk=lines_per_chunk, requests_per_worker=25)
+    # One worker takes the job's whole concurrency: the batch is chunks of `lines_per_chunk` lines.
+    answer = plan(store, batch.id, lines_per_chunk=lines_per_chunk, requests_per_worker=1_000)
     assert answer["status"] == "in_progress"
     raw = b"".join(store.objects.stream(answer["manifest_key"]))
     return [Chunk(**c) for c in json.loads(raw)]
+
+
+def line_ends(store: Store, batch: BatchRecord) -> list[int]:
+    """The byte just past each line of the batch's input file."""
+    data = b"".join(store.objects.stream(file_key(batch.tenant_id, batch.input_file_id)))
+    return list(itertools.accumulate(len(line) for line in data.splitlines(keepends=True)))
 
 
 def worker(store: Store, provider: EchoProvider, remaining: float = 900.0) -> ChunkRun:
@@ -93,8 +102,9 @@ def test_plan_of_a_cancelled_batch_runs_nothing(store: Store, tenant: Tenant, ba
 def test_a_recorded_segment_is_answered_again_without_sending(store: Store, batch: BatchRecord) -> None:
     chunk = planned(store, batch)[0]
     provider = EchoProvider()
-    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
-    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    first = worker(store, provider).run(batch.id, chunk, 0)
+    assert first == {"cursor": 10, "offset": chunk.end_byte, "done": True}
+    assert worker(store, provider).run(batch.id, chunk, 0) == first
     assert store.batches.get_unscoped(batch.id).request_counts.completed == 10
 
 
@@ -102,8 +112,9 @@ def test_a_worker_out_of_time_answers_a_prefix_and_the_next_one_the_rest(store: 
     chunk = planned(store, batch)[0]
     provider = EchoProvider()
     # No time to send anything: nothing recorded as done, the chunk is not done.
-    assert worker(store, provider, remaining=5.0).run(batch.id, chunk, 0) == {"cursor": 0, "done": False}
-    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    none_sent = {"cursor": 0, "offset": None, "done": False}
+    assert worker(store, provider, remaining=5.0).run(batch.id, chunk, 0) == none_sent
+    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 10, "offset": chunk.end_byte, "done": True}
     assert provider.sent == [str(i) for i in range(10)]
 
 
@@ -138,11 +149,14 @@ def test_a_chunk_that_outlives_an_invocation_continues_in_the_next_losing_and_do
 
     progress = [invocation().run(batch.id, chunk, 0)]
     while not progress[-1]["done"]:
-        progress.append(invocation().run(batch.id, chunk, progress[-1]["cursor"]))
+        last = progress[-1]
+        progress.append(invocation().run(batch.id, chunk, last["cursor"], offset=last["offset"]))
+    # Each invocation reads from where the last one stopped: the byte after its last line.
+    ends = line_ends(store, batch)
     assert progress == [
-        {"cursor": 4, "done": False},
-        {"cursor": 8, "done": False},
-        {"cursor": 10, "done": True},
+        {"cursor": 4, "offset": ends[3], "done": False},
+        {"cursor": 8, "offset": ends[7], "done": False},
+        {"cursor": 10, "offset": ends[9], "done": True},
     ]
     assert provider.sent == [str(i) for i in range(10)]
     finalize(store, lambda *_: None, batch.id, None)
@@ -164,7 +178,7 @@ def test_a_late_worker_cannot_change_a_batch_finalize_has_begun(store: Store, ba
         return await send(url, body, deadline=deadline)
 
     provider.send = finalize_meanwhile  # type: ignore[method-assign]
-    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 0, "done": True}
+    assert worker(store, provider).run(batch.id, chunk, 0) == {"cursor": 0, "offset": None, "done": True}
     assert [s for s in store.segments.of_batch(batch.id) if not s.pending] == []  # kept, never committed
     assert store.batches.get_unscoped(batch.id).request_counts.completed == 0
 
@@ -179,7 +193,8 @@ def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: S
 
 def test_a_provider_fault_is_that_lines_error_not_the_chunks(store: Store, batch: BatchRecord) -> None:
     chunk = planned(store, batch)[0]
-    assert worker(store, EchoProvider(raising={"3"})).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    answered = worker(store, EchoProvider(raising={"3"})).run(batch.id, chunk, 0)
+    assert answered == {"cursor": 10, "offset": chunk.end_byte, "done": True}
     counts = store.batches.get_unscoped(batch.id).request_counts
     assert (counts.completed, counts.failed) == (9, 1)
 

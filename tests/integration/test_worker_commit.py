@@ -14,7 +14,7 @@ import pytest
 
 from batchline.errors import ServerError
 from batchline.finalizing import finalize
-from batchline.models import BatchRecord
+from batchline.models import BatchRecord, Chunk
 from batchline.store import Store
 from batchline.worker import ChunkRun
 from tests.integration.test_run_steps import EchoProvider, planned, read_lines
@@ -53,7 +53,7 @@ def test_a_conflicting_commit_is_retried_with_backoff_and_sends_nothing_again(st
     conflicts = Conflicts(store, times=3)
     provider = EchoProvider()
     sleeps: list[float] = []
-    assert run(store, provider, sleeps).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    assert run(store, provider, sleeps).run(batch.id, chunk, 0) == whole(chunk)
     assert conflicts.injected == 3
     assert len(sleeps) == 3
     assert all(0 <= s <= 5 for s in sleeps)
@@ -74,7 +74,7 @@ def test_a_commit_that_keeps_failing_is_committed_by_the_next_invocation_without
     assert conflicts.injected < 1000  # bounded
     assert store.batches.get_unscoped(batch.id).request_counts.completed == 0
     conflicts.left = 0  # the conflicts pass; the state machine's Retry invokes the worker again
-    assert run(store, provider, sleeps).run(batch.id, chunk, 0) == {"cursor": 10, "done": True}
+    assert run(store, provider, sleeps).run(batch.id, chunk, 0) == whole(chunk)
     assert provider.sent == [str(i) for i in range(10)]  # each line went upstream once
     assert len(store.segments.of_batch(batch.id)) == 1
     finalize(store, lambda *_: None, batch.id, None)
@@ -104,3 +104,8 @@ def test_a_commit_that_never_went_through_is_merged_by_finalize_and_never_sent_a
     assert ended.error_file_id is None
     assert (ended.status, ended.request_counts.completed, ended.request_counts.failed) == ("failed", 10, 0)
     assert ended.usage.total_tokens == 30
+
+
+def whole(chunk: Chunk) -> dict[str, object]:
+    """The answer of an invocation that answered the whole chunk."""
+    return {"cursor": chunk.line_count, "offset": chunk.end_byte, "done": True}

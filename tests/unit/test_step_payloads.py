@@ -50,9 +50,13 @@ def test_each_task_model_has_the_keys_the_asl_sends_and_reads(
 @pytest.mark.parametrize(
     ("model", "answer"),
     [
-        (PlanOutput, {"status": "in_progress", "manifest_key": "work/b/manifest.json", "max_concurrency": 4}),
-        (PlanOutput, {"status": "failed", "manifest_key": None, "max_concurrency": 1}),
-        (WorkerOutput, {"cursor": 40, "done": False}),
+        (
+            PlanOutput,
+            {"status": "in_progress", "manifest_key": "work/b/manifest.json", "max_concurrency": 4, "job_id": "job_1"},
+        ),
+        (PlanOutput, {"status": "failed", "manifest_key": None, "max_concurrency": 1, "job_id": "job_1"}),
+        (WorkerOutput, {"cursor": 40, "offset": 8192, "done": False}),
+        (WorkerOutput, {"cursor": 40, "offset": None, "done": True}),
         (FinalizeOutput, {"status": "completed"}),
     ],
 )

@@ -553,10 +553,11 @@ def test_chunk_byte_ranges_round_trip_through_the_workers_reader(seed: int) -> N
         assert chunk.line_count == min(lines_per_chunk, len(expected) - chunk.first_line)
         body = data[chunk.start_byte : chunk.end_byte]
         got = list(iter_request_lines(io.BytesIO(body), chunk.start_byte, read_size=rng.choice([5, 1 << 20])))
-        assert [line for _, line in got] == expected[chunk.first_line : chunk.first_line + chunk.line_count]
-        assert all(data[offset : offset + len(line)] == line for offset, line in got)
+        assert [line for _, _, line in got] == expected[chunk.first_line : chunk.first_line + chunk.line_count]
+        assert all(data[offset : offset + len(line)] == line for offset, _, line in got)
+        assert all(end in (offset + len(line) + 1, offset + len(line) + 2) for offset, end, line in got[:-1])
         assert got[0][0] == chunk.start_byte
-        every += [line for _, line in got]
+        every += [line for _, _, line in got]
     assert every == expected
     assert [parse_request_line(line)["custom_id"] for line in every] == [
         json.loads(line)["custom_id"] for line in expected
@@ -566,11 +567,11 @@ def test_chunk_byte_ranges_round_trip_through_the_workers_reader(seed: int) -> N
 def test_iter_request_lines_over_a_whole_file_skips_the_bom_and_blank_lines() -> None:
     data = BOM + b"\n" + b"{}\r\n \n" + b"[1]"
 
-    assert list(iter_request_lines(io.BytesIO(data))) == [(4, b"{}"), (10, b"[1]")]
+    assert list(iter_request_lines(io.BytesIO(data))) == [(4, 8, b"{}"), (10, 13, b"[1]")]
 
 
 def test_iter_request_lines_keeps_a_bom_that_is_not_at_offset_zero() -> None:
-    assert list(iter_request_lines(io.BytesIO(BOM + b"{}\n"), 10)) == [(10, BOM + b"{}")]
+    assert list(iter_request_lines(io.BytesIO(BOM + b"{}\n"), 10)) == [(10, 16, BOM + b"{}")]
 
 
 # ---------------------------------------------------------------------------------------- streaming
@@ -626,7 +627,7 @@ def test_iter_request_lines_honours_read_size() -> None:
 
     lines = list(iter_request_lines(stream, read_size=7))
 
-    assert [line for _, line in lines] == [encode(request("a")), encode(request("b"))]
+    assert [line for _, _, line in lines] == [encode(request("a")), encode(request("b"))]
 
 
 def test_parse_request_line_refuses_what_is_not_an_object() -> None:

@@ -41,8 +41,8 @@ class ApiSettings(CoreSettings):
 class PlanSettings(CoreSettings):
     """The plan function."""
 
-    # At least 10, as the template's LinesPerChunk: 50,000 lines make at most 5,000 Map children.
-    lines_per_chunk: int = Field(default=100, ge=10, description="Request lines per chunk (Map item).")
+    # A cap, as the template's LinesPerChunk: chunks are sized to the job's concurrency, up to this.
+    lines_per_chunk: int = Field(default=50_000, ge=1, description="Most request lines per chunk (Map item).")
     requests_per_worker: int = Field(default=25, ge=1, description="Requests one worker keeps in flight.")
     worker_concurrency: int = Field(
         default=100, ge=1, le=10_000, description="Most worker invocations one batch runs at once (Map cap)."
@@ -60,6 +60,8 @@ class WorkerSettings(CoreSettings):
     # can finish and the segment can be written; the next invocation takes the rest.
     safety_margin: float = Field(default=15.0, ge=0, description="Seconds kept free at the end.")
     status_check_interval: float = Field(default=2.0, gt=0, description="Seconds between cancel checks.")
+    # What one invocation holds before it stops and records: its answers are joined and put at the end.
+    segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Answer bytes per invocation, at most.")
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
     # The job's concurrency budget (batchline.budget), renewed every status_check_interval.
     budget_lease_seconds: float = Field(

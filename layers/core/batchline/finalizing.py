@@ -16,10 +16,14 @@ line. Finalize is a run of steps, each safe to repeat, and a retry resumes at th
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -57,6 +61,8 @@ Publish = Callable[[str, dict[str, Any]], None]
 EVENT_DETAIL_BYTES = 250_000
 # What a kept segment counts, by the names its item and the batch's counters share.
 UNCOMMITTED_COUNTS = ("completed", "failed", *USAGE_PATHS)
+# Part files read at once while the earlier ones are written: each is at most a worker's segment_bytes.
+PARTS_READ_AHEAD = 4
 
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
@@ -167,13 +173,13 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
     committed, the total when planning never counted it, and whether the input's bytes were gone.
     """
     chunks = _manifest(store, batch)
-    source = layout.file_key(batch.tenant_id, batch.input_file_id)
     uncommitted: dict[str, int] = defaultdict(int)
     if chunks is None:
         # Stopped before planning (cancelled or a fault): nothing was sent, every line is unsent.
         if batch.errors is not None:
             return  # the file itself was invalid; `errors` says why, there are no lines to answer
         try:
+            source = layout.file_key(batch.tenant_id, batch.input_file_id)
             merged.unsent = _unsent(store.objects.open(source), batch.id, (0, 0), 0, err, unsent_code)
         except ClientError as exc:
             if not _missing(exc):
@@ -186,38 +192,74 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
     by_chunk: dict[int, list[SegmentRecord]] = defaultdict(list)
     for segment in store.segments.of_batch(batch.id):
         by_chunk[segment.chunk].append(segment)
+    # In the order the result files take them: each chunk's parts, then an error line for each line left.
+    steps: list[tuple[str, Writer] | Callable[[], None]] = []
     for chunk in chunks:
-        covered = 0
+        covered = 0  # lines of the chunk answered
+        offset: int | None = chunk.start_byte  # the byte after them
         for segment in sorted(by_chunk[chunk.chunk], key=lambda s: s.cursor):
             if segment.cursor != covered:
                 continue  # not part of the chain from the chunk's start (cannot happen with one writer per cursor)
-            for key, writer in ((segment.out_key, out), (segment.err_key, err)):
-                if key:
-                    for block in store.objects.stream(key):
-                        writer.write(block)
+            steps += [(key, writer) for key, writer in ((segment.out_key, out), (segment.err_key, err)) if key]
             if segment.pending:
                 for name in UNCOMMITTED_COUNTS:
                     uncommitted[name] += getattr(segment, name)
             covered = segment.next_cursor
+            # A segment from before offsets were kept: read the chunk from its start, and skip.
+            offset = segment.next_offset if segment.next_offset is not None and offset is not None else None
         if covered < chunk.line_count:
-            try:
-                body = store.objects.read_range(source, chunk.start_byte, chunk.end_byte)
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
-                # The manifest still counts the lines: each gets its error line, without its custom_id.
-                merged.input_missing = True
-                for index in range(chunk.first_line + covered, chunk.first_line + chunk.line_count):
-                    err.write(
-                        result_lines.unsent_line(
-                            None, result_lines.FAILED, ids.derived_batch_request_id(batch.id, str(index))
-                        )
-                    )
-                merged.unsent += chunk.line_count - covered
-                continue
-            start = (chunk.start_byte, chunk.first_line)
-            merged.unsent += _unsent(body, batch.id, start, covered, err, unsent_code)
+            left = _Left(chunk, covered, offset)
+            steps.append(functools.partial(_answer_left, store, batch, left, err, unsent_code, merged))
+    _write_in_order(store, steps)
     merged.uncommitted = dict(uncommitted)
+
+
+@dataclass(frozen=True)
+class _Left:
+    """The lines of a chunk no segment answered: from line `covered` on, which starts at byte `offset`."""
+
+    chunk: Chunk
+    covered: int
+    offset: int | None  # None: unknown (older segments), read from the chunk's start and skip
+
+
+def _answer_left(store: Store, batch: BatchRecord, left: _Left, err: Writer, unsent_code: str, merged: Merged) -> None:
+    """An error line for each line of the chunk that no segment answered."""
+    chunk, covered, offset = left.chunk, left.covered, left.offset
+    source = layout.file_key(batch.tenant_id, batch.input_file_id)
+    try:
+        body = store.objects.read_range(source, chunk.start_byte if offset is None else offset, chunk.end_byte)
+    except ClientError as exc:
+        if not _missing(exc):
+            raise
+        # The manifest still counts the lines: each gets its error line, without its custom_id.
+        merged.input_missing = True
+        for index in range(chunk.first_line + covered, chunk.first_line + chunk.line_count):
+            err.write(
+                result_lines.unsent_line(None, result_lines.FAILED, ids.derived_batch_request_id(batch.id, str(index)))
+            )
+        merged.unsent += chunk.line_count - covered
+        return
+    if offset is None:
+        start, skip = (chunk.start_byte, chunk.first_line), covered
+    else:
+        start, skip = (offset, chunk.first_line + covered), 0
+    merged.unsent += _unsent(body, batch.id, start, skip, err, unsent_code)
+
+
+def _write_in_order(store: Store, steps: list[tuple[str, Writer] | Callable[[], None]]) -> None:
+    """Run the steps in order; the part files are read a few ahead, in threads, while earlier ones are written."""
+    parts = iter([step for step in steps if isinstance(step, tuple)])
+    with ThreadPoolExecutor(PARTS_READ_AHEAD) as pool:
+        ahead: deque[Future[bytes]] = deque()
+        for step in steps:
+            if not isinstance(step, tuple):
+                step()
+                continue
+            while len(ahead) < PARTS_READ_AHEAD and (part := next(parts, None)) is not None:
+                # In the invocation's context: its log keys (and, locally, its role) go with the read.
+                ahead.append(pool.submit(contextvars.copy_context().run, store.objects.read_all, part[0]))
+            step[1].write(ahead.popleft().result())
 
 
 def _missing(exc: ClientError) -> bool:
@@ -230,7 +272,7 @@ def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Wr
     count = 0
     try:
         requests = islice(iter_request_lines(body, start_byte), skip, None)
-        for index, (_, raw) in enumerate(requests, first_line + skip):
+        for index, (_, _, raw) in enumerate(requests, first_line + skip):
             try:
                 custom_id = parse_request_line(raw).get("custom_id")
             except ValueError:

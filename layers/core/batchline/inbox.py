@@ -118,7 +118,7 @@ def _first_url(inbox: Objects, key: str, version_id: str | None) -> str | None:
     """
     body = inbox.open(key, version_id=version_id)
     try:
-        for _, raw in islice(iter_request_lines(body), 1):
+        for _, _, raw in islice(iter_request_lines(body), 1):
             with contextlib.suppress(ValueError):
                 url = parse_request_line(raw).get("url")
                 return url if isinstance(url, str) else None

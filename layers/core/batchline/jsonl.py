@@ -106,11 +106,14 @@ def numbered_lines(
 
 def iter_request_lines(
     stream: Readable, start_byte: int = 0, *, read_size: int = 1 << 20
-) -> Iterator[tuple[int, bytes]]:
-    """Yield (byte_offset, line) for each non-blank line; the stream's first byte is at `start_byte`."""
-    for start, _end, line in _lines(_blocks(stream, read_size, None), start_byte, start_byte == 0):
+) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (start, end, line) for each non-blank line; the stream's first byte is at `start_byte`.
+
+    `end` is past the terminator: where a reader that stops after this line starts again.
+    """
+    for start, end, line in _lines(_blocks(stream, read_size, None), start_byte, start_byte == 0):
         if line.strip(BLANK):
-            yield start, line
+            yield start, end, line
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,8 +1,12 @@
 """Plan: validate a batch's input in one streamed pass, cut it into chunks, and write the manifest or fail the batch.
 
 `plan_batch` walks the lines `jsonl` reads, applies the `rules` to each, and cuts the request lines into
-byte-range chunks of `lines_per_chunk`. Memory holds one line, a 16-byte hash per custom_id and the chunk
-list, never the file. Choices where the contract is silent:
+byte-range chunks. Step Functions bills per state transition, so chunks are sized to the job's
+concurrency, not to a line count: as many chunks as the batch runs workers at once, each a share of
+the file's bytes, and each worker runs its chunk across as many invocations as it takes. A job (or
+the stack) may still ask for small chunks, down to one line, where isolation matters more than cost.
+Memory holds one line, a 16-byte hash per custom_id and the chunk list, never the file. Choices
+where the contract is silent:
 
 - Whole-file errors (line null) come first, then line errors in line order: `max_errors` in all, and
   no more than `max_error_bytes` of them encoded (the batch item and its event must hold them).
@@ -29,6 +33,7 @@ from batchline.models import (
     MAX_ERRORS_BYTES,
     BatchError,
     BatchErrors,
+    BatchRecord,
     Chunk,
     bounded_errors,
     canonical_path,
@@ -76,34 +81,39 @@ class _LineErrors:
 
 
 class _Chunks:
-    """The manifest being cut: every `lines_per_chunk` consecutive request lines make one chunk."""
+    """The manifest being cut: consecutive request lines, up to `lines_per_chunk` or `chunk_bytes` a chunk."""
 
-    def __init__(self, lines_per_chunk: int) -> None:
+    def __init__(self, lines_per_chunk: int, chunk_bytes: int | None) -> None:
         self.lines_per_chunk = lines_per_chunk
+        self.chunk_bytes = chunk_bytes
         self.chunks: list[Chunk] = []
+        self.first: int | None = None  # the open chunk's first request line
         self.start = 0
         self.end = 0
 
     def add(self, index: int, start: int, end: int) -> None:
         """Take request line number `index` (0-based), whose bytes are [start, end)."""
-        if index % self.lines_per_chunk == 0:
-            self.start = start
+        if self.first is None:
+            self.first, self.start = index, start
         self.end = end
-        if (index + 1) % self.lines_per_chunk == 0:
+        full = index + 1 - self.first >= self.lines_per_chunk
+        if full or (self.chunk_bytes is not None and end - self.start >= self.chunk_bytes):
             self.close(index + 1)
 
     def close(self, total: int) -> None:
-        """Append the chunk of the request lines since the last one; `total` request lines so far."""
-        first = len(self.chunks) * self.lines_per_chunk
+        """End the open chunk, if any, after `total` request lines."""
+        if self.first is None:
+            return
         self.chunks.append(
             Chunk(
                 chunk=len(self.chunks),
-                first_line=first,
-                line_count=total - first,
+                first_line=self.first,
+                line_count=total - self.first,
                 start_byte=self.start,
                 end_byte=self.end,
             )
         )
+        self.first = None
 
 
 def _too_large(max_bytes: int) -> Plan:
@@ -118,6 +128,7 @@ def plan_batch(
     model: str | None,
     aliases: frozenset[str] = frozenset(),
     lines_per_chunk: int = 100,
+    chunk_bytes: int | None = None,
     size: int | None = None,
     max_errors: int = MAX_ERRORS,
     max_error_bytes: int = MAX_ERRORS_BYTES,
@@ -126,7 +137,11 @@ def plan_batch(
     max_embedding_inputs: int = 50_000,
     read_size: int = 1 << 20,
 ) -> Plan:
-    """Validate a batch input file in one streamed pass and cut it into chunks of `lines_per_chunk`."""
+    """Validate a batch input file in one streamed pass and cut it into chunks.
+
+    A chunk ends at `lines_per_chunk` lines, or once it holds `chunk_bytes` (when given), whichever
+    comes first: `plan` sizes chunks by bytes so that there are about as many as can run at once.
+    """
     endpoint = canonical_path(endpoint)
     if endpoint not in ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}")
@@ -136,7 +151,7 @@ def plan_batch(
         return _too_large(max_bytes)
     rules = LineRules(endpoint, model, aliases)
     errors = _LineErrors(max_errors, max_error_bytes)
-    chunks = _Chunks(lines_per_chunk)
+    chunks = _Chunks(lines_per_chunk, chunk_bytes)
     total = 0
     try:
         for line_no, start, end, raw in numbered_lines(stream, max_bytes=max_bytes, read_size=read_size):
@@ -149,7 +164,7 @@ def plan_batch(
     except TooLarge:
         return _too_large(max_bytes)
     found = whole_file_errors(rules, total, max_requests=max_requests, max_embedding_inputs=max_embedding_inputs)
-    if errors.count == 0 and not found and total % lines_per_chunk:
+    if errors.count == 0 and not found:
         chunks.close(total)
     error_count = len(found) + errors.count
     return Plan(
@@ -181,15 +196,18 @@ def plan(
 ) -> dict[str, Any]:
     """validating -> in_progress with a manifest, or -> failed with `errors.data`. Safe to run again.
 
-    `enqueued_requests` is the stack's default for the lines a tenant's non-terminal batches hold; a
-    tenant's own limit replaces it.
+    `lines_per_chunk` is the stack's most lines a chunk holds; a job's own `sla.lines_per_chunk`
+    lowers it. `enqueued_requests` is the stack's default for the lines a tenant's non-terminal
+    batches hold; a tenant's own limit replaces it.
     """
     batch = store.batches.get_unscoped(batch_id)
     job = store.jobs.get_unscoped(batch.job_id)
+    parallel = map_concurrency(job.sla.max_concurrency, requests_per_worker, worker_concurrency)
     answer: dict[str, Any] = {
         "status": batch.status,
         "manifest_key": manifest_key(batch_id),
-        "max_concurrency": map_concurrency(job.sla.max_concurrency, requests_per_worker, worker_concurrency),
+        "max_concurrency": parallel,
+        "job_id": job.id,
     }
     if batch.status != "validating":
         # A retry after the status change, or a cancel that came first: report where the batch is.
@@ -197,7 +215,7 @@ def plan(
     try:
         source = store.files.get(batch.tenant_id, batch.input_file_id)
     except NotFound:
-        return _fail(store, batch_id, [BatchError(code="missing_input_file", message="The input file is gone.")])
+        return _fail(store, batch, [BatchError(code="missing_input_file", message="The input file is gone.")])
     body = store.objects.open(source.s3_key)
     try:
         result = plan_batch(
@@ -205,14 +223,16 @@ def plan(
             endpoint=batch.endpoint,
             model=job.model,
             aliases=frozenset(job.model_aliases),
-            lines_per_chunk=lines_per_chunk,
+            lines_per_chunk=min(lines_per_chunk, job.sla.lines_per_chunk or lines_per_chunk),
+            # Each of the `parallel` workers a share of the bytes: the file is `parallel` chunks, or fewer.
+            chunk_bytes=-(-source.bytes // parallel) if source.bytes else None,
             size=source.bytes,
         )
     finally:
         body.close()
     logger.info("Planned", extra={"batch_id": batch_id, "requests": result.total, "problems": result.error_count})
     if not result.ok:
-        return _fail(store, batch_id, result.errors)
+        return _fail(store, batch, result.errors)
     store.objects.put_bytes(
         manifest_key(batch_id),
         json.dumps([asdict(chunk) for chunk in result.chunks]).encode(),
@@ -223,7 +243,7 @@ def plan(
         store.batches.start(batch, result.total, enqueued_limit=limit)
     except EnqueuedLimitReached as exc:
         # As OpenAI's enqueued limits: the batch fails in validation, with no line to blame.
-        return _fail(store, batch_id, [BatchError(code="request_limit_exceeded", message=exc.message)])
+        return _fail(store, batch, [BatchError(code="request_limit_exceeded", message=exc.message)])
     except Conflict:
         answer["status"] = store.batches.get_unscoped(batch_id).status
         return answer
@@ -231,15 +251,15 @@ def plan(
     return answer
 
 
-def _fail(store: Store, batch_id: str, errors: list[BatchError]) -> dict[str, Any]:
+def _fail(store: Store, batch: BatchRecord, errors: list[BatchError]) -> dict[str, Any]:
     """The file's content is invalid: the batch fails with the problems listed, and runs nothing."""
     try:
         batch = store.batches.set_status(
-            batch_id,
+            batch.id,
             "failed",
             allowed_from=["validating"],
             fields={"errors": BatchErrors(data=errors).model_dump()},
         )
     except Conflict:
-        batch = store.batches.get_unscoped(batch_id)
-    return {"status": batch.status, "manifest_key": None, "max_concurrency": 1}
+        batch = store.batches.get_unscoped(batch.id)
+    return {"status": batch.status, "manifest_key": None, "max_concurrency": 1, "job_id": batch.job_id}

@@ -18,6 +18,8 @@ from batchline.data.segments import Segments
 from batchline.data.table import Table
 from batchline.data.tenants import Tenants
 from batchline.data.uploads import Uploads
+from batchline.errors import NotFound
+from batchline.models import BatchRecord, JobRecord, SegmentRecord
 
 
 class Store:
@@ -38,3 +40,17 @@ class Store:
     def for_settings(cls, settings: CoreSettings) -> Store:
         """The store of a function's configured table and bucket."""
         return cls(settings.table_name, settings.bucket_name)
+
+    def invocation(
+        self, batch_id: str, job_id: str, chunk: int, cursor: int
+    ) -> tuple[SegmentRecord | None, BatchRecord, JobRecord]:
+        """What a worker invocation starts from, in one read: its kept segment if any, the batch, its job."""
+        kept, batch, job = self.table.get_keys(
+            [Segments.key(batch_id, chunk, cursor), Batches.key(batch_id), Jobs.key(job_id)], consistent=True
+        )
+        if batch is None:
+            raise NotFound(f"No such Batch object: {batch_id}", param="id")
+        if job is None:
+            raise NotFound(f"No such Job object: {job_id}", param="job_id")
+        segment = SegmentRecord.model_validate(kept) if kept is not None else None
+        return segment, BatchRecord.model_validate(batch), JobRecord.model_validate(job)

@@ -16,7 +16,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -32,6 +32,7 @@ from batchline.result_lines import result_line
 from batchline.store import Store
 
 ProviderFactory = Callable[[JobRecord], Provider]
+Span = tuple[int, int, bytes]  # a request line's start and end bytes in the input, and the line
 
 # A commit cancelled for a conflict is tried again after a jittered wait, up to about 10 s in all.
 COMMIT_ATTEMPTS = 8
@@ -39,15 +40,22 @@ COMMIT_BACKOFF_BASE = 0.05
 COMMIT_BACKOFF_CAP = 2.0
 
 
-def stopped_reason(batch: BatchRecord, now: float) -> str | None:
-    """Why no more requests may be sent for this batch, if that is so."""
-    if batch.status in ("cancelling", "cancelled"):
+def stopped_reason(status: str, expires_at: float | None, now: float) -> str | None:
+    """Why no more requests may be sent for a batch in this status, if that is so."""
+    if status in ("cancelling", "cancelled"):
         return "cancelled"
-    if batch.status != "in_progress":
-        return batch.status
-    if batch.expires_at is not None and now >= batch.expires_at:
+    if status != "in_progress":
+        return status
+    if expires_at is not None and now >= expires_at:
         return "expired"
     return None
+
+
+async def _read_ahead(lines: Iterator[Span], count: int = 256) -> AsyncIterator[Span]:
+    """The lines, read off the event loop a few at a time: S3 is read while requests are in flight."""
+    while batch := await asyncio.to_thread(list, islice(lines, count)):
+        for line in batch:
+            yield line
 
 
 @dataclass
@@ -56,6 +64,7 @@ class _Segment:
 
     lines: list[tuple[bool, bytes]] = field(default_factory=list)
     usage: list[int] = field(default_factory=lambda: [0] * len(USAGE_PATHS))
+    end: int = 0  # the input byte just past the last line answered: where the next invocation reads from
 
 
 class ChunkRun:
@@ -70,6 +79,7 @@ class ChunkRun:
         remaining_seconds: Callable[[], float],
         reserve_seconds: float,
         status_check_interval: float = 2.0,
+        segment_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -83,57 +93,67 @@ class ChunkRun:
         # Time kept free at the end: one upstream attempt may still be running when sending stops.
         self.reserve_seconds = reserve_seconds
         self.status_check_interval = status_check_interval
+        self.segment_bytes = segment_bytes
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
         self.random = random
         self.commit_attempts = commit_attempts
 
-    def run(self, batch_id: str, chunk: Chunk, cursor: int) -> dict[str, Any]:
-        """Answer lines from `cursor` on; `{cursor, done}` for the state machine's loop."""
-        kept = self.store.segments.get(batch_id, chunk.chunk, cursor)
+    def run(
+        self, batch_id: str, chunk: Chunk, cursor: int, *, job_id: str | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """Answer lines from `cursor` (at byte `offset`) on; `{cursor, offset, done}` for the state machine's loop."""
+        if job_id is None:  # a run planned before the payload named its job
+            job_id = self.store.batches.get_unscoped(batch_id).job_id
+        kept, batch, job = self.store.invocation(batch_id, job_id, chunk.chunk, cursor)
         if kept is not None:
             # Answered before; if its commit failed, commit it now: never send its lines again.
             return self._commit(batch_id, kept)
-        batch = self.store.batches.get_unscoped(batch_id)
-        if cursor >= chunk.line_count or stopped_reason(batch, self.clock()):
-            return {"cursor": cursor, "done": True}
-        job = self.store.jobs.get_unscoped(batch.job_id)
-        return asyncio.run(self._run(batch, job, chunk, cursor))
+        if cursor >= chunk.line_count or stopped_reason(batch.status, batch.expires_at, self.clock()):
+            return {"cursor": cursor, "offset": offset, "done": True}
+        return asyncio.run(self._run(batch, job, chunk, cursor, offset))
 
-    async def _run(self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int) -> dict[str, Any]:
-        body = self.store.objects.read_range(
-            file_key(batch.tenant_id, batch.input_file_id), chunk.start_byte, chunk.end_byte
-        )
+    async def _run(
+        self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int, offset: int | None
+    ) -> dict[str, Any]:
+        start = chunk.start_byte if offset is None else offset
+        # Streamed: a chunk may be the whole file; an invocation holds only what it has answered.
+        body = self.store.objects.read_range(file_key(batch.tenant_id, batch.input_file_id), start, chunk.end_byte)
         try:
-            pending = [raw for _, raw in islice(iter_request_lines(body, chunk.start_byte), cursor, None)]
+            lines = iter_request_lines(body, start)
+            if offset is None:
+                lines = islice(lines, cursor, None)  # a cursor from before offsets were kept: skip to it
+            provider = self.providers(job)
+            try:
+                answered, stopped = await self._send_all(batch, provider, lines)
+            finally:
+                await provider.aclose()
         finally:
             body.close()
-        provider = self.providers(job)
-        try:
-            answered, stopped = await self._send_all(batch, provider, pending)
-        finally:
-            await provider.aclose()
         next_cursor = cursor + len(answered.lines)
         done = stopped or next_cursor >= chunk.line_count
         if not answered.lines:
             # Nothing to record: a segment of no lines would make every later try at this cursor
             # answer "no progress" and loop forever. The next invocation starts here afresh.
-            return {"cursor": cursor, "done": done}
-        return self._record(batch.id, chunk.chunk, cursor, next_cursor, done, answered)
+            return {"cursor": cursor, "offset": offset, "done": done}
+        return self._record(batch.id, chunk.chunk, (cursor, next_cursor, answered.end), done, answered)
 
-    async def _send_all(self, batch: BatchRecord, provider: Provider, pending: list[bytes]) -> tuple[_Segment, bool]:
-        """Send lines in order, a bounded number in flight, until done, out of time, or stopped.
+    async def _send_all(self, batch: BatchRecord, provider: Provider, lines: Iterator[Span]) -> tuple[_Segment, bool]:
+        """Send lines in order, a bounded number in flight, until done, out of time or room, or stopped.
 
-        Lines are started strictly in order, so what was started is a prefix of `pending`.
+        Lines are started strictly in order, so what was started is a prefix of `lines`.
         """
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
         gate = asyncio.Semaphore(self.requests_in_flight)
         tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, ...]]]] = []
         stopped = False
         next_check = self.monotonic() + self.status_check_interval
+        segment = _Segment()
+        held = 0  # bytes of answers this invocation holds; past `segment_bytes` it stops and records them
 
         async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, ...]]:
+            nonlocal held
             request = parse_request_line(raw)  # plan accepted every line of the chunk
             try:
                 # The url plan checked, in the form it checked it: `v1/...` goes as `/v1/...`.
@@ -144,25 +164,27 @@ class ChunkRun:
                 outcome = Outcome.failure("internal_error", f"The request could not be sent: {type(exc).__name__}.")
             finally:
                 gate.release()
-            return outcome.ok, result_line(request.get("custom_id"), outcome), _usage(outcome)
+            line = result_line(request.get("custom_id"), outcome)
+            held += len(line)
+            return outcome.ok, line, _usage(outcome)
 
-        for raw in pending:
+        async for _start, end, raw in _read_ahead(lines):
             await gate.acquire()
-            if self.monotonic() >= deadline:
+            if self.monotonic() >= deadline or held >= self.segment_bytes:
                 gate.release()
                 break
             if self.monotonic() >= next_check:
                 next_check = self.monotonic() + self.status_check_interval
                 # Off the event loop: the requests in flight keep going while DynamoDB answers.
-                current = await asyncio.to_thread(self.store.batches.get_unscoped, batch.id)
-                reason = stopped_reason(current, self.clock())
+                status, expires_at = await asyncio.to_thread(self.store.batches.run_state, batch.id)
+                reason = stopped_reason(status, expires_at, self.clock())
                 if reason:
                     logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
                     gate.release()
                     stopped = True
                     break
             tasks.append(asyncio.create_task(answer(raw)))
-        segment = _Segment()
+            segment.end = end
         for ok, line, usage in await asyncio.gather(*tasks):
             segment.lines.append((ok, line))
             if ok:
@@ -172,8 +194,9 @@ class ChunkRun:
         return segment, stopped
 
     def _record(
-        self, batch_id: str, chunk: int, cursor: int, next_cursor: int, done: bool, answered: _Segment
+        self, batch_id: str, chunk: int, span: tuple[int, int, int], done: bool, answered: _Segment
     ) -> dict[str, Any]:
+        cursor, next_cursor, next_offset = span
         attempt = secrets.token_hex(6)
         out_key, err_key = part_keys(batch_id, chunk, cursor, attempt)
         out = b"".join(line for ok, line in answered.lines if ok)
@@ -188,6 +211,7 @@ class ChunkRun:
             chunk=chunk,
             cursor=cursor,
             next_cursor=next_cursor,
+            next_offset=next_offset,
             done=done,
             out_key=out_key if out else None,
             err_key=err_key if err else None,
@@ -205,7 +229,7 @@ class ChunkRun:
 
     def _commit(self, batch_id: str, segment: SegmentRecord) -> dict[str, Any]:
         """Commit a kept segment, retrying by itself what DynamoDB cancels for contention on the batch item."""
-        answer = {"cursor": segment.next_cursor, "done": segment.done}
+        answer = {"cursor": segment.next_cursor, "offset": segment.next_offset, "done": segment.done}
         if not segment.pending:
             return answer
         for attempt in range(self.commit_attempts):
@@ -215,7 +239,7 @@ class ChunkRun:
             if verdict == "closed":
                 # Finalize has begun: it merges and counts what is kept itself.
                 logger.warning("Batch closed before the segment was committed", extra={"batch_id": batch_id})
-                return {"cursor": segment.cursor, "done": True}
+                return {"cursor": segment.cursor, "offset": None, "done": True}
             # Full jitter: many workers that conflicted together must not all come back together.
             self.sleep(self.random() * min(COMMIT_BACKOFF_CAP, COMMIT_BACKOFF_BASE * 2**attempt))
         # Failing the invocation is safe: the next one finds the kept segment and commits it unsent.

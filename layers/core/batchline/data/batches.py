@@ -54,12 +54,24 @@ class Batches:
         if reasons:
             raise Conflict(f"Batch {record.id} already exists.")
 
+    @staticmethod
+    def key(batch_id: str) -> dict[str, str]:
+        return {"pk": batch_id, "sk": "batch"}
+
     def get_unscoped(self, batch_id: str) -> BatchRecord:
         """A batch by id alone, whatever its tenant: for the run's own functions (its execution is named by it)."""
-        item = self._table.get_key({"pk": batch_id, "sk": "batch"}, consistent=True)
+        item = self._table.get_key(self.key(batch_id), consistent=True)
         if item is None:
             raise NotFound(f"No such Batch object: {batch_id}", param="id")
         return BatchRecord.model_validate(item)
+
+    def run_state(self, batch_id: str) -> tuple[str, float | None]:
+        """The batch's status and expiry alone: what a worker polls to know whether to go on sending."""
+        item = self._table.get_fields(self.key(batch_id), ("status", "expires_at"))
+        if item is None:
+            raise NotFound(f"No such Batch object: {batch_id}", param="id")
+        expires_at = item.get("expires_at")
+        return str(item["status"]), float(expires_at) if expires_at is not None else None
 
     def page(self, tenant_id: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         items, more = self._table.list_owned("batch", tenant_id, after=after, limit=limit, newest_first=True)

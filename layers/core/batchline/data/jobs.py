@@ -18,6 +18,10 @@ class Jobs:
     def put(self, job: JobRecord) -> None:
         self._table.put_new("job", job, owner=job.tenant_id)
 
+    @staticmethod
+    def key(job_id: str) -> dict[str, str]:
+        return {"pk": job_id, "sk": "job"}
+
     def get_unscoped(self, job_id: str) -> JobRecord:
         """A job by id alone, retired or not: a running batch keeps the job it started with."""
         item = self._table.get("job", job_id)

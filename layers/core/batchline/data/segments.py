@@ -37,8 +37,12 @@ class Segments:
     def __init__(self, table: Table) -> None:
         self._table = table
 
+    @staticmethod
+    def key(batch_id: str, chunk: int, cursor: int) -> dict[str, str]:
+        return {"pk": _pk(batch_id), "sk": _sk(chunk, cursor)}
+
     def get(self, batch_id: str, chunk: int, cursor: int) -> SegmentRecord | None:
-        item = self._table.get_key({"pk": _pk(batch_id), "sk": _sk(chunk, cursor)}, consistent=True)
+        item = self._table.get_key(self.key(batch_id, chunk, cursor), consistent=True)
         return SegmentRecord.model_validate(item) if item is not None else None
 
     def put(self, segment: SegmentRecord) -> SegmentRecord | None:

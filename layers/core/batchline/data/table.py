@@ -73,7 +73,7 @@ class Table:
     @cached_property
     def resource(self) -> Any:
         """The boto3 Table, for what needs one itself (the rate limiter, tests)."""
-        return (self._dynamodb or boto3.resource("dynamodb")).Table(self.name)
+        return self._service.Table(self.name)
 
     @staticmethod
     def item(kind: str, model: BaseModel, *, owner: str | None) -> dict[str, Any]:
@@ -228,6 +228,35 @@ class Table:
         if consistent:
             params["ConsistentRead"] = True
         item: dict[str, Any] | None = self.resource.get_item(**params).get("Item")
+        return item
+
+    def get_keys(self, keys: list[dict[str, Any]], *, consistent: bool = False) -> list[dict[str, Any] | None]:
+        """The items at several keys in one BatchGetItem (at most 100), in the keys' order; None where none is.
+
+        DynamoDB may leave keys unprocessed under load: those are asked again until all are answered.
+        """
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        request: dict[str, Any] = {self.name: {"Keys": keys, "ConsistentRead": consistent}}
+        while request:
+            answer = self._service.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(self.name, []):
+                found[tuple(item[name] for name in KEY_ATTRS)] = item
+            request = answer.get("UnprocessedKeys") or {}
+        return [found.get(tuple(key[name] for name in KEY_ATTRS)) for key in keys]
+
+    @cached_property
+    def _service(self) -> Any:
+        """The DynamoDB service resource the Table belongs to: BatchGetItem is the service's, not a table's."""
+        return self._dynamodb or boto3.resource("dynamodb")
+
+    def get_fields(self, key: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any] | None:
+        """Only the named attributes of the item at a key (eventually consistent): a poll that reads little."""
+        answer = self.resource.get_item(
+            Key=key,
+            ProjectionExpression=", ".join(f"#a{i}" for i in range(len(names))),
+            ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(names)},
+        )
+        item: dict[str, Any] | None = answer.get("Item")
         return item
 
     def get(self, kind: str, object_id: str) -> dict[str, Any] | None:

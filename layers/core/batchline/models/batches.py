@@ -274,6 +274,8 @@ class SegmentRecord(BaseModel):
     chunk: int
     cursor: int
     next_cursor: int
+    # The input byte past its last line (where the next invocation reads from); None in older records.
+    next_offset: int | None = None
     done: bool
     out_key: str | None = None
     err_key: str | None = None

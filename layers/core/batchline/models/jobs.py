@@ -46,6 +46,10 @@ MAX_MODEL_ALIASES = 32
 class Sla(Strict):
     completion_window: CompletionWindow = "unlimited"
     max_concurrency: int = Field(default=50, ge=1, le=10_000, description="Requests in flight for a batch.")
+    # Chunks are sized to the concurrency (cheapest); small ones isolate lines from each other's faults.
+    lines_per_chunk: int | None = Field(
+        default=None, ge=1, le=50_000, description="Most lines per chunk; by default sized to the concurrency."
+    )
 
 
 JOB_EXAMPLE = {

@@ -1,9 +1,10 @@
 """Step Functions payloads: what statemachine/batch.asl.json hands each task, and what it reads back.
 
-Plan gets `{batch_id}`; its ResultSelector reads all three keys of the answer, so `manifest_key` is
-there even when null (a JSONPath that finds nothing fails the state). Each item of the Map is a Chunk
-of the manifest; Work gets `{batch_id, chunk, cursor}` and answers `{cursor, done}`. Finalize gets
-`{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None kept: their keys are the ASL's.
+Plan gets `{batch_id}`; its ResultSelector reads every key of the answer, so `manifest_key` is there
+even when null (a JSONPath that finds nothing fails the state). Each item of the Map is a Chunk of
+the manifest; Work gets `{batch_id, job_id, chunk, cursor, offset}` and answers `{cursor, offset,
+done}`. Finalize gets `{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None
+kept: their keys are the ASL's.
 """
 
 from __future__ import annotations
@@ -34,25 +35,32 @@ class PlanInput(BaseModel):
 
 
 class PlanOutput(BaseModel):
-    """Plan's answer: `status` for the Choice, `manifest_key` for the ItemReader, `max_concurrency` for the Map."""
+    """Plan's answer: `status` for the Choice, `manifest_key` for the ItemReader, `max_concurrency` for the
+    Map, `job_id` for its workers."""
 
     status: BatchStatus
     manifest_key: str | None
     max_concurrency: int
+    job_id: str
 
 
 class WorkerInput(BaseModel):
     """The Work task's payload: one chunk of the manifest, from the cursor the last invocation reached."""
 
     batch_id: str
+    # Named by the plan so an invocation reads its segment, batch and job in one call; None in older runs.
+    job_id: str | None = None
     chunk: Chunk
     cursor: int
+    # The byte where line `cursor` starts (None: the chunk's start, then skip `cursor` lines).
+    offset: int | None = None
 
 
 class WorkerOutput(BaseModel):
     """Work's answer, the child's loop state: where the next invocation starts, and whether there is one."""
 
     cursor: int
+    offset: int | None
     done: bool
 
 
