@@ -12,7 +12,9 @@ import pytest
 
 from batchline.budget import Claim, Report, Tuning
 from batchline.data.budgets import BudgetContended, Budgets
+from batchline.models import BatchRecord
 from batchline.store import Store
+from tests.integration.test_run_steps import batch as batch  # the fixture
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
 JOB = "job-budget1"
@@ -115,3 +117,16 @@ def test_a_released_lease_cannot_be_brought_back_by_a_writer_that_read_it(store:
 def test_releasing_from_a_budget_that_is_gone_is_quiet(store: Store) -> None:
     store.budgets.release(JOB, "nobody")
     assert store.budgets.get(JOB) is None
+
+
+def test_a_sending_worker_reads_its_batch_state_and_its_jobs_budget_in_one_call(
+    store: Store, batch: BatchRecord
+) -> None:
+    store.budgets.renew(batch.job_id, "a1", claim(batch.id), None, now=0.0, tuning=TUNING, ceiling=8)
+    calls = Calls(store)
+    status, expires_at, budget = store.poll(batch.id, batch.job_id)
+    assert calls.seen == ["BatchGetItem"]
+    assert (status, expires_at) == (batch.status, batch.expires_at)
+    assert budget is not None and set(budget.leases) == {"a1"}
+    # A job no worker has joined yet has no budget item.
+    assert store.poll(batch.id, "job-none")[2] is None

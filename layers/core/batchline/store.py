@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchline.budget import Budget
 from batchline.config import CoreSettings
+from batchline.data import budgets
 from batchline.data.batches import Batches
 from batchline.data.budgets import Budgets
 from batchline.data.files import Files
@@ -54,3 +56,19 @@ class Store:
             raise NotFound(f"No such Job object: {job_id}", param="job_id")
         segment = SegmentRecord.model_validate(kept) if kept is not None else None
         return segment, BatchRecord.model_validate(batch), JobRecord.model_validate(job)
+
+    def poll(self, batch_id: str, job_id: str) -> tuple[str, float | None, Budget | None]:
+        """A sending worker's look, in one read: its batch's status and expiry, and its job's budget.
+
+        Eventually consistent: a cancel is seen an interval later at worst, and the budget's every write is
+        conditional on the version it read, so a stale read costs a refused write, never a wrong grant.
+        """
+        batch, budget = self.table.get_keys([Batches.key(batch_id), Budgets.key(job_id)])
+        if batch is None:
+            raise NotFound(f"No such Batch object: {batch_id}", param="id")
+        expires_at = batch.get("expires_at")
+        return (
+            str(batch["status"]),
+            float(expires_at) if expires_at is not None else None,
+            budgets.from_item(budget) if budget is not None else None,
+        )

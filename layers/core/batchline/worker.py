@@ -13,6 +13,7 @@ done again. The lines it did not reach are the next invocation's (the state mach
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import time
@@ -21,13 +22,16 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from batchline.budget import Tuning
 from batchline.errors import ServerError
 from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.layout import file_key, part_keys
 from batchline.models import BatchRecord, Chunk, JobRecord, SegmentRecord, canonical_path
 from batchline.models.batches import USAGE_PATHS
 from batchline.observability import logger
+from batchline.pacing import Limiter, Pacer
 from batchline.providers import Outcome, Provider
+from batchline.providers.retry import observing_attempts
 from batchline.result_lines import result_line
 from batchline.store import Store
 
@@ -85,6 +89,7 @@ class ChunkRun:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = random.random,
         commit_attempts: int = COMMIT_ATTEMPTS,
+        budget: Tuning | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -99,6 +104,9 @@ class ChunkRun:
         self.sleep = sleep
         self.random = random
         self.commit_attempts = commit_attempts
+        # The job's concurrency budget, shared with every worker of the job's batches; None: this worker
+        # alone keeps `requests_in_flight` (tests that drive one worker by hand).
+        self.budget = budget
 
     def run(
         self, batch_id: str, chunk: Chunk, cursor: int, *, job_id: str | None = None, offset: int | None = None
@@ -126,7 +134,7 @@ class ChunkRun:
                 lines = islice(lines, cursor, None)  # a cursor from before offsets were kept: skip to it
             provider = self.providers(job)
             try:
-                answered, stopped = await self._send_all(batch, provider, lines)
+                answered, stopped = await self._send_all(batch, provider, lines, self._pacer(batch, job))
             finally:
                 await provider.aclose()
         finally:
@@ -139,13 +147,42 @@ class ChunkRun:
             return {"cursor": cursor, "offset": offset, "done": done}
         return self._record(batch.id, chunk.chunk, (cursor, next_cursor, answered.end), done, answered)
 
-    async def _send_all(self, batch: BatchRecord, provider: Provider, lines: Iterator[Span]) -> tuple[_Segment, bool]:
+    def _pacer(self, batch: BatchRecord, job: JobRecord) -> Pacer | None:
+        if self.budget is None:
+            return None
+        holder = f"{batch.id}#{secrets.token_hex(4)}"  # one invocation, one lease
+        return Pacer(self.store.budgets, job, batch, tuning=self.budget, holder=holder, clock=self.clock,
+                     monotonic=self.monotonic)  # fmt: skip
+
+    async def _send_all(
+        self, batch: BatchRecord, provider: Provider, lines: Iterator[Span], pacer: Pacer | None = None
+    ) -> tuple[_Segment, bool]:
         """Send lines in order, a bounded number in flight, until done, out of time or room, or stopped.
 
-        Lines are started strictly in order, so what was started is a prefix of `lines`.
+        Lines are started strictly in order, so what was started is a prefix of `lines`. With a pacer, what
+        is in flight follows the grant of the job's budget, renewed every status check.
         """
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
-        gate = asyncio.Semaphore(self.requests_in_flight)
+        if pacer is None:
+            return await self._send_in_order(batch, provider, lines, deadline, Limiter(self.requests_in_flight))
+        await pacer.acquire(self.requests_in_flight)
+        watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
+        try:
+            # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
+            with observing_attempts(pacer):
+                return await self._send_in_order(batch, provider, lines, deadline, pacer.limiter, watch)
+        finally:
+            await watch.close()
+
+    async def _send_in_order(
+        self,
+        batch: BatchRecord,
+        provider: Provider,
+        lines: Iterator[Span],
+        deadline: float,
+        gate: Limiter,
+        watch: _Watch | None = None,
+    ) -> tuple[_Segment, bool]:
         tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, ...]]]] = []
         stopped = False
         next_check = self.monotonic() + self.status_check_interval
@@ -169,14 +206,18 @@ class ChunkRun:
             return outcome.ok, line, _usage(outcome)
 
         async for _start, end, raw in _read_ahead(lines):
-            await gate.acquire()
+            if not await _admit(gate, deadline - self.monotonic(), watch):
+                break  # out of time, or the batch stopped while no slot was free (said below)
             if self.monotonic() >= deadline or held >= self.segment_bytes:
                 gate.release()
                 break
             if self.monotonic() >= next_check:
                 next_check = self.monotonic() + self.status_check_interval
-                # Off the event loop: the requests in flight keep going while DynamoDB answers.
-                status, expires_at = await asyncio.to_thread(self.store.batches.run_state, batch.id)
+                if watch is not None:
+                    status, expires_at = watch.state  # read with the budget at its last renewal
+                else:
+                    # Off the event loop: the requests in flight keep going while DynamoDB answers.
+                    status, expires_at = await asyncio.to_thread(self.store.batches.run_state, batch.id)
                 reason = stopped_reason(status, expires_at, self.clock())
                 if reason:
                     logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
@@ -185,6 +226,11 @@ class ChunkRun:
                     break
             tasks.append(asyncio.create_task(answer(raw)))
             segment.end = end
+        if watch is not None:
+            watch.pacer.want = 0  # nothing more to start: what is in flight still counts, the rest goes to others
+            if not stopped and watch.stopped.is_set():
+                logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id})
+                stopped = True
         for ok, line, usage in await asyncio.gather(*tasks):
             segment.lines.append((ok, line))
             if ok:
@@ -244,6 +290,64 @@ class ChunkRun:
             self.sleep(self.random() * min(COMMIT_BACKOFF_CAP, COMMIT_BACKOFF_BASE * 2**attempt))
         # Failing the invocation is safe: the next one finds the kept segment and commits it unsent.
         raise ServerError(f"Committing a segment of {batch_id} conflicted {self.commit_attempts} times.")
+
+
+async def _admit(gate: Limiter, timeout: float, watch: _Watch | None) -> bool:
+    """Take a slot of the gate, waiting at most `timeout` and only while the batch runs; False if not taken."""
+    if gate.try_acquire():
+        return True
+    if timeout <= 0:
+        return False
+    slot = asyncio.ensure_future(gate.acquire())
+    waits: set[asyncio.Future[Any]] = {slot}
+    if watch is not None:
+        waits.add(asyncio.ensure_future(watch.stopped.wait()))
+    done, waiting = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for future in waiting:
+        future.cancel()  # a slot given just as it is cancelled goes back to the gate (Limiter.acquire)
+    return slot in done
+
+
+class _Watch:
+    """Every interval, off the event loop: the batch's state and the job's budget in one read, then the renewal.
+
+    In its own task, so a worker whose grant is full (or none) still renews, and still hears of a cancel.
+    """
+
+    def __init__(
+        self, store: Store, batch: BatchRecord, pacer: Pacer, interval: float, clock: Callable[[], float]
+    ) -> None:
+        self.store = store
+        self.batch = batch
+        self.pacer = pacer
+        self.interval = interval
+        self.clock = clock
+        self.state: tuple[str, float | None] = (batch.status, batch.expires_at)
+        self.stopped = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                # Closing ends the wait at once; an interval gone by (TimeoutError) means poll again.
+                await asyncio.wait_for(self._closing.wait(), self.interval)
+                return
+            try:
+                status, expires_at, budget = await asyncio.to_thread(self.store.poll, self.batch.id, self.batch.job_id)
+                self.state = (status, expires_at)
+                if stopped_reason(status, expires_at, self.clock()):
+                    self.stopped.set()
+                await self.pacer.renew(budget, read=False)
+            except Exception:  # noqa: BLE001  # a failed poll must not lose the lines in flight; the next may pass
+                logger.exception("Status and budget poll failed", extra={"batch_id": self.batch.id})
+                self.pacer.lapse()
+
+    async def close(self) -> None:
+        """Stop renewing (a renewal under way ends first, or it could bring the lease back) and release it."""
+        self._closing.set()
+        await self._task
+        await self.pacer.release()
 
 
 def _usage(outcome: Outcome) -> tuple[int, ...]:
