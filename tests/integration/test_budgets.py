@@ -46,11 +46,15 @@ def test_two_batches_split_the_jobs_limit_through_the_table(store: Store) -> Non
     assert {h: (lease.grant, lease.held) for h, lease in kept.leases.items()} == {"a1": (4, 4), "b1": (4, 4)}
 
 
-def test_a_renewal_costs_one_read_and_one_write(store: Store) -> None:
+def test_a_renewal_costs_one_read_and_one_write_and_a_quiet_one_no_write_while_half_its_lease_is_left(
+    store: Store,
+) -> None:
     store.budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8)
     calls = Calls(store)
     store.budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=2.0, tuning=TUNING, ceiling=8)
-    assert calls.seen == ["GetItem", "PutItem"]
+    assert calls.seen == ["GetItem"]
+    store.budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=6.0, tuning=TUNING, ceiling=8)
+    assert calls.seen == ["GetItem", "GetItem", "PutItem"]
 
 
 def test_a_renewal_from_a_stale_read_is_refused_and_redone_from_the_item_the_refusal_returns(store: Store) -> None:
@@ -60,7 +64,7 @@ def test_a_renewal_from_a_stale_read_is_refused_and_redone_from_the_item_the_ref
     # b1 writes between a1's read and a1's write.
     budgets.renew(JOB, "b1", claim("batch_b"), None, now=0.1, tuning=TUNING, ceiling=8)
     calls = Calls(store)
-    grant = budgets.renew(JOB, "a1", claim("batch_a"), Report(in_flight=8), now=2.0, tuning=TUNING, ceiling=8,
+    grant = budgets.renew(JOB, "a1", claim("batch_a"), Report(in_flight=8), now=6.0, tuning=TUNING, ceiling=8,
                           known=stale, read=False)  # fmt: skip
     # Refused once (its write would have erased b1), then written from the returned item: no second read.
     assert calls.seen == ["PutItem", "PutItem"]
@@ -95,7 +99,7 @@ def test_a_renewal_that_loses_every_race_says_so(store: Store) -> None:
 
     store.table.resource.meta.client.meta.events.register("before-call.dynamodb.PutItem", another_writer_first)
     with pytest.raises(BudgetContended):
-        budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=2.0, tuning=TUNING, ceiling=8)
+        budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=6.0, tuning=TUNING, ceiling=8)
     assert calls.seen.count("PutItem") == 3
     assert len(sleeps) == 3 and all(0 <= s <= 0.5 for s in sleeps)
 
@@ -106,7 +110,7 @@ def test_a_released_lease_cannot_be_brought_back_by_a_writer_that_read_it(store:
     budgets.renew(JOB, "b1", claim("batch_b"), None, now=0.1, tuning=TUNING, ceiling=8)
     stale = budgets.get(JOB)
     budgets.release(JOB, "a1")
-    grant = budgets.renew(JOB, "b1", claim("batch_b"), Report(), now=2.0, tuning=TUNING, ceiling=8,
+    grant = budgets.renew(JOB, "b1", claim("batch_b"), Report(), now=6.0, tuning=TUNING, ceiling=8,
                           known=stale, read=False)  # fmt: skip
     assert grant == 8
     kept = budgets.get(JOB)

@@ -190,3 +190,18 @@ def test_a_holder_beyond_what_one_item_can_hold_waits_and_nothing_changes() -> N
     full = Budget(ceiling=10_000, limit=10_000.0, leases=leases, version=7)
     after, grant = renew(full, "late", claim("b", 5), None, now=0.0, tuning=TUNING, ceiling=10_000)
     assert (after, grant) == (full, 0)
+
+
+def test_a_quiet_renewal_that_changes_nothing_writes_nothing_until_half_the_lease_is_gone() -> None:
+    budget = running(ceiling=8)  # w holds 8 of 8, renewed at 0 with a 10 s lease
+    quiet = Report(successes=5, saturated=True, in_flight=8)
+    after, grant = renew(budget, "w", claim("a", 8), quiet, now=2.0, tuning=TUNING, ceiling=8)
+    assert (after, grant) == (budget, 8)  # the same budget: nothing to write
+    after, grant = renew(budget, "w", claim("a", 8), quiet, now=5.5, tuning=TUNING, ceiling=8)
+    assert after.version == budget.version + 1 and after.leases["w"].expires == 15.5
+
+
+def test_a_renewal_that_reports_congestion_is_always_written() -> None:
+    budget = running(ceiling=8)
+    after, _ = renew(budget, "w", claim("a", 16), Report(throttled=1), now=2.0, tuning=TUNING, ceiling=8)
+    assert after.version == budget.version + 1 and after.limit == 4

@@ -104,8 +104,10 @@ def renew(
 ) -> tuple[Budget, int]:
     """The budget after `holder` acquires (report None) or renews its lease, and the holder's new grant.
 
-    The same budget back (its version unchanged) when the holder cannot join: the item is full.
+    The same budget back (its version unchanged) when there is nothing to write: the holder cannot join (the
+    item is full), or its renewal changes nothing but its lease's times and half its lease is left.
     """
+    original = budget
     budget = dataclasses.replace(budget, ceiling=ceiling, limit=min(budget.limit, float(ceiling)))
     previous = budget.leases.get(holder)
     others = {k: v for k, v in budget.leases.items() if k != holder and v.expires > now}
@@ -121,7 +123,14 @@ def renew(
     grant = max(0, min(target, free))
     in_flight = report.in_flight if report is not None else 0
     lease = dataclasses.replace(candidate, grant=grant, held=max(grant, in_flight))
-    return dataclasses.replace(budget, leases={**others, holder: lease}, version=budget.version + 1), grant
+    after = dataclasses.replace(budget, leases={**others, holder: lease}, version=budget.version + 1)
+    if previous is not None and previous.expires - now > tuning.lease_seconds / 2:
+        # A steady worker on a steady backend: if only its lease's times would move, the write can wait until
+        # half its lease is gone (a write per holder per interval is most of the budget's cost).
+        kept = dataclasses.replace(lease, renewed=previous.renewed, expires=previous.expires)
+        if dataclasses.replace(after, leases={**others, holder: kept}, version=original.version) == original:
+            return original, grant
+    return after, grant
 
 
 def release(budget: Budget, holder: str, now: float) -> Budget:

@@ -210,7 +210,8 @@ class Pacer:
             logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holder})
             self.lapse()
             return self.limiter.size
-        self._lease_ends = now + self.tuning.lease_seconds
+        # A renewal that changed nothing may not have been written (budget.renew): half a lease is what is sure.
+        self._lease_ends = now + self.tuning.lease_seconds / 2
         self.limiter.resize(grant)
         return grant
 

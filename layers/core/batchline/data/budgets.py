@@ -2,7 +2,8 @@
 
 Every change is a read, the pure step of `batchline.budget`, and one write conditional on the version read:
 a writer that lost the race gets the item as it now is with its failure and steps again from there, so a
-renewal costs one read and one write unless another holder wrote in between.
+renewal costs one read and one write unless another holder wrote in between (and no write when it changes
+nothing but its lease's times, until half its lease is gone).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Budgets:
             base = current or Budget.fresh(ceiling)
             after, grant = logic.renew(base, holder, claim, report, now, tuning, ceiling=ceiling)
             if after.version == base.version:
-                return grant  # nothing changed (the item is full): nothing to write
+                return grant  # nothing to write (see budget.renew)
             condition = Attr("pk").not_exists() if current is None else Attr("version").eq(current.version)
             found = self._table.put_if(to_item(job_id, after, now), condition)
             if found is None:
