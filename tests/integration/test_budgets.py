@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from batchline import budget as budget_logic
 from batchline.budget import Claim, Report, Tuning
 from batchline.data.budgets import BudgetContended, Budgets
 from batchline.models import BatchRecord
 from batchline.store import Store
+from batchline.worker import ChunkRun
+from tests.integration.test_run_steps import EchoProvider, planned
 from tests.integration.test_run_steps import batch as batch  # the fixture
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
@@ -134,3 +137,26 @@ def test_a_sending_worker_reads_its_batch_state_and_its_jobs_budget_in_one_call(
     assert budget is not None and set(budget.leases) == {"a1"}
     # A job no worker has joined yet has no budget item.
     assert store.poll(batch.id, "job-none")[2] is None
+
+
+def test_a_worker_asks_its_jobs_budget_for_what_is_left_of_its_chunk_and_gives_its_lease_back(
+    store: Store, batch: BatchRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims: list[Claim] = []
+    step = budget_logic.renew
+
+    def recording(budget: Any, holder: str, claim: Claim, *args: Any, **kwargs: Any) -> Any:
+        claims.append(claim)
+        return step(budget, holder, claim, *args, **kwargs)
+
+    monkeypatch.setattr(budget_logic, "renew", recording)
+    chunk = planned(store, batch)[0]  # 10 lines
+    provider = EchoProvider()
+    run = ChunkRun(store, lambda job: provider, requests_in_flight=25, remaining_seconds=lambda: 900.0,
+                   reserve_seconds=10.0, budget=TUNING)  # fmt: skip
+    answered = run.run(batch.id, chunk, 0, job_id=batch.job_id)
+    assert (answered["cursor"], answered["done"]) == (10, True)
+    assert provider.sent == [str(i) for i in range(10)]
+    assert claims[0] == Claim(batch.id, 10, urgent=True, deadline=float(batch.expires_at or 0))
+    kept = store.budgets.get(batch.job_id)
+    assert kept is not None and kept.leases == {}

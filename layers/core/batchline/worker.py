@@ -134,7 +134,9 @@ class ChunkRun:
                 lines = islice(lines, cursor, None)  # a cursor from before offsets were kept: skip to it
             provider = self.providers(job)
             try:
-                answered, stopped = await self._send_all(batch, provider, lines, self._pacer(batch, job))
+                # What is left of the chunk bounds what it asks of the job's budget (a 2-line chunk wants 2).
+                want = min(self.requests_in_flight, chunk.line_count - cursor)
+                answered, stopped = await self._send_all(batch, provider, lines, self._pacer(batch, job), want)
             finally:
                 await provider.aclose()
         finally:
@@ -155,7 +157,12 @@ class ChunkRun:
                      monotonic=self.monotonic)  # fmt: skip
 
     async def _send_all(
-        self, batch: BatchRecord, provider: Provider, lines: Iterator[Span], pacer: Pacer | None = None
+        self,
+        batch: BatchRecord,
+        provider: Provider,
+        lines: Iterator[Span],
+        pacer: Pacer | None = None,
+        want: int | None = None,
     ) -> tuple[_Segment, bool]:
         """Send lines in order, a bounded number in flight, until done, out of time or room, or stopped.
 
@@ -165,7 +172,7 @@ class ChunkRun:
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
         if pacer is None:
             return await self._send_in_order(batch, provider, lines, deadline, Limiter(self.requests_in_flight))
-        await pacer.acquire(self.requests_in_flight)
+        await pacer.acquire(self.requests_in_flight if want is None else want)
         watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
         try:
             # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
