@@ -119,7 +119,7 @@ class Calls:
 @pytest.fixture
 def calls(store: Store) -> Iterator[Calls]:
     counter = Calls()
-    clients = [store.table._service.meta.client, store.objects.client]
+    clients = [store.table.resource.meta.client, store.objects.client]
     for client in clients:
         client.meta.events.register("before-call.*.*", counter)
     yield counter
@@ -152,7 +152,7 @@ def test_one_invocation_reads_its_segment_batch_and_job_in_one_call_and_writes_o
 def test_the_status_check_reads_two_attributes_of_the_batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
     batch = batch_of(store, tenant, runs, 3)
     sent: list[dict[str, Any]] = []
-    client = store.table._service.meta.client
+    client = store.table.resource.meta.client
 
     def keep(params: dict[str, Any], **_: Any) -> None:
         sent.append(params)
