@@ -13,9 +13,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchline.jsonl import parse_request_line
 from batchline.planning import plan_batch
+from batchline.rules import LineRules
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
@@ -127,3 +130,51 @@ def test_a_request_line_is_read_back_with_jsons_values() -> None:
 
     assert value == json.loads(raw)
     assert [type(value[key]) for key in "abcde"] == [int, int, float, str, float]
+
+
+def _numbers() -> st.SearchStrategy[str]:
+    digits = st.text("0123456789", min_size=1, max_size=30).map(lambda d: d.lstrip("0") or "0")
+    exponent = st.one_of(st.just(""), st.integers(-400, 400).map(lambda e: f"e{e}"))
+    fraction = st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=20).map(lambda f: "." + f))
+    return st.tuples(st.sampled_from(["", "-"]), digits, fraction, exponent).map("".join)
+
+
+def _json_texts() -> st.SearchStrategy[str]:
+    """JSON text with the edges where parsers differ: numbers, escapes, surrogates, duplicate keys."""
+    escapes = st.sampled_from(["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\u00e9", "\\n", "\\/", "\\x", "\t", "é"])
+    strings = st.lists(st.one_of(st.text(max_size=5), escapes), max_size=4).map(lambda parts: f'"{"".join(parts)}"')
+    edges = ["true", "null", "NaN", "-Infinity", "1e400", "01", "1.", "18446744073709551616", "-9223372036854775809"]
+    scalars = st.one_of(_numbers(), strings, st.sampled_from(edges))
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
+            st.lists(st.tuples(st.sampled_from(['"custom_id"', '"input"', '"a"', "1"]), inner), max_size=4).map(
+                lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
+            ),
+        ),
+        max_leaves=12,
+    )
+
+
+def _request_lines() -> st.SearchStrategy[bytes]:
+    field = st.sampled_from(["custom_id", "method", "url", "body", "input", "messages", "model"])
+    request = st.lists(st.tuples(field, _json_texts()), max_size=5).map(
+        lambda pairs: "{" + ",".join(f'"{k}":{v}' for k, v in pairs) + "}"
+    )
+    embedding = '{{"custom_id":{0},"method":"POST","url":"/v1/embeddings","body":{{"input":[{1}, 1],"model":{0}}}}}'
+    body = st.tuples(_json_texts(), _json_texts()).map(lambda pair: embedding.format(*pair))
+    text = st.one_of(request, body, _json_texts())
+    return st.one_of(text.map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=40))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_request_lines(), min_size=1, max_size=8))
+def test_orjson_and_json_give_every_line_the_same_verdict(lines: list[bytes]) -> None:
+    # Given two files' worth of rules state, one read by orjson first (check) and one by json alone
+    fast, reference = LineRules(EMBEDDINGS, MODEL), LineRules(EMBEDDINGS, MODEL)
+    for raw in lines:
+        # Then each line gets the same problems, in the same order, with the same words
+        assert fast.check(raw) == reference._check_refused(raw), raw
+    # And what spans lines is the same
+    assert (fast.custom_ids, fast.embedding_inputs) == (reference.custom_ids, reference.embedding_inputs)
