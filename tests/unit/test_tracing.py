@@ -98,13 +98,16 @@ def test_a_handler_with_tracing_on_sends_its_subsegment_to_the_daemon() -> None:
         "    def get_remaining_time_in_millis(self): return 30000\n"
         "event = json.loads(Path('../../events/api_get_file.json').read_text())\n"
         "answer = app.lambda_handler(event, Context())\n"
-        "print(json.dumps({'status': answer['statusCode'], 'xray': 'aws_xray_sdk.core' in sys.modules}))\n"
+        "from aws_xray_sdk.core.patcher import _PATCHED_MODULES\n"
+        "print(json.dumps({'status': answer['statusCode'], 'xray': 'aws_xray_sdk.core' in sys.modules,\n"
+        "    'patched': sorted(_PATCHED_MODULES)}))\n"
     )
     try:
         # When the api handler answers a request
         answer = json.loads(run_in_function("api", code, env))
-        # Then it answered, with the X-Ray SDK loaded
-        assert answer == {"status": 401, "xray": True}
+        # Then it answered, with the X-Ray SDK loaded, tracing the two clients the functions call through
+        # (AWS's and the providers'), and no library they do not use (patching one imports it)
+        assert answer == {"status": 401, "xray": True, "patched": ["botocore", "httpx"]}
         # And the daemon got the handler's subsegment (the SDK sends each one as it closes)
         names = []
         while "## lambda_handler" not in names:

@@ -103,12 +103,17 @@ class Untraced(BaseProvider):
         pass
 
 
+# What the functions call out through: AWS (botocore) and the providers' HTTP (httpx). patch_all would
+# also import and patch every other library the SDK knows that is installed (requests, sqlite3).
+TRACED_LIBRARIES = ("botocore", "httpx")
+
+
 def _tracer() -> Tracer:
     """X-Ray through Powertools where tracing is on; where it is off, a Tracer that never loads the SDK."""
     # Powertools' own rule (POWERTOOLS_TRACE_DISABLED, or not running in Lambda, or in SAM local), so
     # that on and off mean what they mean to Powertools.
     if not Tracer._is_tracer_disabled():
-        return Tracer()
+        return Tracer(patch_modules=TRACED_LIBRARIES)
     # Not disabled=True: that only switches the SDK's global config off, which would import the SDK;
     # this provider has nothing to switch off.
     return Tracer(provider=Untraced(), disabled=False)
