@@ -89,9 +89,8 @@ class ProviderSettings(BaseModel):
     backoff_base: float = Field(default=0.5, ge=0, description="Seconds; doubled per attempt, full jitter.")
     backoff_max: float = Field(default=20.0, ge=0, description="Cap of one backoff wait, in seconds.")
     max_retry_after: float = Field(default=60.0, ge=0, description="Longest upstream Retry-After honoured.")
-    # A worker keeps a few dozen requests in flight; the pool must not be what queues them.
-    max_connections: int = Field(default=256, ge=1)
-    max_keepalive_connections: int = Field(default=128, ge=0)
+    # A worker keeps up to a hundred or so requests in flight; the pool must not be what queues them.
+    max_connections: int = Field(default=256, ge=1, description="Connections one provider may hold open.")
     allow_private_backends: bool = Field(default=False, description="Loopback and private base URLs may be called.")
 
 
