@@ -144,8 +144,8 @@ def loads(raw: bytes, fallback: Callable[[bytes], Any] = json.loads) -> Any:
 
 
 def parse_request_line(raw: bytes) -> dict[str, Any]:
-    """Decode one line that planning accepted."""
-    value = decode(raw)
+    """Decode one line that planning accepted, as `decode` would."""
+    value = loads(raw, decode)
     if not isinstance(value, dict):
         raise ValueError("a request line must be a JSON object")
     return value
