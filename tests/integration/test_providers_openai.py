@@ -142,6 +142,40 @@ def test_no_authorization_header_without_a_key(fake: FakeOpenAI) -> None:
     assert "authorization" not in fake.requests[0].headers
 
 
+def test_a_redirect_is_answered_not_followed() -> None:
+    # The base URL was checked against metadata and private addresses; a Location header is not.
+    followed: list[bytes] = []
+
+    async def target(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        followed.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    async def go() -> Outcome:
+        elsewhere = await asyncio.start_server(target, "127.0.0.1", 0)
+        location = f"http://127.0.0.1:{elsewhere.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())  # fmt: skip
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+        p = provider(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1")
+        try:
+            return await p.send(CHAT, chat(), deadline=time.monotonic() + 5)
+        finally:
+            await p.aclose()
+            server.close()
+            elsewhere.close()
+
+    out = asyncio.run(go())
+    assert out.status_code == 307 and out.attempts == 1 and not out.ok
+    assert out.body is not None and out.body["error"]["type"] == "upstream_error"
+    assert followed == []
+
+
 # -------------------------------------------------------------------------------------------- retries
 
 
