@@ -364,6 +364,7 @@ class HeldServer:
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
 
     async def __aexit__(self, *exc: object) -> None:
+        self.all_arrived.set()  # a failed test must not leave handlers holding: wait_closed waits for them
         self.server.close()
         await self.server.wait_closed()
 
@@ -393,7 +394,7 @@ async def _send_held(count: int, settings: ProviderSettings = SETTINGS) -> list[
         try:
             deadline = time.monotonic() + 30
             sends = asyncio.gather(*(p.send(CHAT, chat(f"line {i}"), deadline=deadline) for i in range(count)))
-            return await asyncio.wait_for(sends, timeout=30)
+            return await asyncio.wait_for(sends, timeout=10)
         finally:
             await p.aclose()
 
