@@ -2,8 +2,9 @@
 
 Runs the real ChunkRun (moto for DynamoDB and S3, in this process) with the real openai provider over HTTP
 to tests/fakes/openai_server.py, which runs in a process of its own so that this process's CPU time is the
-worker's alone. Before measuring, a bare keep-alive HTTP loop (asyncio streams, no library) checks that the
-server can do far more than the worker will ask of it, and gives the per-request CPU floor of a client.
+worker's alone. A bare keep-alive HTTP loop (asyncio streams, no library) first checks that the server can
+do far more than the worker will ask of it (a missed row says when it could not), then runs beside each
+worker run as its baseline: the same upstream and machine load, and the per-request CPU floor of a client.
 
 - throughput / ideal: ideal is `in_flight / latency` lines per second; each run is one chunk of `rounds`
   times `in_flight` lines (30 x 100 = 3,000 by default, ~6 s), so what an invocation does once (reading
