@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT)]
@@ -45,7 +46,7 @@ from batchline import ids
 from batchline.files import file_key
 from batchline.models import BatchRecord, Chunk, JobRecord, OpenAIProvider, Sla
 from batchline.planning import plan_batch
-from batchline.providers import ProviderSettings, make_provider
+from batchline.providers import Outcome, Provider, ProviderSettings, make_provider
 from batchline.store import Store
 from batchline.worker import ChunkRun
 from benchmarks.report import Row, json_argument, write_rows
@@ -99,6 +100,7 @@ class Measured:
     seconds: float
     cpu_seconds: float
     aws_cpu_seconds: float = 0.0  # of cpu_seconds, in DynamoDB and S3 calls: moto's work, here in process
+    sending_seconds: float = 0.0  # of seconds, from the first request's start to the last one's answer
 
     @property
     def per_second(self) -> float:
@@ -139,6 +141,24 @@ def bare_client(port: int, in_flight: int, rounds: int, latency: float) -> Measu
 
 
 # ------------------------------------------------------------------------------------------- worker
+
+
+class Timed:
+    """A provider that notes when its first request started and its last answer came."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.first_start = self.last_end = 0.0
+
+    async def send(self, url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        self.first_start = self.first_start or time.perf_counter()
+        try:
+            return await self.provider.send(url, body, deadline=deadline)
+        finally:
+            self.last_end = time.perf_counter()
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
 
 
 class Bench:
@@ -198,7 +218,13 @@ class Bench:
             client.meta.events.register("after-call.*.*", after, unique_id="bench-calls-after")
         # The fake upstream is on loopback: a private backend, which the stack must allow.
         upstream = ProviderSettings(request_timeout=10, allow_private_backends=True)
-        run = ChunkRun(self.store, lambda job: make_provider(job, secret=str, settings=upstream),
+        timed: list[Timed] = []
+
+        def provider(job: JobRecord) -> Provider:
+            timed.append(Timed(make_provider(job, secret=str, settings=upstream)))
+            return timed[-1]
+
+        run = ChunkRun(self.store, provider,
                        requests_in_flight=in_flight, remaining_seconds=lambda: 900, reserve_seconds=20,
                        status_check_interval=2.0)  # fmt: skip
         started, cpu = time.perf_counter(), time.process_time()
@@ -210,7 +236,8 @@ class Bench:
             cursor, done = progress["cursor"], progress["done"]
         if profiler:
             profiler.disable()
-        measured = Measured(lines, time.perf_counter() - started, time.process_time() - cpu, aws_cpu[0])
+        sending = sum(t.last_end - t.first_start for t in timed)
+        measured = Measured(lines, time.perf_counter() - started, time.process_time() - cpu, aws_cpu[0], sending)
         for client in clients:
             client.meta.events.unregister("before-call.*.*", unique_id="bench-calls")
             client.meta.events.unregister("after-call.*.*", unique_id="bench-calls-after")
@@ -288,15 +315,26 @@ def main() -> None:
         print(f"{n:4} in flight, {w.lines} lines: bare loop {b.per_second:6.1f}/s ({b.per_second / ideal:.2f}x), "
               f"worker {w.per_second:6.1f}/s ({ratios[n]:.2f}x) of ideal {ideal:.0f}/s; "
               f"CPU per line: worker {w.cpu_ms:.3f} ms ({w.aws_cpu_ms:.3f} in AWS calls), bare {b.cpu_ms:.3f} ms; "
+              f"{w.seconds - w.sending_seconds:.2f} s of {w.seconds:.2f} s not sending; "
               f"AWS calls {total} ({total / w.lines:.4f}/line): {dict(calls[n])}")  # fmt: skip
         met = ratios[n] >= TARGET_RATIO
         detail = (f"{w.lines} lines in {w.seconds:.2f} s = {w.per_second:.1f} lines/s "
                   f"(the bare loop: {b.per_second / ideal:.2f}x)")  # fmt: skip
         if not met:
             busy = w.cpu_seconds / w.seconds
+            over = w.seconds - w.lines / ideal
+            once = w.seconds - w.sending_seconds
+            # Every line takes the same time, so each round's answers all arrive at once and wait for the
+            # worker's CPU: the round lasts the latency plus (some of) that round's CPU time.
+            late = (w.sending_seconds / args.rounds - args.latency) * 1000
             detail += (f"; missed by {TARGET_RATIO - ratios[n]:.2f}x, {ratios[n] / (b.per_second / ideal):.2f}x the "
-                       f"bare loop's; load average {load:.1f} on {os.cpu_count()} cores; the worker used {busy:.0%} of "
-                       f"a core ({w.cpu_ms:.2f} ms per line); CPU profile at {top} in flight: {cause}")  # fmt: skip
+                       f"bare loop's; of the {over:.2f} s over ideal, {once:.2f} s before the first request and "
+                       f"after the last answer (reading the batch, job and chunk; writing the segment), the rest "
+                       f"while sending: each round {late:.0f} ms past the latency, as {n} answers arriving together "
+                       f"queue for {n} x {w.cpu_ms:.2f} ms = {n * w.cpu_ms:.0f} ms of the worker's CPU "
+                       f"on a machine at load average {load:.1f} on {os.cpu_count()} cores; the worker used "
+                       f"{busy:.0%} of a core ({w.cpu_ms:.2f} ms per line); "
+                       f"CPU profile at {top} in flight: {cause}")  # fmt: skip
             if short:
                 detail += f"; and {server}: less than {SERVER_HEADROOM:g}x headroom, so it may be the bottleneck"
         rows.append(Row(f"worker throughput / ideal, {n} in flight", round(ratios[n], 3), "x", f"≥ {TARGET_RATIO}x",
