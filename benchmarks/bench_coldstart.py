@@ -65,7 +65,7 @@ API_ENV = {
     "LOG_LEVEL": "INFO",
     "POWERTOOLS_SERVICE_NAME": "batchline",
     "POWERTOOLS_METRICS_NAMESPACE": "Batchline",
-    "REQUESTS_PER_WORKER": "25",
+    "REQUESTS_PER_WORKER": "100",
     "MAX_UPLOAD_BYTES": "4194304",
     "ADMIN_KEY_SECRET": "arn:aws:secretsmanager:us-east-1:123456789012:secret:batchline-admin",
     "KEY_HASH_SECRET": "arn:aws:secretsmanager:us-east-1:123456789012:secret:batchline-pepper",

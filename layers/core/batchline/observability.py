@@ -103,9 +103,10 @@ class Untraced(BaseProvider):
         pass
 
 
-# What the functions call out through: AWS (botocore) and the providers' HTTP (httpx). patch_all would
-# also import and patch every other library the SDK knows that is installed (requests, sqlite3).
-TRACED_LIBRARIES = ("botocore", "httpx")
+# What the functions call out through to AWS. patch_all would also import and patch every other library
+# the SDK knows that is installed (requests, sqlite3, httpx). The providers' HTTP client is aiohttp,
+# which the SDK traces through a session's trace_configs, not a patch.
+TRACED_LIBRARIES = ("botocore",)
 
 
 def _tracer() -> Tracer:

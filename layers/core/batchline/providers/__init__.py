@@ -20,9 +20,9 @@ from batchline.providers.base import (
 )
 
 if TYPE_CHECKING:
-    # Only the openai provider sends HTTP, and imports httpx itself: finalize, which takes Outcome from
-    # here, never pays for it (about 50 ms of a cold start).
-    import httpx
+    # Only the openai provider sends HTTP, and imports its client itself: finalize, which takes Outcome
+    # from here, never pays for it.
+    import aiohttp
 
 __all__ = [
     "REQUEST_TIMEOUT",
@@ -54,7 +54,7 @@ def make_provider(
     secret: Callable[[str], str],
     settings: ProviderSettings | None = None,
     bedrock_client: Any = None,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: aiohttp.ClientSession | None = None,
 ) -> Provider:
     """The provider for the job's `provider.type`; `secret` resolves the API key's secret name."""
     config = job.provider
