@@ -1,21 +1,38 @@
-"""Worker throughput: one chunk against a loopback OpenAI-compatible server that takes 50 ms per answer.
+"""One worker against a 200 ms loopback upstream: throughput / ideal at 25 and 100 in flight, CPU per line.
 
-Runs the real ChunkRun (moto for DynamoDB and S3, the real openai provider over HTTP) with 1 request in
-flight (the baseline, what a line-at-a-time loop does) and with the worker's default 25, in the same run,
-and prints lines per second, the ratio, and the AWS calls each line cost.
+Runs the real ChunkRun (moto for DynamoDB and S3, in this process) with the real openai provider over HTTP
+to tests/fakes/openai_server.py, which runs in a process of its own so that this process's CPU time is the
+worker's alone. A bare keep-alive HTTP loop (asyncio streams, no library) first checks that the server can
+do far more than the worker will ask of it (a missed row says when it could not), then runs beside each
+worker run as its baseline: the same upstream and machine load, and the per-request CPU floor of a client.
 
-    .venv/bin/python benchmarks/bench_worker.py [--lines 200] [--latency 0.05]
+- throughput / ideal: ideal is `in_flight / latency` lines per second; each run is one chunk of `rounds`
+  times `in_flight` lines (30 x 100 = 3,000 by default, ~6 s), so what an invocation does once (reading
+  the batch, job and chunk, opening connections, writing the segment: ~0.15 s measured) is ~2.5% of it.
+- worker CPU per line: this process's CPU time (every thread) over the run, per line; the bare loop's CPU
+  per request in the same run is the baseline.
+- AWS calls per line: every DynamoDB and S3 call the chunk cost.
+
+    .venv/bin/python benchmarks/bench_worker.py [--rounds 30] [--latency 0.2] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import cProfile
+import io
 import json
 import os
+import pstats
+import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT)]
@@ -27,76 +44,311 @@ from moto import mock_aws
 
 from batchline import ids
 from batchline.files import file_key
-from batchline.models import BatchRecord, JobRecord, OpenAIProvider, Sla
+from batchline.models import BatchRecord, Chunk, JobRecord, OpenAIProvider, Sla
 from batchline.planning import plan_batch
-from batchline.providers import ProviderSettings, make_provider
+from batchline.providers import Outcome, Provider, ProviderSettings, make_provider
 from batchline.store import Store
 from batchline.worker import ChunkRun
+from benchmarks.report import Row, json_argument, write_rows
 from localcloud.template import load_template
-from tests.fakes.openai_server import FakeOpenAI
+
+IN_FLIGHT = (25, 100)
+TARGET_RATIO = 0.9
+TARGET_CPU_MS = 1.0
+# The server must answer this many times faster than the worker asks, or it, not the worker, is measured.
+SERVER_HEADROOM = 3.0
+CAPACITY_ROUNDS = 20
 
 
-def setup(fake: FakeOpenAI, lines: int, latency: float) -> tuple[Store, str, object]:
-    props = load_template(ROOT / "template.yaml")["Resources"]["Table"]["Properties"]
-    boto3.client("dynamodb").create_table(TableName="bench", **{k: props[k] for k in (
-        "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")})  # fmt: skip
-    boto3.client("s3").create_bucket(Bucket="bench-files")
-    store = Store("bench", "bench-files")
-    job = JobRecord(id="job-bench", tenant_id="tenant_bench", model="m", created_at=0,
-              provider=OpenAIProvider(type="openai", base_url=fake.base_url), sla=Sla(max_concurrency=100))  # fmt: skip
-    store.jobs.put(job)
-    data = b"".join(
-        json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                    "body": {"messages": [{"role": "user", "content": f"q{i} [[fault:slow={latency}]]"}]}}).encode()
-        + b"\n" for i in range(lines)
-    )  # fmt: skip
-    store.objects.put_bytes(file_key("tenant_bench", "file-bench"), data)
-    chunk = plan_batch(__import__("io").BytesIO(data), endpoint="/v1/chat/completions", model=None,
-                       lines_per_chunk=lines).chunks[0]  # fmt: skip
-    return store, job.id, chunk
+# ------------------------------------------------------------------------------------------ upstream
 
 
-def measure(store: Store, job_id: str, chunk: object, in_flight: int) -> tuple[float, Counter[str]]:
-    batch_id = ids.batch_id()
-    store.table.resource.put_item(Item={"pk": "file-bench", "sk": "file", "tenant_id": "tenant_bench"})
-    batch = BatchRecord(id=batch_id, endpoint="/v1/chat/completions", input_file_id="file-bench",
-                        completion_window="unlimited", status="in_progress", created_at=0, job_id=job_id,
-                        model="m", price_1m_tokens=0, tenant_id="tenant_bench")  # fmt: skip
-    store.batches.put(batch)
-    calls: Counter[str] = Counter()
-    for client in (store.table.resource.meta.client, store.objects.client):
-        client.meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
-    # The fake upstream is on loopback: a private backend, which the stack must allow.
-    upstream = ProviderSettings(request_timeout=10, allow_private_backends=True)
-    run = ChunkRun(store, lambda job: make_provider(job, secret=str, settings=upstream),
-                   requests_in_flight=in_flight, remaining_seconds=lambda: 900, reserve_seconds=20,
-                   status_check_interval=2.0)  # fmt: skip
-    started = time.perf_counter()
-    progress = run.run(batch_id, chunk, 0)  # type: ignore[arg-type]
-    elapsed = time.perf_counter() - started
-    assert progress == {"cursor": chunk.line_count, "done": True}, progress  # type: ignore[attr-defined]
-    # Every line answered by the upstream: a refused backend would "finish" without sending anything.
-    assert store.batches.get_unscoped(batch_id).request_counts.completed == chunk.line_count
-    for client in (store.table.resource.meta.client, store.objects.client):
-        client.meta.events.unregister("before-call.*.*")
-    return elapsed, calls
+def serve() -> None:
+    """The fake upstream, in this (child) process: print the port, serve until stdin closes."""
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        print(fake.port, flush=True)
+        sys.stdin.read()
+
+
+class Upstream:
+    """The fake OpenAI server in a child process."""
+
+    def __enter__(self) -> Upstream:
+        self.process = subprocess.Popen(  # noqa: S603  # this very script, by the interpreter running it
+            [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def request_body(i: int, latency: float) -> dict[str, object]:
+    return {"messages": [{"role": "user", "content": f"q{i} [[fault:slow={latency}]]"}]}
+
+
+@dataclass
+class Measured:
+    lines: int
+    seconds: float
+    cpu_seconds: float
+    aws_cpu_seconds: float = 0.0  # of cpu_seconds, in DynamoDB and S3 calls: moto's work, here in process
+    sending_seconds: float = 0.0  # of seconds, from the first request's start to the last one's answer
+
+    @property
+    def per_second(self) -> float:
+        return self.lines / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds / self.lines * 1000
+
+    @property
+    def aws_cpu_ms(self) -> float:
+        return self.aws_cpu_seconds / self.lines * 1000
+
+
+async def _bare_loop(port: int, in_flight: int, per_connection: int, latency: float) -> None:
+    """`in_flight` keep-alive connections, each sending `per_connection` POSTs one after another."""
+
+    async def connection(c: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for n in range(per_connection):
+            body = json.dumps({"model": "m", **request_body(c * per_connection + n, latency)}).encode()
+            head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+            writer.write(head.encode() + body)
+            headers = await reader.readuntil(b"\r\n\r\n")
+            length = int(headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            json.loads(await reader.readexactly(length))
+        writer.close()
+
+    await asyncio.gather(*(connection(c) for c in range(in_flight)))
+
+
+def bare_client(port: int, in_flight: int, rounds: int, latency: float) -> Measured:
+    """The bare keep-alive loop's wall and CPU time for `in_flight * rounds` requests."""
+    started, cpu = time.perf_counter(), time.process_time()
+    asyncio.run(_bare_loop(port, in_flight, rounds, latency))
+    return Measured(in_flight * rounds, time.perf_counter() - started, time.process_time() - cpu)
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
+class Timed:
+    """A provider that notes when its first request started and its last answer came."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.first_start = self.last_end = 0.0
+
+    async def send(self, url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        self.first_start = self.first_start or time.perf_counter()
+        try:
+            return await self.provider.send(url, body, deadline=deadline)
+        finally:
+            self.last_end = time.perf_counter()
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+class Bench:
+    """A moto table and bucket, one job calling the upstream, one input file per size."""
+
+    def __init__(self, base_url: str) -> None:
+        props = load_template(ROOT / "template.yaml")["Resources"]["Table"]["Properties"]
+        boto3.client("dynamodb").create_table(TableName="bench", **{k: props[k] for k in (
+            "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")})  # fmt: skip
+        boto3.client("s3").create_bucket(Bucket="bench-files")
+        self.store = Store("bench", "bench-files")
+        job = JobRecord(id="job-bench", tenant_id="tenant_bench", model="m", created_at=0,
+                        provider=OpenAIProvider(type="openai", base_url=base_url),
+                        sla=Sla(max_concurrency=max(IN_FLIGHT)))  # fmt: skip
+        self.store.jobs.put(job)
+        self.job_id = job.id
+
+    def input_file(self, lines: int, latency: float) -> tuple[str, Chunk]:
+        file_id = f"file-bench{lines}"
+        data = b"".join(
+            json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                        "body": request_body(i, latency)}).encode() + b"\n"
+            for i in range(lines)
+        )  # fmt: skip
+        self.store.objects.put_bytes(file_key("tenant_bench", file_id), data)
+        self.store.table.resource.put_item(Item={"pk": file_id, "sk": "file", "tenant_id": "tenant_bench"})
+        chunk = plan_batch(io.BytesIO(data), endpoint="/v1/chat/completions", model=None,
+                           lines_per_chunk=lines).chunks[0]  # fmt: skip
+        return file_id, chunk
+
+    def run(
+        self, lines: int, in_flight: int, latency: float, profiler: cProfile.Profile | None = None
+    ) -> tuple[Measured, Counter[str]]:
+        """Answer a whole chunk of `lines` lines with `in_flight` in flight; its time and its AWS calls."""
+        file_id, chunk = self.input_file(lines, latency)
+        batch_id = ids.batch_id()
+        batch = BatchRecord(id=batch_id, endpoint="/v1/chat/completions", input_file_id=file_id,
+                            completion_window="unlimited", status="in_progress", created_at=0, job_id=self.job_id,
+                            model="m", price_1m_tokens=0, tenant_id="tenant_bench")  # fmt: skip
+        self.store.batches.put(batch)
+        calls: Counter[str] = Counter()
+        clients = (self.store.table.resource.meta.client, self.store.objects.client)
+
+        started_at: dict[int, float] = {}
+        aws_cpu = [0.0]
+
+        def before(model: object, **_: object) -> None:
+            calls.update([model.name])  # type: ignore[attr-defined]
+            started_at[threading.get_ident()] = time.thread_time()
+
+        def after(**_: object) -> None:
+            # A call runs in one thread, before and after it: that thread's CPU time is the call's.
+            aws_cpu[0] += time.thread_time() - started_at.pop(threading.get_ident())
+
+        for client in clients:
+            client.meta.events.register("before-call.*.*", before, unique_id="bench-calls")
+            client.meta.events.register("after-call.*.*", after, unique_id="bench-calls-after")
+        # The fake upstream is on loopback: a private backend, which the stack must allow.
+        upstream = ProviderSettings(request_timeout=10, allow_private_backends=True)
+        timed: list[Timed] = []
+
+        def provider(job: JobRecord) -> Provider:
+            timed.append(Timed(make_provider(job, secret=str, settings=upstream)))
+            return timed[-1]
+
+        run = ChunkRun(self.store, provider,
+                       requests_in_flight=in_flight, remaining_seconds=lambda: 900, reserve_seconds=20,
+                       status_check_interval=2.0)  # fmt: skip
+        started, cpu = time.perf_counter(), time.process_time()
+        if profiler:
+            profiler.enable()
+        cursor, done = 0, False
+        while not done:  # however many invocations the worker takes for the chunk
+            progress = run.run(batch_id, chunk, cursor)
+            cursor, done = progress["cursor"], progress["done"]
+        if profiler:
+            profiler.disable()
+        sending = sum(t.last_end - t.first_start for t in timed)
+        measured = Measured(lines, time.perf_counter() - started, time.process_time() - cpu, aws_cpu[0], sending)
+        for client in clients:
+            client.meta.events.unregister("before-call.*.*", unique_id="bench-calls")
+            client.meta.events.unregister("after-call.*.*", unique_id="bench-calls-after")
+        assert cursor == lines, progress
+        # Every line answered by the upstream: a refused backend would "finish" without sending anything.
+        assert self.store.batches.get_unscoped(batch_id).request_counts.completed == lines
+        return measured, calls
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def top_functions(profiler: cProfile.Profile, count: int = 3) -> str:
+    """The functions that took the most time of their own, with their share of the profiled run."""
+    stats = pstats.Stats(profiler)
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:count]  # type: ignore[attr-defined]
+    return ", ".join(
+        f"{'/'.join(Path(file).parts[-3:])}:{name} {own / total:.0%}" for (file, _, name), (_, _, own, *_) in rows
+    )
+
+
+def profiled(bench: Bench, in_flight: int, rounds: int, latency: float, path: Path | None) -> str:
+    """CPU-profile one worker run; the top functions, and the whole profile written to `path` if given."""
+    profiler = cProfile.Profile(time.process_time)  # CPU, not wall: waiting on the upstream is not a cost
+    bench.run(in_flight * rounds, in_flight, latency, profiler)
+    if path is not None:
+        profiler.dump_stats(path)
+    return top_functions(profiler)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lines", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=30, help="lines per run = rounds x in flight")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per upstream answer")
+    parser.add_argument("--profile", type=Path, help="also write a cProfile of a 100-in-flight run to this file")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    json_argument(parser)
     args = parser.parse_args()
-    with mock_aws(), FakeOpenAI() as fake:
-        store, job_id, chunk = setup(fake, args.lines, args.latency)
-        base, _ = measure(store, job_id, chunk, 1)
-        fast, calls = measure(store, job_id, chunk, 25)
-    print(f"{args.lines} lines, {args.latency * 1000:.0f} ms per upstream answer")
-    print(f"  1 in flight (baseline): {base:6.2f} s  {args.lines / base:7.1f} lines/s")
-    print(f" 25 in flight (worker):   {fast:6.2f} s  {args.lines / fast:7.1f} lines/s")
-    print(f"  speed-up: {base / fast:.1f}x")
-    total = sum(calls.values())
-    print(f"  AWS calls for the chunk: {total} ({total / args.lines:.3f} per line): {dict(calls)}")
+    if args.serve:
+        serve()
+        return
+    top = max(IN_FLIGHT)
+    with mock_aws(), Upstream() as upstream:
+        # What the server can do: the bare loop at 100 in flight with no upstream delay.
+        capacity = bare_client(upstream.port, top, CAPACITY_ROUNDS, 0.0)
+        need = top / args.latency
+        server = (f"the fake upstream answered {capacity.per_second:.0f} requests/s with no delay "
+                  f"(the worker needs at most {need:.0f})")  # fmt: skip
+        print(server)
+        # Measured all the same, so the table has its rows; a missed row then says the upstream was short.
+        short = capacity.per_second < SERVER_HEADROOM * need
+        bench = Bench(upstream.base_url)
+        # What a warm Lambda container has already done once (imports, first connections) is not per line.
+        bench.run(10, 10, 0.0)
+        bare: dict[int, Measured] = {}
+        worker: dict[int, Measured] = {}
+        calls: dict[int, Counter[str]] = {}
+        for n in IN_FLIGHT:
+            bare[n] = bare_client(upstream.port, n, args.rounds, args.latency)
+            worker[n], calls[n] = bench.run(n * args.rounds, n, args.latency)
+        load = os.getloadavg()[0]  # other work on this shared machine, over the last minute
+        ratios = {n: worker[n].per_second / (n / args.latency) for n in IN_FLIGHT}
+        missed = min(ratios.values()) < TARGET_RATIO or worker[top].cpu_ms > TARGET_CPU_MS
+        # A missed target names its measured cause: a profile of a shorter run at 100 in flight.
+        cause = (
+            profiled(bench, top, max(args.rounds // 4, 2), args.latency, args.profile) if missed or args.profile else ""
+        )
+    print(f"{args.latency * 1000:.0f} ms per upstream answer, {args.rounds} rounds per run")
+    rows: list[Row] = []
+    for n in IN_FLIGHT:
+        ideal = n / args.latency
+        b, w = bare[n], worker[n]
+        total = sum(calls[n].values())
+        print(f"{n:4} in flight, {w.lines} lines: bare loop {b.per_second:6.1f}/s ({b.per_second / ideal:.2f}x), "
+              f"worker {w.per_second:6.1f}/s ({ratios[n]:.2f}x) of ideal {ideal:.0f}/s; "
+              f"CPU per line: worker {w.cpu_ms:.3f} ms ({w.aws_cpu_ms:.3f} in AWS calls), bare {b.cpu_ms:.3f} ms; "
+              f"{w.seconds - w.sending_seconds:.2f} s of {w.seconds:.2f} s not sending; "
+              f"AWS calls {total} ({total / w.lines:.4f}/line): {dict(calls[n])}")  # fmt: skip
+        met = ratios[n] >= TARGET_RATIO
+        detail = (f"{w.lines} lines in {w.seconds:.2f} s = {w.per_second:.1f} lines/s "
+                  f"(the bare loop: {b.per_second / ideal:.2f}x)")  # fmt: skip
+        if not met:
+            busy = w.cpu_seconds / w.seconds
+            over = w.seconds - w.lines / ideal
+            once = w.seconds - w.sending_seconds
+            # Every line takes the same time, so each round's answers all arrive at once and wait for the
+            # worker's CPU: the round lasts the latency plus (some of) that round's CPU time.
+            late = (w.sending_seconds / args.rounds - args.latency) * 1000
+            detail += (f"; missed by {TARGET_RATIO - ratios[n]:.2f}x, {ratios[n] / (b.per_second / ideal):.2f}x the "
+                       f"bare loop's; of the {over:.2f} s over ideal, {once:.2f} s before the first request and "
+                       f"after the last answer (reading the batch, job and chunk; writing the segment), the rest "
+                       f"while sending: each round {late:.0f} ms past the latency, as {n} answers arriving together "
+                       f"queue for {n} x {w.cpu_ms:.2f} ms = {n * w.cpu_ms:.0f} ms of the worker's CPU "
+                       f"on a machine at load average {load:.1f} on {os.cpu_count()} cores; the worker used "
+                       f"{busy:.0%} of a core ({w.cpu_ms:.2f} ms per line); "
+                       f"CPU profile at {top} in flight: {cause}")  # fmt: skip
+            if short:
+                detail += f"; and {server}: less than {SERVER_HEADROOM:g}x headroom, so it may be the bottleneck"
+        rows.append(Row(f"worker throughput / ideal, {n} in flight", round(ratios[n], 3), "x", f"≥ {TARGET_RATIO}x",
+                        met, f"ideal {n} / {args.latency:g} s = {ideal:.0f} lines/s", detail))  # fmt: skip
+    w, b = worker[top], bare[top]
+    met = w.cpu_ms <= TARGET_CPU_MS
+    low = min(IN_FLIGHT)
+    detail = (f"{w.cpu_ms / b.cpu_ms:.1f}x the bare loop; {w.aws_cpu_ms:.3f} ms of it in DynamoDB and S3 calls "
+              f"(moto's work, in this process); {worker[low].cpu_ms:.3f} ms at {low} in flight")  # fmt: skip
+    if not met:
+        detail += f"; missed by {w.cpu_ms - TARGET_CPU_MS:.2f} ms; profile: {cause}"
+    rows.append(Row("worker CPU per line", round(w.cpu_ms, 3), "ms/line", f"≤ {TARGET_CPU_MS:g} ms", met,
+                    f"bare keep-alive HTTP loop {b.cpu_ms:.3f} ms/request, {top} in flight", detail))  # fmt: skip
+    write_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def test_aws_faults_that_botocore_retries_slow_a_batch_and_change_nothing(cloud:
     with faults.injected(
         Fault.throttling("PlanFunction", "s3", operation="GetObject"),
         Fault("WorkerFunction", "s3", "InternalError", operation="PutObject", times=2),
-        Fault.throttling("WorkerFunction", "dynamodb", operation="GetItem", times=2),
+        # The worker's one read of its segment, batch and job.
+        Fault.throttling("WorkerFunction", "dynamodb", operation="BatchGetItem", times=2),
         Fault.throttling("FinalizeFunction", "dynamodb", times=2),
     ) as injected:
         result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=cloud.job_id)
@@ -198,10 +199,10 @@ def test_a_chunk_that_keeps_failing_fails_the_map_and_finalize_still_answers_eve
     lines = [request_line(f"mf-{i}", "/v1/chat/completions", f"map fault {i}") for i in range(100)]
     run_chunk = ChunkRun.run
 
-    def broken_second_chunk(self: ChunkRun, batch_id: str, chunk: Any, cursor: int) -> dict[str, Any]:
+    def broken_second_chunk(self: ChunkRun, batch_id: str, chunk: Any, cursor: int, **at: Any) -> dict[str, Any]:
         if chunk.chunk == 1:
             raise RuntimeError("this chunk's worker always fails")
-        return run_chunk(self, batch_id, chunk, cursor)
+        return run_chunk(self, batch_id, chunk, cursor, **at)
 
     monkeypatch.setattr(ChunkRun, "run", broken_second_chunk)
     result = run(client, jsonl(lines), endpoint="/v1/chat/completions", job_id=cloud.job_id)

@@ -15,25 +15,15 @@ from typing import Any
 
 import pytest
 
-from batchline import batches, files
 from batchline.finalizing import finalize
-from batchline.models import BatchCreate, BatchRecord, Chunk
+from batchline.models import Chunk
 from batchline.planning import plan
 from batchline.store import Store
 from batchline.worker import ChunkRun
 from tests.integration.conftest import RecordedRuns, Tenant
-from tests.integration.test_run_steps import URL, EchoProvider, read_lines, request
+from tests.integration.test_run_steps import EchoProvider, new_batch, read_lines, request
 
 LINES = 1_000
-
-
-def batch_of(store: Store, tenant: Tenant, runs: RecordedRuns, lines: int) -> BatchRecord:
-    data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(lines))
-    record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.objects.put_bytes(record.s3_key, data)
-    store.files.put(record)
-    create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
-    return batches.create_batch(store, runs, tenant.id, create)
 
 
 def manifest(store: Store, answer: dict[str, Any]) -> list[Chunk]:
@@ -51,7 +41,7 @@ def test_a_batch_is_as_many_chunks_as_it_runs_workers_at_once_not_one_per_hundre
     store: Store, tenant: Tenant, runs: RecordedRuns, max_concurrency: int, per_worker: int, expected: int
 ) -> None:
     set_sla(store, tenant, max_concurrency=max_concurrency)
-    batch = batch_of(store, tenant, runs, LINES)
+    batch = new_batch(store, tenant, runs, LINES)
 
     answer = plan(store, batch.id, lines_per_chunk=50_000, requests_per_worker=per_worker)
     chunks = manifest(store, answer)
@@ -69,7 +59,7 @@ def test_a_batch_is_as_many_chunks_as_it_runs_workers_at_once_not_one_per_hundre
 
 def test_a_job_may_still_ask_for_one_line_chunks(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
     set_sla(store, tenant, lines_per_chunk=1)
-    batch = batch_of(store, tenant, runs, 30)
+    batch = new_batch(store, tenant, runs, 30)
 
     chunks = manifest(store, plan(store, batch.id, lines_per_chunk=50_000, requests_per_worker=25))
 
@@ -79,7 +69,7 @@ def test_a_job_may_still_ask_for_one_line_chunks(store: Store, tenant: Tenant, r
 def test_an_invocation_that_holds_its_limit_of_answers_stops_and_the_next_reads_on_from_its_byte(
     store: Store, tenant: Tenant, runs: RecordedRuns
 ) -> None:
-    batch = batch_of(store, tenant, runs, 40)
+    batch = new_batch(store, tenant, runs, 40)
     (chunk,) = manifest(store, plan(store, batch.id, lines_per_chunk=50_000, requests_per_worker=1_000))
     provider = EchoProvider()
     progress: list[dict[str, Any]] = [{"cursor": 0, "offset": None, "done": False}]
@@ -119,7 +109,7 @@ class Calls:
 @pytest.fixture
 def calls(store: Store) -> Iterator[Calls]:
     counter = Calls()
-    clients = [store.table._service.meta.client, store.objects.client]
+    clients = [store.table.resource.meta.client, store.objects.client]
     for client in clients:
         client.meta.events.register("before-call.*.*", counter)
     yield counter
@@ -130,7 +120,7 @@ def calls(store: Store) -> Iterator[Calls]:
 def test_one_invocation_reads_its_segment_batch_and_job_in_one_call_and_writes_once(
     store: Store, tenant: Tenant, runs: RecordedRuns, calls: Calls
 ) -> None:
-    batch = batch_of(store, tenant, runs, 40)
+    batch = new_batch(store, tenant, runs, 40)
     (chunk,) = manifest(store, plan(store, batch.id, lines_per_chunk=50_000, requests_per_worker=1_000))
     calls.counted.clear()
     run = ChunkRun(store, lambda job: EchoProvider(), requests_in_flight=4, remaining_seconds=lambda: 900.0,
@@ -150,9 +140,9 @@ def test_one_invocation_reads_its_segment_batch_and_job_in_one_call_and_writes_o
 
 
 def test_the_status_check_reads_two_attributes_of_the_batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
-    batch = batch_of(store, tenant, runs, 3)
+    batch = new_batch(store, tenant, runs, 3)
     sent: list[dict[str, Any]] = []
-    client = store.table._service.meta.client
+    client = store.table.resource.meta.client
 
     def keep(params: dict[str, Any], **_: Any) -> None:
         sent.append(params)

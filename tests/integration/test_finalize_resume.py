@@ -6,7 +6,6 @@ every k until a run finishes without one; then finalize runs again, as the state
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,10 +14,10 @@ import pytest
 
 from batchline import batches, files, ids
 from batchline.finalizing import finalize
-from batchline.models import BatchCreate, BatchRecord
+from batchline.models import BatchRecord
 from batchline.store import Store
 from tests.integration.conftest import RecordedRuns, Tenant
-from tests.integration.test_run_steps import URL, EchoProvider, planned, read_lines, request, worker
+from tests.integration.test_run_steps import EchoProvider, new_batch, planned, read_lines, worker
 
 LINES = 10
 
@@ -62,15 +61,6 @@ class CrashAfter:
             self._tick()
 
         return publish
-
-
-def new_batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
-    data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(LINES))
-    record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
-    store.objects.put_bytes(record.s3_key, data)
-    store.files.put(record)
-    create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
-    return batches.create_batch(store, runs, tenant.id, create)
 
 
 def run_some(store: Store, batch: BatchRecord, scenario: str) -> None:
@@ -117,7 +107,7 @@ def test_finalize_after_a_crash_at_any_step_ends_the_batch_once(
 ) -> None:
     crashed_at = []
     for k in range(1, 100):
-        batch = new_batch(store, tenant, runs)
+        batch = new_batch(store, tenant, runs, LINES)
         run_some(store, batch, scenario)
         crashing = CrashAfter(store, k)
         events: list[tuple[str, dict[str, Any]]] = []
@@ -138,7 +128,7 @@ def test_finalize_after_a_crash_at_any_step_ends_the_batch_once(
 def test_a_late_worker_cannot_record_into_a_cancelling_batch_that_finalize_closed(
     store: Store, tenant: Tenant, runs: RecordedRuns
 ) -> None:
-    batch = new_batch(store, tenant, runs)
+    batch = new_batch(store, tenant, runs, LINES)
     chunks = planned(store, batch, lines_per_chunk=4)
     late = EchoProvider()
     send = late.send
@@ -160,7 +150,7 @@ def test_a_late_worker_cannot_record_into_a_cancelling_batch_that_finalize_close
 
 def test_a_batch_an_earlier_finalize_left_in_finalizing_ends(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
     # What the previous finalize left after a crash: finalizing, with nothing recorded of its progress.
-    batch = new_batch(store, tenant, runs)
+    batch = new_batch(store, tenant, runs, LINES)
     run_some(store, batch, "all")
     store.batches.set_status(batch.id, "finalizing", allowed_from=["in_progress"])
     assert finalize(store, lambda *_: None, batch.id, None) == {"status": "completed"}

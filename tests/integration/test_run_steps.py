@@ -49,14 +49,19 @@ class EchoProvider:
         pass
 
 
-@pytest.fixture
-def batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
-    data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(10))
+def new_batch(store: Store, tenant: Tenant, runs: RecordedRuns, lines: int = 10) -> BatchRecord:
+    """A created batch of `lines` chat requests, custom_ids r0, r1, ..., on the tenant's job."""
+    data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(lines))
     record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
     store.objects.put_bytes(record.s3_key, data)
     store.files.put(record)
     create = BatchCreate(input_file_id=record.id, endpoint=URL, completion_window="24h", job_id=tenant.job.id)
     return batches.create_batch(store, runs, tenant.id, create)
+
+
+@pytest.fixture
+def batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> BatchRecord:
+    return new_batch(store, tenant, runs)
 
 
 def planned(store: Store, batch: BatchRecord, lines_per_chunk: int = 10) -> list[Chunk]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-import httpx
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from batchline.models import BedrockProvider as BedrockConfig
 from batchline.models import JobRecord
@@ -93,8 +94,8 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after({"retry-after": later}, now=now.timestamp() + 60) == 0.0
 
 
-def test_parse_retry_after_reads_httpx_headers_case_insensitively() -> None:
-    assert parse_retry_after(httpx.Headers({"Retry-After": "2"})) == 2.0
+def test_parse_retry_after_reads_aiohttp_headers_case_insensitively() -> None:
+    assert parse_retry_after(CIMultiDictProxy(CIMultiDict({"Retry-After": "2"}))) == 2.0
 
 
 @pytest.mark.parametrize(("status", "retry"), [(408, True), (409, True), (429, True), (500, True), (503, True),
@@ -218,19 +219,19 @@ def test_endpoint_url(base: str, url: str, expected: str) -> None:
 
 
 def test_answer_body_wraps_a_non_error_json_body_of_a_failure() -> None:
-    status, body = answer_body(httpx.Response(422, json={"detail": "bad"}))
+    status, body = answer_body(422, b'{"detail": "bad"}', "Unprocessable Entity")
     assert status == 422
     assert body["error"]["type"] == "upstream_error" and '"detail": "bad"' in body["error"]["message"]
 
 
 def test_answer_body_truncates_long_text() -> None:
-    status, body = answer_body(httpx.Response(500, text="x" * 50_000))
+    status, body = answer_body(500, b"x" * 50_000, "Internal Server Error")
     assert status == 500 and len(body["error"]["message"]) < 1200
 
 
 def test_answer_body_keeps_openai_error_bodies() -> None:
     error = {"error": {"message": "m", "type": "invalid_request_error", "code": "c"}}
-    assert answer_body(httpx.Response(400, json=error)) == (400, error)
+    assert answer_body(400, json.dumps(error).encode(), "Bad Request") == (400, error)
 
 
 # ----------------------------------------------------------------------------------- make_provider

@@ -18,3 +18,33 @@ def test_an_upstream_answer_holding_a_lone_surrogate_still_makes_a_utf8_line() -
 def test_non_ascii_text_stays_as_it_is() -> None:
     line = unsent_line("é", FAILED, "batch_req_1")
     assert "é".encode() in line
+
+
+def test_a_non_finite_number_an_upstream_answered_is_null_so_the_line_stays_json() -> None:
+    # Python's json reads NaN and 1e400 (inf) in an upstream's body, and would write them back as
+    # NaN and Infinity, which no strict JSON reader of the output file accepts.
+    line = result_line("a", Outcome.answer(200, {"scores": [float("nan"), float("inf"), 0.5]}))
+
+    def refuse(name: str) -> None:
+        raise ValueError(name)
+
+    assert json.loads(line, parse_constant=refuse)["response"]["body"]["scores"] == [None, None, 0.5]
+
+
+def test_lines_are_compact_utf8_json_with_one_newline() -> None:
+    line = result_line("é", Outcome.answer(200, {"text": "😀\n", "n": 1}, "req_1"))
+    assert line.endswith(b"}\n") and line.count(b"\n") == 1
+    assert line.startswith(b'{"id":"batch_req_')
+    assert (
+        line.split(b",", 1)[1]
+        == (
+            '"custom_id":"é","response":{"status_code":200,"request_id":"req_1","body":{"text":"😀\\n","n":1}},'
+            '"error":null}\n'
+        ).encode()
+    )
+
+
+def test_batch_request_ids_are_unique_and_in_openai_form() -> None:
+    ids = [json.loads(result_line(str(i), Outcome.answer(200, {})))["id"] for i in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(i.startswith("batch_req_") and len(i) == len("batch_req_") + 24 for i in ids)

@@ -634,3 +634,23 @@ def test_parse_request_line_refuses_what_is_not_an_object() -> None:
     assert parse_request_line(encode(request("a")))["custom_id"] == "a"
     with pytest.raises(ValueError, match="JSON object"):
         parse_request_line(b"[1]")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"seed": 123456789012345678901234567890}',  # past 64 bits: orjson alone would make it a float
+        b'{"n": -18446744073709551616, "m": 18446744073709551615}',
+        b'{"text": "\\ud800 alone"}',  # an escaped lone surrogate, which orjson refuses and json takes
+        b'{"x": 1e400, "y": -0.0, "z": 1e-07, "a": 1, "a": 2}',
+        '{"text": "é 😀 \\u2028", "list": [true, false, null, 0.1]}'.encode(),
+    ],
+)
+def test_parse_request_line_gives_what_the_strict_decoder_gives(raw: bytes) -> None:
+    assert repr(parse_request_line(raw)) == repr(json.loads(raw.decode()))
+
+
+@pytest.mark.parametrize("raw", [b'{"x": NaN}', b'{"x": "\xff"}', b'{"x": 1', b'\xef\xbb\xbf{"x": 1}'])
+def test_parse_request_line_refuses_what_the_strict_decoder_refuses(raw: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011  # json's and orjson's errors are both ValueErrors
+        parse_request_line(raw)

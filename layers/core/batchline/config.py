@@ -43,7 +43,7 @@ class PlanSettings(CoreSettings):
 
     # A cap, as the template's LinesPerChunk: chunks are sized to the job's concurrency, up to this.
     lines_per_chunk: int = Field(default=50_000, ge=1, description="Most request lines per chunk (Map item).")
-    requests_per_worker: int = Field(default=25, ge=1, description="Requests one worker keeps in flight.")
+    requests_per_worker: int = Field(default=100, ge=1, le=256, description="Requests one worker keeps in flight.")
     worker_concurrency: int = Field(
         default=100, ge=1, le=10_000, description="Most worker invocations one batch runs at once (Map cap)."
     )
@@ -53,7 +53,7 @@ class PlanSettings(CoreSettings):
 class WorkerSettings(CoreSettings):
     """The worker function."""
 
-    requests_per_worker: int = Field(default=25, ge=1, description="Requests one worker keeps in flight.")
+    requests_per_worker: int = Field(default=100, ge=1, le=256, description="Requests one worker keeps in flight.")
     request_timeout: float = Field(default=60.0, gt=0, description="Seconds one upstream attempt may take.")
     max_attempts: int = Field(default=5, ge=1, description="Attempts per line, the first included.")
     # Stop starting requests this long before the Lambda's own timeout, so that what is in flight

@@ -1,10 +1,37 @@
 """Object ids in OpenAI's formats."""
 
+import functools
 import hashlib
+import itertools
+import os
 import secrets
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
+
+
+class _Sequence:
+    """Unique ids without a random draw each: a 64-bit random prefix per process, then a counter.
+
+    Unique across invocations and their retries (in this process the counter never repeats; another
+    process, or a forked child, draws its own prefix). Not secret: only for ids minted per line.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()  # next() is atomic under the GIL: threads share it safely
+
+    def next(self, digits: int) -> str:
+        return f"{self._prefix}{next(self._counter):0{digits}x}"
+
+
+@functools.cache  # made at first use, not at import
+def _sequence() -> _Sequence:
+    return _Sequence()
 
 
 def _token(length: int) -> str:
@@ -59,7 +86,8 @@ def part_id() -> str:
 
 
 def batch_request_id() -> str:
-    return f"batch_req_{secrets.token_hex(12)}"
+    """One per answered line: 24 hex digits, as before, from the sequence (16 of prefix, 8 of counter)."""
+    return f"batch_req_{_sequence().next(8)}"
 
 
 def derived_batch_request_id(*parts: str) -> str:

@@ -13,8 +13,11 @@ Choices where the contract is silent:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+
+import orjson
 
 BOM = b"\xef\xbb\xbf"
 # JSON's own whitespace: a line of only these is blank; anything else must parse.
@@ -129,9 +132,23 @@ def decode(raw: bytes) -> Any:
     return _DECODER.decode(raw.decode("utf-8"))
 
 
+# orjson reads an integer past 64 bits as a float; one needs at least 20 digits in a row.
+_LONG_DIGITS = re.compile(rb"\d{20}")
+
+
+def loads(raw: bytes, fallback: Callable[[bytes], Any] = json.loads) -> Any:
+    """What `fallback(raw)` gives, from orjson (several times faster) wherever orjson gives the same."""
+    if not _LONG_DIGITS.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # what orjson refuses the fallback may take: a lone surrogate's escape, 1e400, UTF-16
+    return fallback(raw)
+
+
 def parse_request_line(raw: bytes) -> dict[str, Any]:
-    """Decode one line that planning accepted."""
-    value = decode(raw)
+    """Decode one line that planning accepted, as `decode` would."""
+    value = loads(raw, decode)
     if not isinstance(value, dict):
         raise ValueError("a request line must be a JSON object")
     return value

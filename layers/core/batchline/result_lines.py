@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from batchline import ids
 from batchline.providers import Outcome
 
@@ -21,6 +23,11 @@ _MESSAGES = {
 
 
 def _dump(line: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON and a newline; a non-finite number (which JSON cannot hold) is null."""
+    try:
+        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        pass  # a lone surrogate, or an integer past 64 bits: json writes those
     text = json.dumps(line, ensure_ascii=False, separators=(",", ":"))
     try:
         return text.encode() + b"\n"

@@ -13,6 +13,12 @@ order and remembers what spans lines (custom_ids taken, embedding inputs). Where
 - A custom_id is taken at its first valid occurrence, even if that line has other problems; every later
   occurrence is a duplicate.
 - Nesting deep enough to exhaust the parser is not JSON either.
+
+A line is judged as Python's json judges it (its verdicts and messages are the contract's). orjson
+reads it first, decoding UTF-8 and parsing in one pass: where it takes a line its value is json's, but
+for integers beyond 64 bits, which become floats (only the embeddings count tells an int from a float,
+and it asks json again). Where orjson refuses a line (invalid JSON or UTF-8, lone surrogate escapes,
+numbers that overflow to infinity, nesting past 1,024 levels) json decides, and words the refusal.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any, NamedTuple
+
+import orjson
 
 from batchline.jsonl import decode
 from batchline.models import BatchError, canonical_path
@@ -227,12 +235,26 @@ class LineRules:
 
     def check(self, raw: bytes) -> list[Problem]:
         """Every problem of one non-blank line, in the contract's order."""
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._check_refused(raw)
+        if not isinstance(request, dict):
+            return [Problem("invalid_json_line", f"This line is {_json_type(request)}, not a JSON object.")]
+        # orjson refuses lone surrogates: every string it gave UTF-8 can write.
+        return self._check_request(raw, request, None)
+
+    def _check_refused(self, raw: bytes) -> list[Problem]:
+        """A line orjson refused: json's verdict, and when json takes it, the checks of its value."""
         request = json_object(raw)
         if isinstance(request, Problem):
             return [request]
+        return self._check_request(raw, request, unwritable_string(raw, request))
+
+    def _check_request(self, raw: bytes, request: dict[str, Any], unwritable: Problem | None) -> list[Problem]:
         # Written out, not looped over: this runs for each of up to millions of lines.
         found: list[Problem] = []
-        if unwritable := unwritable_string(raw, request):
+        if unwritable:
             found.append(unwritable)
         if "custom_id" not in request:
             found.append(missing_required_parameter("custom_id"))
@@ -256,12 +278,19 @@ class LineRules:
             found.append(invalid_body(body))
         else:
             if self.endpoint == EMBEDDINGS:
-                self.embedding_inputs += embedding_inputs(body.get("input")) or 0
+                self.embedding_inputs += self._embedding_inputs(raw, body.get("input")) or 0
             if problem := invalid_body_field(body, self.endpoint):
                 found.append(problem)
             if problem := model_mismatch(body, self.model, self.aliases):
                 found.append(problem)
         return found
+
+    @staticmethod
+    def _embedding_inputs(raw: bytes, value: Any) -> int | None:
+        """embedding_inputs of json's value: orjson makes an integer beyond 64 bits a float."""
+        if isinstance(value, list) and value and isinstance(value[0], float):
+            value = decode(raw)["body"]["input"]
+        return embedding_inputs(value)
 
 
 def file_too_large(max_bytes: int) -> BatchError:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from batchline.backends import base_url_problem
 from batchline.models import BedrockProvider as BedrockConfig
@@ -20,6 +18,11 @@ from batchline.providers.base import (
     ProviderSettings,
     UnsupportedRequest,
 )
+
+if TYPE_CHECKING:
+    # Only the openai provider sends HTTP, and imports its client itself: finalize, which takes Outcome
+    # from here, never pays for it.
+    import aiohttp
 
 __all__ = [
     "REQUEST_TIMEOUT",
@@ -51,7 +54,7 @@ def make_provider(
     secret: Callable[[str], str],
     settings: ProviderSettings | None = None,
     bedrock_client: Any = None,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: aiohttp.ClientSession | None = None,
 ) -> Provider:
     """The provider for the job's `provider.type`; `secret` resolves the API key's secret name."""
     config = job.provider

@@ -26,6 +26,15 @@ def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
+def _detail(usage: dict[str, Any], names: tuple[str, str], field: str) -> int:
+    """`field` of the first of `names` that holds an object; a loop, not a closure: it runs per line."""
+    for name in names:
+        found = usage.get(name)
+        if isinstance(found, dict):
+            return _int(found.get(field))
+    return 0
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one request line got: an HTTP answer (status and body) or, with no answer, an error code."""
@@ -58,13 +67,8 @@ class Outcome:
         usage = (self.body or {}).get("usage")
         if not isinstance(usage, dict):
             return 0, 0
-
-        def detail(names: tuple[str, str], field: str) -> int:
-            found: dict[str, Any] = next((usage[n] for n in names if isinstance(usage.get(n), dict)), {})
-            return _int(found.get(field))
-
-        cached = detail(("prompt_tokens_details", "input_tokens_details"), "cached_tokens")
-        reasoning = detail(("completion_tokens_details", "output_tokens_details"), "reasoning_tokens")
+        cached = _detail(usage, ("prompt_tokens_details", "input_tokens_details"), "cached_tokens")
+        reasoning = _detail(usage, ("completion_tokens_details", "output_tokens_details"), "reasoning_tokens")
         return cached, reasoning
 
     @classmethod
@@ -89,9 +93,8 @@ class ProviderSettings(BaseModel):
     backoff_base: float = Field(default=0.5, ge=0, description="Seconds; doubled per attempt, full jitter.")
     backoff_max: float = Field(default=20.0, ge=0, description="Cap of one backoff wait, in seconds.")
     max_retry_after: float = Field(default=60.0, ge=0, description="Longest upstream Retry-After honoured.")
-    # A worker keeps a few dozen requests in flight; the pool must not be what queues them.
-    max_connections: int = Field(default=256, ge=1)
-    max_keepalive_connections: int = Field(default=128, ge=0)
+    # A worker keeps up to a hundred or so requests in flight; the pool must not be what queues them.
+    max_connections: int = Field(default=256, ge=1, description="Connections one provider may hold open.")
     allow_private_backends: bool = Field(default=False, description="Loopback and private base URLs may be called.")
 
 
