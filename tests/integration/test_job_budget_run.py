@@ -116,9 +116,12 @@ def test_a_backend_that_throttles_over_n_in_flight_brings_the_limit_near_n_and_l
     # It was flooded at first (16 allowed, 5 taken), then the limit came down and stayed near n.
     assert fake.throttled > 0
     first_decrease = next(i for i, limit in enumerate(limits.seen) if limit < 16)
-    settled = limits.seen[first_decrease:]
-    assert min(settled) >= n / 2
-    assert max(settled) <= n + 3
+    settled = sorted(limits.seen[first_decrease:])
+    # It never floods the backend again, and it stays near n: the median within [n/2, n+1] (a sawtooth
+    # between (n+1)/2 and n+1 as it probes), never under n/2 for more than a tenth of the renewals.
+    assert settled[-1] <= n + 3
+    assert n / 2 <= settled[len(settled) // 2] <= n + 1
+    assert sum(limit < n / 2 for limit in settled) <= len(settled) // 10
     # And the backend throttled less once it had: the last third of its requests against the first.
     third = len(throttled) // 3
     assert sum(throttled[-third:]) < sum(throttled[:third])
