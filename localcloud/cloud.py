@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import faults, iam, lambdas, moto_fixes, stepfunctions, streams
+from localcloud import faults, iam, lambdas, metering, moto_fixes, stepfunctions, streams
 from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits
 from localcloud.deploy import DeployedStack, deploy
 
@@ -414,9 +414,8 @@ class LocalCloud:
         self._api_socket = None
         # API Gateway invokes the api function: every request runs under its role, within the HTTP API's
         # limits. Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
-        app = faults.ControlRoutes(
-            ApiGatewayLimits(iam.ServedAs(app, function.principal), integration_timeout=self.api_timeout)
-        )
+        served = metering.Invocations(iam.ServedAs(app, function.principal), function.logical_id, function.memory_size)
+        app = faults.ControlRoutes(ApiGatewayLimits(served, integration_timeout=self.api_timeout))
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

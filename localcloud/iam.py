@@ -39,7 +39,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from localcloud import quotas
+from localcloud import metering, quotas
 
 log = logging.getLogger(__name__)
 
@@ -421,9 +421,10 @@ def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[s
     quotas.check(self.meta.service_model.service_name, operation_name, api_params)
     requests = _call_requests(self, operation_name, api_params)
     principal = _caller(self, lambda: requests)
+    service = self.meta.service_model.service_name
+    metering.api_call(principal.name if principal else metering.UNATTRIBUTED, service, operation_name)
     if principal is None:
         return original(self, operation_name, api_params)
-    service = self.meta.service_model.service_name
     authorize(principal, service, requests, operation_name)
     try:
         return original(self, operation_name, api_params)

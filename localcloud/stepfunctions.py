@@ -15,6 +15,8 @@ is lenient where AWS is not. `install()` patches it, `uninstall()` restores it; 
   does not save it; moto did not check) -> `States.DataLimitExceeded`.
 - `States.ALL` (and `States.TaskFailed`) neither retry nor catch `States.DataLimitExceeded` or
   `States.Runtime`, as AWS documents: those fail the execution unless a Retrier/Catcher names them.
+- Every state entered (Map children included) and every retry attempt is counted as a state
+  transition, as AWS bills Standard workflows (localcloud.metering).
 - ASL Retry really sleeps in moto. `retry_interval_scale` (default 1, as AWS) multiplies every retry
   interval, so tests can run long retry policies quickly; it is explicit, never implied.
 """
@@ -24,6 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+
+from localcloud import metering
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +228,27 @@ def _patch_distributed_child_failure() -> None:
     _patch(worker_class, "_eval_job", _eval_job)
 
 
+def _patch_transition_count() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
+    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+
+    entered = _originals.get((CommonStateField, "_eval_body")) or CommonStateField._eval_body
+    retried = _originals.get((RetrierDecl, "_eval_body")) or RetrierDecl._eval_body
+
+    def _state_eval_body(self: Any, env: Any) -> None:
+        metering.state_transition(self.name)
+        entered(self, env)
+
+    def _retrier_eval_body(self: Any, env: Any) -> None:
+        retried(self, env)
+        if env.stack and env.stack[-1] == RetrierOutcome.Executed:
+            metering.state_transition(env.states.context_object.context_object_data["State"]["Name"])
+
+    _patch(CommonStateField, "_eval_body", _state_eval_body)
+    _patch(RetrierDecl, "_eval_body", _retrier_eval_body)
+
+
 class _ScaledTime:
     """Stands in for the `time` module where moto's retrier sleeps."""
 
@@ -259,6 +284,7 @@ def install(*, retry_interval_scale: float = 1.0) -> None:
         _patch_map_aggregate()
         _patch_distributed_child_failure()
         _patch_retry_sleep()
+        _patch_transition_count()
 
 
 def uninstall() -> None:
