@@ -15,6 +15,11 @@ exactly those items, in place, and truncates the stream shards it wrote to. Ever
 other items, and writes that waited on the lock, is never touched. The stream records a transaction makes
 are delivered only once it commits: on AWS a cancelled transaction wrote nothing, so it streams nothing.
 
+Multipart completion without joining in memory: moto joined the parts into one buffer, joined them again
+for the default full-object checksum (CRC64NVME) and copied both once more: three copies of the object at
+once, the local cloud's peak memory when Finalize completed a 75 MB output file. Here the checksum is
+computed part by part and the parts are copied into the new object one at a time.
+
 Routing without a disk scan: moto's server finds the backend of every request under one global lock,
 listing moto's package folder from disk and trying every service's URL pattern each time; under load
 that lock is where most request threads wait. The answer depends on the host alone, so it is cached.
@@ -30,9 +35,13 @@ delivers, and TTL, are in localcloud.streams.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import functools
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,6 +81,9 @@ class ServiceLock:
         with self._state:
             return self._state.wait_for(lambda: self.waiting > 0, timeout=timeout)
 
+
+# A completed multipart upload is copied into its object this much at a time.
+COPY_BLOCK_BYTES = 1024 * 1024
 
 DYNAMODB_LOCK = ServiceLock("dynamodb")
 S3_LOCK = ServiceLock("s3")
@@ -288,6 +300,119 @@ def _journaled_transact_write_items(original: Any) -> Any:
     return transact_write_items
 
 
+class _JoinedParts:
+    """The bytes of a completed multipart upload, as its parts' buffers: copied into the new object in blocks.
+
+    moto disposes of the upload (closing its parts' buffers) before it stores the new object, so the buffers
+    are taken from the parts (each part gets an empty one to close) once every part has been checked.
+    """
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.size = sum(part.contentsize for part in parts)
+        self.buffers = []
+        for part in parts:
+            with part.lock:
+                self.buffers.append(part._value_buffer)
+                # Closed by moto, when it disposes of the part.
+                part._value_buffer = tempfile.SpooledTemporaryFile(part._max_buffer_size)  # noqa: SIM115
+
+    def __len__(self) -> int:
+        return self.size
+
+    def write_to(self, target: Any) -> None:
+        for buffer in self.buffers:
+            buffer.seek(0)
+            shutil.copyfileobj(buffer, target, COPY_BLOCK_BYTES)
+            buffer.close()
+
+
+class _FullObjectChecksum:
+    """A FULL_OBJECT checksum (the CRCs) computed part by part, as moto.s3.utils.compute_checksum computes it whole."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self.value = 0
+        self.width = 4
+
+    def add(self, data: bytes) -> None:
+        from moto.s3.utils import HAS_CRT
+
+        if self.algorithm == "CRC64NVME" and HAS_CRT:
+            from awscrt import checksums
+
+            self.value, self.width = checksums.crc64nvme(data, self.value), 8
+            return
+        if self.algorithm == "CRC32C":
+            try:
+                import crc32c  # type: ignore[import-not-found]
+
+                self.value = crc32c.crc32c(data, self.value)
+                return
+            except ImportError:  # moto falls back to CRC32 too
+                pass
+        self.value = binascii.crc32(data, self.value)
+
+    def build(self) -> str:
+        return base64.b64encode(self.value.to_bytes(self.width, "big")).decode()
+
+
+def _complete_multipart(original: Any) -> Any:
+    """FakeMultipart.complete as moto has it, without joining the parts in memory (see the module docstring)."""
+    import codecs
+
+    from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+    from moto.s3.models import S3_UPLOAD_PART_MIN_SIZE, MultipartChecksumBuilder
+    from moto.utilities.utils import md5_hash
+
+    @functools.wraps(original)
+    def complete(self: Any, body: Any) -> tuple[Any, str, tuple[str, str, int] | None]:
+        decode_hex = codecs.getdecoder("hex_codec")
+        md5s = bytearray()
+        composite = MultipartChecksumBuilder(
+            self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
+        )
+        full = _FullObjectChecksum(composite.checksum_algorithm)
+        parts: list[Any] = []
+        for number, etag in body:
+            part = self.parts.get(number)
+            if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                raise InvalidPart()
+            if parts and parts[-1].contentsize < S3_UPLOAD_PART_MIN_SIZE:
+                raise EntityTooSmall()
+            md5s.extend(decode_hex(part.etag.replace('"', ""))[0])
+            if composite.checksum_type == "COMPOSITE":
+                composite.addPart(part.value)
+            else:
+                full.add(part.value)
+            parts.append(part)
+        if not parts:
+            raise MalformedXML
+        full_etag = md5_hash()
+        full_etag.update(bytes(md5s))
+        if composite.checksum_type == "COMPOSITE":
+            checksum = composite.build()
+        else:
+            checksum = (composite.checksum_type, full.build(), 1)
+        return _JoinedParts(parts), f"{full_etag.hexdigest()}-{len(parts)}", checksum
+
+    return complete
+
+
+def _value_from_parts(original: Any) -> Any:
+    """FakeKey.value, whose setter also takes _JoinedParts."""
+
+    def set_value(self: Any, new_value: Any) -> None:
+        if not isinstance(new_value, _JoinedParts):
+            original.fset(self, new_value)
+            return
+        self._value_buffer.seek(0)
+        self._value_buffer.truncate()
+        new_value.write_to(self._value_buffer)
+        self.contentsize = new_value.size
+
+    return property(original.fget, set_value)
+
+
 def _cached_routing(original: Any) -> Any:
     cache: dict[str | None, Any] = {}
 
@@ -308,6 +433,7 @@ def install() -> None:
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.s3 import notifications
+    from moto.s3.models import FakeKey, FakeMultipart
     from moto.s3.responses import S3Response
 
     with _install_lock:
@@ -316,6 +442,8 @@ def install() -> None:
         _patch(DynamoDBBackend, "transact_write_items", _journaled_transact_write_items)
         for name in ("key_response", "bucket_response"):
             _patch(S3Response, name, _serialized(S3_LOCK))
+        _patch(FakeMultipart, "complete", _complete_multipart)
+        _patch(FakeKey, "value", _value_from_parts)
         _patch(LambdaBackend, "send_dynamodb_items", _held_stream_delivery)
         _patch(Table, "create_from_cloudformation_json", streams.table_from_cloudformation)
         _patch(StreamRecord, "__init__", streams.record_with_identity)
