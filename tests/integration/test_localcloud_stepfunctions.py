@@ -399,3 +399,22 @@ def test_every_state_entered_and_every_retry_is_a_transition_and_every_invocatio
     assert invocations == {"fn-flaky-0": 2, "fn-echo-1": 3}
     assert all(usage["billed_ms"] >= usage["invocations"] for usage in counted["lambda"].values())
     assert {usage["memory_mb"] for usage in counted["lambda"].values()} == {128}
+
+
+def test_tasks_reuse_one_lambda_client(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's interpreter built a boto3 client for every Task it ran: CPU and memory per invocation."""
+    echo = cloud.function("echo")
+    children = {"Echo": task(echo, End=True)}
+    definition = {"StartAt": "Chunks", "States": {"Chunks": distributed_map(children, "Echo"), "Finalize": FINALIZE}}
+    made: list[str] = []
+    real_client = boto3.client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("service_name") or args[0])
+        return real_client(*args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", counted)
+    for _ in range(2):
+        assert cloud.run(definition, {"items": [{}, {}, {}]})["status"] == "SUCCEEDED"
+    monkeypatch.undo()
+    assert made.count("lambda") <= 1
