@@ -14,6 +14,9 @@ the local cloud runs every handler, before botocore sends them:
   condition keys, one per item where IAM checks per item (TransactWriteItems, CopyObject's source, PutEvents).
 - How it is decided: `is_allowed`: an explicit Deny wins; otherwise some Allow must match action, resource and
   condition. No allow: AccessDenied, in the error shape of the service.
+- boto3's transfer manager (upload_fileobj, download_fileobj, copy) sends from a thread pool of its own, where
+  the caller's context variables are not: its pool runs each task in the context of the thread that submitted it,
+  so those calls are judged (and counted, localcloud.metering) as the caller's, not let through as no one's.
 - Presigned URLs are authorized when they are signed, against the signing function's role (the role cannot change
   between signing and use in the local cloud, so this is what S3 would decide on use).
 
@@ -25,6 +28,7 @@ names substituted, so a policy edited in template.yaml is the policy enforced.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import copy
 import logging
@@ -39,7 +43,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from localcloud import quotas
+from localcloud import metering, quotas
 
 log = logging.getLogger(__name__)
 
@@ -421,9 +425,10 @@ def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[s
     quotas.check(self.meta.service_model.service_name, operation_name, api_params)
     requests = _call_requests(self, operation_name, api_params)
     principal = _caller(self, lambda: requests)
+    service = self.meta.service_model.service_name
+    metering.api_call(principal.name if principal else metering.UNATTRIBUTED, service, operation_name)
     if principal is None:
         return original(self, operation_name, api_params)
-    service = self.meta.service_model.service_name
     authorize(principal, service, requests, operation_name)
     try:
         return original(self, operation_name, api_params)
@@ -455,31 +460,43 @@ def _checked_presign(self: Any, ClientMethod: str, Params: Any = None, *args: An
     return _originals["presign"](self, ClientMethod, Params, *args, **kwargs)
 
 
+class _ContextThreadPool(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool whose tasks run in the context of the thread that submitted them (its principal included)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
 def install() -> None:
     """Check every botocore call and presigned URL made in this process (idempotent)."""
     import botocore.client
     import botocore.signers
+    import s3transfer.futures
 
     with _lock:
         if _originals:
             return
         _originals["make_api_call"] = botocore.client.BaseClient._make_api_call
         _originals["presign"] = botocore.signers.generate_presigned_url
+        _originals["transfer_pool"] = s3transfer.futures.BoundedExecutor.EXECUTOR_CLS
         botocore.client.BaseClient._make_api_call = _checked_make_api_call  # type: ignore[method-assign]
         # Clients get generate_presigned_url from this module attribute when they are created.
         botocore.signers.generate_presigned_url = _checked_presign
+        s3transfer.futures.BoundedExecutor.EXECUTOR_CLS = _ContextThreadPool
 
 
 def uninstall() -> None:
     """Stop checking (clients created meanwhile keep the checked presigner, which then checks nothing)."""
     import botocore.client
     import botocore.signers
+    import s3transfer.futures
 
     with _lock:
         if not _originals:
             return
         botocore.client.BaseClient._make_api_call = _originals.pop("make_api_call")  # type: ignore[method-assign]
         botocore.signers.generate_presigned_url = _originals.pop("presign")
+        s3transfer.futures.BoundedExecutor.EXECUTOR_CLS = _originals.pop("transfer_pool")
         _state_machines.clear()
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from localcloud import iam
+from localcloud import iam, metering
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,9 @@ def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -
         errored = True
         payload = json.dumps(error_payload(exc, request_id))
         log.info("%s raised %s: %s", function.name, type(exc).__name__, exc, exc_info=exc)
-    elapsed_ms = (time.monotonic() - started) * 1000
+    elapsed = time.monotonic() - started
+    metering.invoked(function.logical_id, function.memory_size, elapsed)
+    elapsed_ms = elapsed * 1000
     if elapsed_ms > function.timeout * 1000:
         log.warning("%s ran %.0f ms, beyond its %s s Timeout", function.name, elapsed_ms, function.timeout)
     logs = "\n".join(

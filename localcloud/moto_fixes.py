@@ -7,6 +7,19 @@ iteration", a 500 AWS never answers), and a failed transaction restores that cop
 requests made meanwhile. Each of the two services therefore runs one request at a time, behind a lock
 of its own. That is all the isolation AWS gives (every request is atomic), no more.
 
+Transactions that copy nothing: moto's TransactWriteItems deep-copied every table it touched before its
+first write, to put the copy back if any item failed: O(table) CPU and memory per transaction, which at
+50,000 lines was most of the local cloud's CPU. Here a transaction journals instead: before it writes an
+item it keeps that item's attributes (one item, not the table), and a cancelled transaction puts back
+exactly those items, in place, and truncates the stream shards it wrote to. Everything else, other tables,
+other items, and writes that waited on the lock, is never touched. The stream records a transaction makes
+are delivered only once it commits: on AWS a cancelled transaction wrote nothing, so it streams nothing.
+
+Multipart completion without joining in memory: moto joined the parts into one buffer, joined them again
+for the default full-object checksum (CRC64NVME) and copied both once more: three copies of the object at
+once, the local cloud's peak memory when Finalize completed a 75 MB output file. Here the checksum is
+computed part by part and the parts are copied into the new object one at a time.
+
 Routing without a disk scan: moto's server finds the backend of every request under one global lock,
 listing moto's package folder from disk and trying every service's URL pattern each time; under load
 that lock is where most request threads wait. The answer depends on the host alone, so it is cached.
@@ -22,8 +35,13 @@ delivers, and TTL, are in localcloud.streams.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import copy
 import functools
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +81,9 @@ class ServiceLock:
         with self._state:
             return self._state.wait_for(lambda: self.waiting > 0, timeout=timeout)
 
+
+# A completed multipart upload is copied into its object this much at a time.
+COPY_BLOCK_BYTES = 1024 * 1024
 
 DYNAMODB_LOCK = ServiceLock("dynamodb")
 S3_LOCK = ServiceLock("s3")
@@ -143,6 +164,255 @@ def _held_stream_delivery(original: Any) -> Any:
     return send_dynamodb_items
 
 
+class _Journal:
+    """What a transaction changed, so that cancelling it can put back exactly that."""
+
+    def __init__(self) -> None:
+        # (table name, hash, range) -> (table, the item object or None, a copy of its attributes)
+        self.items: dict[tuple[str, Any, Any], tuple[Any, Any, Any]] = {}
+        # table name -> (shard, its record list, the list's length) before the transaction's first write
+        self.shards: dict[str, tuple[Any, list[Any], int]] = {}
+
+    def before_write(self, table: Any, hash_value: Any, range_value: Any) -> None:
+        key = (table.name, hash_value, range_value)
+        if key not in self.items:
+            item = table.get_item(hash_value, range_value)
+            # UpdateItem changes the item in place: keep its attributes as they are now.
+            self.items[key] = (table, item, None if item is None else copy.deepcopy(item.attrs))
+        shard = table.stream_shard
+        if shard is not None and table.name not in self.shards:
+            self.shards[table.name] = (shard, shard.items, len(shard.items))
+
+    def roll_back(self) -> None:
+        for (_, hash_value, range_value), (table, item, attrs) in self.items.items():
+            if item is not None:
+                item.attrs = attrs
+            if range_value is None:
+                if item is None:
+                    table.items.pop(hash_value, None)
+                else:
+                    table.items[hash_value] = item
+                continue
+            bucket = table.items[hash_value]
+            if item is None:
+                bucket.pop(range_value, None)
+                if not bucket:
+                    del table.items[hash_value]
+            else:
+                bucket[range_value] = item
+        for shard, records, length in self.shards.values():
+            # The shard starts a new list after each delivery; the records before the transaction are in this one.
+            del records[length:]
+            shard.items = records
+
+
+def _journaled_transact_write_items(original: Any) -> Any:
+    """DynamoDBBackend.transact_write_items as moto has it, with a journal of items for its copies of tables."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        if len(transact_items) > 100:
+            raise TooManyTransactionsException()
+        journal = _Journal()
+        targets: set[tuple[str, str]] = set()
+        errors: list[tuple[str | None, str | None, dict[str, Any] | None]] = []
+        # Stream deliveries of the transaction's writes wait for its outcome.
+        outer = getattr(_held, "deliveries", None)
+        _held.deliveries = []
+        committed = False
+        try:
+            for entry in transact_items:
+                if len(entry) > 1:
+                    raise TransactWriteSingleOpException
+                original_item: dict[str, Any] | None = None
+                try:
+                    op_type, op = next(iter(entry.items()))
+                    if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                        raise ValueError("Unsupported transaction operation")
+                    table_name = op["TableName"]
+                    condition = op.get("ConditionExpression")
+                    names = op.get("ExpressionAttributeNames")
+                    values = op.get("ExpressionAttributeValues")
+                    if op_type == "Put":
+                        table = self.get_table(table_name)
+                        key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+                        if table.range_key_attr is not None:
+                            key[table.range_key_attr] = op["Item"][table.range_key_attr]
+                    else:
+                        key = op["Key"]
+                    unique = (str(table_name), str(dict(sorted(key.items()))))
+                    if unique in targets:
+                        raise MultipleTransactionsException()
+                    targets.add(unique)
+                    current = self.get_item(table_name, key)
+                    if condition is not None and not get_filter_expression(condition, names, values).expr(current):
+                        if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                            original_item = current.to_json()["Attributes"]
+                        raise ConditionalCheckFailed(item=original_item)
+                    if op_type != "ConditionCheck":
+                        table = self.get_table(table_name)
+                        journal.before_write(table, *self.get_keys_value(table, key))
+                    if op_type == "Put":
+                        self.put_item(
+                            table_name, op["Item"], condition_expression=condition,
+                            expression_attribute_names=names, expression_attribute_values=values,
+                        )  # fmt: skip
+                    elif op_type == "Delete":
+                        self.delete_item(
+                            table_name, key, condition_expression=condition,
+                            expression_attribute_names=names, expression_attribute_values=values,
+                        )  # fmt: skip
+                    elif op_type == "Update":
+                        self.update_item(
+                            table_name, key, update_expression=op["UpdateExpression"],
+                            condition_expression=condition, expression_attribute_names=names,
+                            expression_attribute_values=values,
+                        )  # fmt: skip
+                    errors.append((None, None, None))
+                except (MultipleTransactionsException, MockValidationException):
+                    raise
+                except ConditionalCheckFailed as exc:
+                    errors.append(("ConditionalCheckFailed", str(exc.message), original_item))
+                except Exception as exc:  # noqa: BLE001  # as moto: any failure of an item is its cancellation reason
+                    errors.append((type(exc).__name__, str(exc), original_item))
+            if any(code is not None for code, _, _ in errors):
+                raise TransactionCanceledException(errors)
+            committed = True
+        finally:
+            mine: list[Callable[[], None]] = _held.deliveries
+            _held.deliveries = outer
+            if not committed:
+                journal.roll_back()
+            else:
+                for deliver in mine:
+                    if not _hold(deliver):
+                        deliver()
+
+    return transact_write_items
+
+
+class _JoinedParts:
+    """The bytes of a completed multipart upload, as its parts' buffers: copied into the new object in blocks.
+
+    moto disposes of the upload (closing its parts' buffers) before it stores the new object, so the buffers
+    are taken from the parts (each part gets an empty one to close) once every part has been checked.
+    """
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.size = sum(part.contentsize for part in parts)
+        self.buffers = []
+        for part in parts:
+            with part.lock:
+                self.buffers.append(part._value_buffer)
+                # Closed by moto, when it disposes of the part.
+                part._value_buffer = tempfile.SpooledTemporaryFile(part._max_buffer_size)  # noqa: SIM115
+
+    def __len__(self) -> int:
+        return self.size
+
+    def write_to(self, target: Any) -> None:
+        for buffer in self.buffers:
+            buffer.seek(0)
+            shutil.copyfileobj(buffer, target, COPY_BLOCK_BYTES)
+            buffer.close()
+
+
+class _FullObjectChecksum:
+    """A FULL_OBJECT checksum (the CRCs) computed part by part, as moto.s3.utils.compute_checksum computes it whole."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self.value = 0
+        self.width = 4
+
+    def add(self, data: bytes) -> None:
+        from moto.s3.utils import HAS_CRT
+
+        if self.algorithm == "CRC64NVME" and HAS_CRT:
+            from awscrt import checksums
+
+            self.value, self.width = checksums.crc64nvme(data, self.value), 8
+            return
+        if self.algorithm == "CRC32C":
+            try:
+                import crc32c  # type: ignore[import-not-found]
+
+                self.value = crc32c.crc32c(data, self.value)
+                return
+            except ImportError:  # moto falls back to CRC32 too
+                pass
+        self.value = binascii.crc32(data, self.value)
+
+    def build(self) -> str:
+        return base64.b64encode(self.value.to_bytes(self.width, "big")).decode()
+
+
+def _complete_multipart(original: Any) -> Any:
+    """FakeMultipart.complete as moto has it, without joining the parts in memory (see the module docstring)."""
+    import codecs
+
+    from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
+    from moto.s3.models import S3_UPLOAD_PART_MIN_SIZE, MultipartChecksumBuilder
+    from moto.utilities.utils import md5_hash
+
+    @functools.wraps(original)
+    def complete(self: Any, body: Any) -> tuple[Any, str, tuple[str, str, int] | None]:
+        decode_hex = codecs.getdecoder("hex_codec")
+        md5s = bytearray()
+        composite = MultipartChecksumBuilder(
+            self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
+        )
+        full = _FullObjectChecksum(composite.checksum_algorithm)
+        parts: list[Any] = []
+        for number, etag in body:
+            part = self.parts.get(number)
+            if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                raise InvalidPart()
+            if parts and parts[-1].contentsize < S3_UPLOAD_PART_MIN_SIZE:
+                raise EntityTooSmall()
+            md5s.extend(decode_hex(part.etag.replace('"', ""))[0])
+            if composite.checksum_type == "COMPOSITE":
+                composite.addPart(part.value)
+            else:
+                full.add(part.value)
+            parts.append(part)
+        if not parts:
+            raise MalformedXML
+        full_etag = md5_hash()
+        full_etag.update(bytes(md5s))
+        if composite.checksum_type == "COMPOSITE":
+            checksum = composite.build()
+        else:
+            checksum = (composite.checksum_type, full.build(), 1)
+        return _JoinedParts(parts), f"{full_etag.hexdigest()}-{len(parts)}", checksum
+
+    return complete
+
+
+def _value_from_parts(original: Any) -> Any:
+    """FakeKey.value, whose setter also takes _JoinedParts."""
+
+    def set_value(self: Any, new_value: Any) -> None:
+        if not isinstance(new_value, _JoinedParts):
+            original.fset(self, new_value)
+            return
+        self._value_buffer.seek(0)
+        self._value_buffer.truncate()
+        new_value.write_to(self._value_buffer)
+        self.contentsize = new_value.size
+
+    return property(original.fget, set_value)
+
+
 def _cached_routing(original: Any) -> Any:
     cache: dict[str | None, Any] = {}
 
@@ -156,19 +426,24 @@ def _cached_routing(original: Any) -> Any:
 
 
 def install() -> None:
-    """Serialize moto's DynamoDB and S3 and deliver their events after the request (idempotent)."""
+    """Serialize moto's DynamoDB and S3, journal its transactions, deliver events after the request (idempotent)."""
     from moto.awslambda.models import LambdaBackend
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import StreamRecord, Table
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.s3 import notifications
+    from moto.s3.models import FakeKey, FakeMultipart
     from moto.s3.responses import S3Response
 
     with _install_lock:
         _patch(DomainDispatcherApplication, "get_backend_for_host", _cached_routing)
         _patch(DynamoHandler, "call_action", _serialized(DYNAMODB_LOCK))
+        _patch(DynamoDBBackend, "transact_write_items", _journaled_transact_write_items)
         for name in ("key_response", "bucket_response"):
             _patch(S3Response, name, _serialized(S3_LOCK))
+        _patch(FakeMultipart, "complete", _complete_multipart)
+        _patch(FakeKey, "value", _value_from_parts)
         _patch(LambdaBackend, "send_dynamodb_items", _held_stream_delivery)
         _patch(Table, "create_from_cloudformation_json", streams.table_from_cloudformation)
         _patch(StreamRecord, "__init__", streams.record_with_identity)

@@ -15,6 +15,11 @@ is lenient where AWS is not. `install()` patches it, `uninstall()` restores it; 
   does not save it; moto did not check) -> `States.DataLimitExceeded`.
 - `States.ALL` (and `States.TaskFailed`) neither retry nor catch `States.DataLimitExceeded` or
   `States.Runtime`, as AWS documents: those fail the execution unless a Retrier/Catcher names them.
+- Every state entered (Map children included) and every retry attempt is counted as a state
+  transition, as AWS bills Standard workflows (localcloud.metering).
+- moto's interpreter built a new boto3 client for every Task and ItemReader it ran (about 10 ms of CPU
+  and a new client class each); the clients, all signed alike, are made once per service, region and
+  moto endpoint and reused, as a service keeps its connections.
 - ASL Retry really sleeps in moto. `retry_interval_scale` (default 1, as AWS) multiplies every retry
   interval, so tests can run long retry policies quickly; it is explicit, never implied.
 """
@@ -25,9 +30,14 @@ import logging
 import threading
 from typing import Any
 
+from localcloud import metering
+from localcloud.iam import STEP_FUNCTIONS_ACCESS_KEY
+
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+# Connections the interpreter's shared client of a service keeps (urllib3 drops, and warns about, any beyond).
+POOLED_CONNECTIONS = 100
 TERMINAL_ERRORS = ("States.DataLimitExceeded", "States.Runtime")
 TOLERATED_FAILURE_CAUSE = "The specified tolerated failure threshold was exceeded"
 
@@ -224,6 +234,73 @@ def _patch_distributed_child_failure() -> None:
     _patch(worker_class, "_eval_job", _eval_job)
 
 
+def _patch_transition_count() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
+    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+
+    entered = _originals.get((CommonStateField, "_eval_body")) or CommonStateField._eval_body
+    retried = _originals.get((RetrierDecl, "_eval_body")) or RetrierDecl._eval_body
+
+    def _state_eval_body(self: Any, env: Any) -> None:
+        metering.state_transition(self.name)
+        entered(self, env)
+
+    def _retrier_eval_body(self: Any, env: Any) -> None:
+        retried(self, env)
+        if env.stack and env.stack[-1] == RetrierOutcome.Executed:
+            metering.state_transition(env.states.context_object.context_object_data["State"]["Name"])
+
+    _patch(CommonStateField, "_eval_body", _state_eval_body)
+    _patch(RetrierDecl, "_eval_body", _retrier_eval_body)
+
+
+def _patch_client_reuse() -> None:
+    import sys
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import resource_eval_s3
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = _originals.get((boto_client, "boto_client_for")) or boto_client.boto_client_for
+    clients: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        import boto3
+        from botocore.config import Config
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+        key = (region, service, moto_server_port(), botocore_stubber.enabled)
+        with lock:
+            if key not in clients:
+                # As moto builds it, with connections enough for every Map child in flight at once.
+                endpoint = (
+                    {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
+                )
+                # moto's own fake keys: localcloud.iam tells the state machine's calls by this access key.
+                clients[key] = boto3.client(
+                    aws_access_key_id=STEP_FUNCTIONS_ACCESS_KEY, aws_secret_access_key="sk",  # noqa: S106
+                    region_name=region, service_name=service,
+                    config=Config(
+                        parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1},
+                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        max_pool_connections=POOLED_CONNECTIONS,
+                    ),
+                    **endpoint,
+                )  # fmt: skip
+            return clients[key]
+
+    del lambda_eval_utils, resource_eval_s3  # imported so that they are in sys.modules below
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is original:
+            _patch(module, "boto_client_for", boto_client_for)
+
+
 class _ScaledTime:
     """Stands in for the `time` module where moto's retrier sleeps."""
 
@@ -259,6 +336,8 @@ def install(*, retry_interval_scale: float = 1.0) -> None:
         _patch_map_aggregate()
         _patch_distributed_child_failure()
         _patch_retry_sleep()
+        _patch_transition_count()
+        _patch_client_reuse()
 
 
 def uninstall() -> None:

@@ -344,3 +344,20 @@ def test_the_demo_imports_the_sdks_lazy_parts_before_it_starts_threads() -> None
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert answer.stdout.strip() == "[]"
+
+
+def test_s3_keeps_an_objects_bytes_in_a_file_not_in_the_process_memory(cloud: LocalCloud) -> None:
+    """moto holds every object under 5 MB in memory: the local cloud's RSS grew with each batch's parts."""
+    from moto.s3.models import s3_backends
+
+    s3 = cloud.client("s3")
+    s3.create_bucket(Bucket="spooled")
+    large, small = bytes(range(256)) * 1024, b"{}\n"
+    s3.put_object(Bucket="spooled", Key="large", Body=large)
+    s3.put_object(Bucket="spooled", Key="small", Body=small)
+    keys = s3_backends["123456789012"]["aws"].buckets["spooled"].keys
+    assert keys["large"]._value_buffer._rolled
+    # A small object stays in memory: a file per object would cost an open descriptor each.
+    assert not keys["small"]._value_buffer._rolled
+    assert s3.get_object(Bucket="spooled", Key="large")["Body"].read() == large
+    assert s3.get_object(Bucket="spooled", Key="large", Range="bytes=1000-1999")["Body"].read() == large[1000:2000]

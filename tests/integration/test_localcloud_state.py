@@ -17,7 +17,8 @@ def start(state: Path) -> dict[str, str]:
         seeded = dict(cloud.seeded)
         tenant = {"Authorization": f"Bearer {cloud.api_key}"}
         admin = {"Authorization": f"Bearer {cloud.admin_key}"}
-        job = httpx.get(f"{cloud.base_url}/jobs/{cloud.job_id}", headers=tenant)
+        # The first request imports the api function cold: on a busy machine, longer than httpx's 5 s default.
+        job = httpx.get(f"{cloud.base_url}/jobs/{cloud.job_id}", headers=tenant, timeout=120)
         assert job.status_code == 200, job.text
         assert job.json()["tenant"] == cloud.tenant_id
         assert httpx.get(f"{cloud.base_url}/admin/tenants", headers=admin).status_code == 200

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from localcloud import lambdas, stepfunctions
+from localcloud import lambdas, metering, stepfunctions
 from localcloud.lambdas import LocalFunction
 
 KIB = 1024
@@ -43,6 +43,12 @@ def fail(event, context):
 def sized(event, context):
     # A JSON object of exactly event["bytes"] bytes: {"b":"xxx"}
     return {"b": "x" * (event["bytes"] - len('{"b":""}'))}
+
+def flaky(event, context):
+    gate.attempts = getattr(gate, "attempts", 0) + 1
+    if gate.attempts == 1:
+        raise ValueError("the first attempt fails")
+    return event
 
 def held(event, context):
     gate.entered.set()
@@ -364,3 +370,51 @@ def test_retry_intervals_are_scaled_only_when_asked(cloud: Cloud) -> None:
     assert output(execution)["fault"]["Error"] == "ValueError"
     history = cloud.sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
     assert sum(e["type"] == "TaskFailed" for e in history) == 4
+
+
+# --------------------------------------------------------------------------------------------- metering
+def test_every_state_entered_and_every_retry_is_a_transition_and_every_invocation_is_billed(cloud: Cloud) -> None:
+    """As AWS bills a Standard workflow: Map children's states count, and so does each retry attempt."""
+    flaky, echo = cloud.function("flaky"), cloud.function("echo")
+    retried = task(flaky, ResultPath=None, Next="Chunks",
+                   Retry=[{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2}])  # fmt: skip
+    children = {"Echo": task(echo, Next="Done"), "Done": {"Type": "Succeed", "OutputPath": None}}
+    definition = {
+        "StartAt": "Init",
+        "States": {
+            "Init": {"Type": "Pass", "Next": "Work"},
+            "Work": retried,
+            "Chunks": distributed_map(children, "Echo"),
+            "Finalize": FINALIZE,
+        },
+    }
+    before = metering.snapshot()
+
+    execution = cloud.run(definition, {"items": [{}, {}, {}]})
+
+    counted = metering.difference(metering.snapshot(), before)
+    assert execution["status"] == "SUCCEEDED"
+    assert counted["state_transitions"] == {"Init": 1, "Work": 2, "Chunks": 1, "Echo": 3, "Done": 3, "Finalize": 1}
+    invocations = {name: usage["invocations"] for name, usage in counted["lambda"].items()}
+    assert invocations == {"fn-flaky-0": 2, "fn-echo-1": 3}
+    assert all(usage["billed_ms"] >= usage["invocations"] for usage in counted["lambda"].values())
+    assert {usage["memory_mb"] for usage in counted["lambda"].values()} == {128}
+
+
+def test_tasks_reuse_one_lambda_client(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's interpreter built a boto3 client for every Task it ran: CPU and memory per invocation."""
+    echo = cloud.function("echo")
+    children = {"Echo": task(echo, End=True)}
+    definition = {"StartAt": "Chunks", "States": {"Chunks": distributed_map(children, "Echo"), "Finalize": FINALIZE}}
+    made: list[str] = []
+    real_client = boto3.client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("service_name") or args[0])
+        return real_client(*args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", counted)
+    for _ in range(2):
+        assert cloud.run(definition, {"items": [{}, {}, {}]})["status"] == "SUCCEEDED"
+    monkeypatch.undo()
+    assert made.count("lambda") <= 1

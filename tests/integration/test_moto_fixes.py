@@ -39,17 +39,17 @@ def _table() -> Any:
 def test_a_write_during_a_failing_transaction_is_neither_lost_nor_a_500(
     fixed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto copies the table to roll a failed transaction back; a write landing meanwhile must survive.
+    """A failed transaction is rolled back; a write landing meanwhile must survive.
 
-    The other write is started right after moto's copy; the transaction goes on only once that write
-    has finished (without the fix) or waits on the service's lock (with it), so both orders are driven,
-    not hoped for.
+    The other write is started while the transaction reads its item; the transaction goes on only once
+    that write has finished (without serialization) or waits on the service's lock (with it), so both
+    orders are driven, not hoped for.
     """
-    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
 
     dynamodb = _table()
     writer = boto3.client("dynamodb", region_name="us-east-1")
-    real_deepcopy = copy.deepcopy
+    real_get_item = Table.get_item
     finished = threading.Event()
     errors: list[BaseException] = []
 
@@ -61,16 +61,18 @@ def test_a_write_during_a_failing_transaction_is_neither_lost_nor_a_500(
         finally:
             finished.set()
 
-    def deepcopy_then_interleave(value: Any, memo: Any = None) -> Any:
-        copied = real_deepcopy(value, memo)
-        if not finished.is_set():
+    started = threading.Event()
+
+    def get_item_then_interleave(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = real_get_item(self, *args, **kwargs)
+        if not started.is_set():
+            started.set()
             threading.Thread(target=write).start()
             while not finished.is_set() and not moto_fixes.DYNAMODB_LOCK.wait_for_waiter(timeout=0.01):
                 pass
-        return copied
+        return found
 
-    # Only moto's DynamoDB models see the interleaving copy.
-    monkeypatch.setattr(models, "copy", SimpleNamespace(deepcopy=deepcopy_then_interleave))
+    monkeypatch.setattr(Table, "get_item", get_item_then_interleave)
     with pytest.raises(ClientError, match="TransactionCanceled"):
         dynamodb.transact_write_items(
             TransactItems=[
@@ -111,3 +113,171 @@ def test_an_s3_notification_follows_the_stored_object_and_its_metadata(
     assert [metadata.get("x-amz-meta-endpoint") for metadata in seen] == ["/v1/embeddings"]
     bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
     assert [unquote_plus(r["s3"]["object"]["key"]) for body in bodies for r in body.get("Records", [])] == ["inbox/x"]
+
+
+def _backend() -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends["123456789012"]["us-east-1"]
+
+
+def _two_tables() -> Any:
+    dynamodb = _table()
+    dynamodb.create_table(
+        TableName="u",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for n in range(20):
+        dynamodb.put_item(TableName="t", Item={"pk": {"S": f"t{n}"}, "n": {"N": str(n)}})
+        dynamodb.put_item(TableName="u", Item={"pk": {"S": "u"}, "sk": {"S": f"{n:02d}"}, "n": {"N": str(n)}})
+    return dynamodb
+
+
+def _items(dynamodb: Any) -> dict[str, list[dict[str, Any]]]:
+    return {name: sorted(dynamodb.scan(TableName=name)["Items"], key=json.dumps) for name in ("t", "u")}
+
+
+# Every kind of write on items of two tables, existing and new; the last condition fails.
+CANCELLED = [
+    {"Update": {"TableName": "t", "Key": {"pk": {"S": "t1"}}, "UpdateExpression": "SET n = n + :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+    {"Update": {"TableName": "t", "Key": {"pk": {"S": "new-by-update"}}, "UpdateExpression": "SET n = :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+    {"Put": {"TableName": "t", "Item": {"pk": {"S": "t2"}, "replaced": {"BOOL": True}}}},
+    {"Put": {"TableName": "u", "Item": {"pk": {"S": "u"}, "sk": {"S": "new"}}}},
+    {"Delete": {"TableName": "u", "Key": {"pk": {"S": "u"}, "sk": {"S": "03"}}}},
+    {"ConditionCheck": {"TableName": "t", "Key": {"pk": {"S": "t4"}}, "ConditionExpression": "n = :no",
+                        "ExpressionAttributeValues": {":no": {"N": "-1"}}}},
+]  # fmt: skip
+
+
+def test_a_transaction_whose_last_condition_fails_leaves_every_item_of_every_table_as_it_was(fixed: None) -> None:
+    dynamodb = _two_tables()
+    before = _items(dynamodb)
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=CANCELLED)
+    reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["None"] * 5 + ["ConditionalCheckFailed"]
+    assert _items(dynamodb) == before
+    # And the same writes without the failing check all happen.
+    dynamodb.transact_write_items(TransactItems=CANCELLED[:-1])
+    after = _items(dynamodb)
+    assert {"pk": {"S": "new-by-update"}, "n": {"N": "1"}} in after["t"]
+    assert {"pk": {"S": "t1"}, "n": {"N": "2"}} in after["t"]
+    assert {"pk": {"S": "t2"}, "replaced": {"BOOL": True}} in after["t"]
+    assert [i["sk"]["S"] for i in after["u"]].count("03") == 0
+    assert {"pk": {"S": "u"}, "sk": {"S": "new"}} in after["u"]
+
+
+def test_a_transaction_copies_no_table_and_leaves_the_items_it_does_not_touch_alone(
+    fixed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto deep-copied every table a transaction touched, to restore it whole: O(table) per transaction."""
+    from moto.dynamodb.models.table import Table
+
+    dynamodb = _two_tables()
+    backend = _backend()
+    untouched = {name: {id(item) for item in backend.tables[name].all_items()} for name in ("t", "u")}
+    copied: list[str] = []
+    real_deepcopy = copy.deepcopy
+
+    def counting_deepcopy(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Table):
+            copied.append(value.name)
+        return real_deepcopy(value, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", counting_deepcopy)
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(TransactItems=CANCELLED)
+    dynamodb.transact_write_items(TransactItems=[CANCELLED[0]])
+    monkeypatch.undo()
+    assert copied == []
+    # Items no transaction wrote are the very objects they were (t1 was updated in place, and is still t1).
+    assert {name: {id(item) for item in backend.tables[name].all_items()} for name in ("t", "u")} == untouched
+
+
+def test_a_cancelled_transaction_streams_no_record(fixed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AWS a cancelled transaction wrote nothing, so its table's stream shows nothing; a committed one does."""
+    from localcloud import streams
+
+    dynamodb = _table()
+    dynamodb.update_table(TableName="t", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    table = _backend().tables["t"]
+    source = table.latest_stream_label
+    # A mapped function, as far as the table knows: its records go to localcloud.streams.deliver.
+    table.lambda_event_source_mappings = {"arn:aws:lambda:us-east-1:123456789012:function:f": SimpleNamespace(
+        event_source_arn=source)}  # fmt: skip
+    delivered: list[str] = []
+    monkeypatch.setattr(
+        streams, "deliver", lambda backend, arn, items, src: delivered.extend(i.record["eventName"] for i in items)
+    )
+    cancelled = [
+        {"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}},
+        {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}}, "ConditionExpression": "attribute_exists(pk)"}},
+    ]
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(TransactItems=cancelled)
+    assert delivered == []
+    dynamodb.transact_write_items(TransactItems=cancelled[:1])
+    assert delivered == ["INSERT"]
+
+
+@pytest.mark.parametrize("algorithm", [None, "CRC32", "SHA256"])
+def test_completing_a_multipart_upload_never_holds_the_whole_object_in_memory(
+    fixed: None, monkeypatch: pytest.MonkeyPatch, algorithm: str | None
+) -> None:
+    """moto joined the parts in memory, twice (once for the checksum), and copied that: three copies of the
+    object at once, which at 50,000 lines was the local cloud's peak memory (Finalize's 75 MB output)."""
+    from moto.s3.models import FakeKey
+    from moto.s3.utils import compute_checksum
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="parts")
+    extra = {"ChecksumAlgorithm": algorithm} if algorithm else {}
+    upload = s3.create_multipart_upload(Bucket="parts", Key="k", **extra)["UploadId"]
+    parts = [bytes([n]) * (5 * 1024 * 1024) for n in (1, 2)] + [b"end"]
+    answers = [
+        s3.upload_part(Bucket="parts", Key="k", UploadId=upload, PartNumber=n, Body=body, **extra)
+        for n, body in enumerate(parts, start=1)
+    ]
+    handled: list[int] = []
+    real_value = FakeKey.value
+
+    def read(self: Any) -> bytes:
+        value: bytes = real_value.fget(self)  # type: ignore[attr-defined]
+        handled.append(len(value))
+        return value
+
+    def write(self: Any, value: Any) -> None:
+        if isinstance(value, bytes | bytearray):
+            handled.append(len(value))
+        real_value.fset(self, value)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(FakeKey, "value", property(read, write))
+    completed = [{"PartNumber": n, "ETag": a["ETag"]} for n, a in enumerate(answers, start=1)]
+    if algorithm:
+        for part, answer in zip(completed, answers, strict=True):
+            part[f"Checksum{algorithm}"] = answer[f"Checksum{algorithm}"]
+    s3.complete_multipart_upload(Bucket="parts", Key="k", UploadId=upload, MultipartUpload={"Parts": completed})
+    monkeypatch.undo()
+    assert max(handled) == max(len(p) for p in parts)
+    whole = b"".join(parts)
+    assert s3.get_object(Bucket="parts", Key="k")["Body"].read() == whole
+    key = _s3_key("parts", "k")
+    if key.checksum_type == "FULL_OBJECT":
+        # The checksum moto computes over the whole object, computed part by part.
+        assert key.checksum_value == compute_checksum(whole, key.checksum_algorithm or "CRC64NVME").decode()
+    else:
+        joined = b"".join(compute_checksum(p, algorithm or "", encode_base64=False) for p in parts)
+        assert key.checksum_value == compute_checksum(joined, algorithm or "").decode()
+
+
+def _s3_key(bucket: str, key: str) -> Any:
+    from moto.s3.models import s3_backends
+
+    return s3_backends["123456789012"]["aws"].buckets[bucket].keys[key]

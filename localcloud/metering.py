@@ -1,0 +1,129 @@
+"""What the local cloud did, in the units AWS bills: API calls, state transitions, Lambda invocations.
+
+Counted where the local cloud sees them, for the whole process (one LocalCloud per process):
+
+- AWS API calls, by caller, service and operation, at the botocore hook every call in this process
+  passes (localcloud.iam): the caller is the function whose role the call runs under, the state
+  machine for the calls of Step Functions' own service integrations (a Task's lambda:invoke, a Map's
+  ItemReader S3 read), or "unattributed" (the local cloud's set-up, a test or benchmark calling moto
+  itself). One call is one `_make_api_call`: botocore's own retries of it are not counted apart.
+  Calls moto makes inside itself (an S3 notification sent to SQS, SQS or a stream invoking a function)
+  are not API calls on AWS either; the invocations they cause are counted below.
+- Step Functions state transitions: every state entered, Map children included, and every retry
+  attempt (AWS bills each of them for Standard workflows), by state name (localcloud.stepfunctions).
+- Lambda invocations by function (logical id): how many, billed duration (each rounded up to 1 ms, as
+  Lambda bills) and the function's configured memory. The api function counts one invocation per HTTP
+  request uvicorn serves for it, as API Gateway invokes it per request.
+
+`snapshot()` gives plain data; a measurement takes one before and one after and subtracts (`difference`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+_lock = threading.Lock()
+_calls: Counter[tuple[str, str, str]] = Counter()
+_transitions: Counter[str] = Counter()
+_invocations: Counter[str] = Counter()
+_billed_ms: Counter[str] = Counter()
+_memory_mb: dict[str, int] = {}
+
+UNATTRIBUTED = "unattributed"
+
+
+def api_call(caller: str, service: str, operation: str) -> None:
+    """Count one AWS API call made by `caller`."""
+    with _lock:
+        _calls[(caller, service, operation)] += 1
+
+
+def state_transition(state: str) -> None:
+    """Count one state transition (a state entered, or a retry attempt of it)."""
+    with _lock:
+        _transitions[state] += 1
+
+
+def invoked(function: str, memory_mb: int, elapsed_seconds: float) -> None:
+    """Count one invocation of `function` that ran `elapsed_seconds`."""
+    billed = max(1, math.ceil(elapsed_seconds * 1000))
+    with _lock:
+        _invocations[function] += 1
+        _billed_ms[function] += billed
+        _memory_mb[function] = memory_mb
+
+
+def reset() -> None:
+    """Forget everything counted."""
+    with _lock:
+        for counter in (_calls, _transitions, _invocations, _billed_ms):
+            counter.clear()
+        _memory_mb.clear()
+
+
+def snapshot() -> dict[str, Any]:
+    """Everything counted so far, as plain data (JSON-ready)."""
+    with _lock:
+        calls: dict[str, dict[str, dict[str, int]]] = {}
+        for (caller, service, operation), count in sorted(_calls.items()):
+            calls.setdefault(caller, {}).setdefault(service, {})[operation] = count
+        return {
+            "api_calls": calls,
+            "state_transitions": dict(sorted(_transitions.items())),
+            "lambda": {
+                name: {"invocations": _invocations[name], "billed_ms": _billed_ms[name], "memory_mb": _memory_mb[name]}
+                for name in sorted(_invocations)
+            },
+        }
+
+
+def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """What was counted between two snapshots (zero counts left out)."""
+    calls: dict[str, dict[str, dict[str, int]]] = {}
+    for caller, services in after["api_calls"].items():
+        for service, operations in services.items():
+            for operation, count in operations.items():
+                done = count - before["api_calls"].get(caller, {}).get(service, {}).get(operation, 0)
+                if done:
+                    calls.setdefault(caller, {}).setdefault(service, {})[operation] = done
+    transitions = {
+        state: count - before["state_transitions"].get(state, 0)
+        for state, count in after["state_transitions"].items()
+        if count - before["state_transitions"].get(state, 0)
+    }
+    functions: dict[str, dict[str, int]] = {}
+    for name, usage in after["lambda"].items():
+        earlier = before["lambda"].get(name, {"invocations": 0, "billed_ms": 0})
+        if usage["invocations"] - earlier["invocations"]:
+            functions[name] = {
+                "invocations": usage["invocations"] - earlier["invocations"],
+                "billed_ms": usage["billed_ms"] - earlier["billed_ms"],
+                "memory_mb": usage["memory_mb"],
+            }
+    return {"api_calls": calls, "state_transitions": transitions, "lambda": functions}
+
+
+class Invocations:
+    """ASGI middleware: each HTTP request `app` serves is one invocation of `function` (API Gateway's proxy)."""
+
+    def __init__(self, app: Any, function: str, memory_mb: int) -> None:
+        self.app = app
+        self.function = function
+        self.memory_mb = memory_mb
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            invoked(self.function, self.memory_mb, time.monotonic() - started)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
