@@ -56,7 +56,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         reserve_seconds=settings.request_timeout + settings.safety_margin,
         status_check_interval=settings.status_check_interval,
         segment_bytes=settings.segment_bytes,
-        budget=settings.budget_tuning(),
+        budget=settings.budget_tuning() if settings.job_budgets else None,
     )
     answered = run.run(request.batch_id, request.chunk, request.cursor, job_id=request.job_id, offset=request.offset)
     progress = WorkerOutput.model_validate(answered)

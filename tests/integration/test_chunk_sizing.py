@@ -7,6 +7,7 @@ across as many invocations as it takes, each reading on from where the last one 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections import Counter
@@ -93,6 +94,36 @@ def test_an_invocation_that_holds_its_limit_of_answers_stops_and_the_next_reads_
     assert [line["custom_id"] for line in read_lines(store, ended, ended.output_file_id)] == [
         f"r{i}" for i in range(40)
     ]
+
+
+class PeakProvider(EchoProvider):
+    """Answers after every other started line has had its turn, and keeps the most it held at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.peak = 0
+
+    async def send(self, url: str, body: dict[str, Any], *, deadline: float) -> Any:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        for _ in range(5):
+            await asyncio.sleep(0)  # the event loop starts every line the gate lets through meanwhile
+        self.now -= 1
+        return await super().send(url, body, deadline=deadline)
+
+
+def test_a_worker_keeps_no_more_in_flight_than_its_job_allows(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
+    set_sla(store, tenant, max_concurrency=3)
+    batch = new_batch(store, tenant, runs, 40)
+    (chunk,) = manifest(store, plan(store, batch.id, lines_per_chunk=50_000, requests_per_worker=100))
+    provider = PeakProvider()
+    run = ChunkRun(store, lambda job: provider, requests_in_flight=100, remaining_seconds=lambda: 900.0,
+                   reserve_seconds=10.0, status_check_interval=60.0)  # fmt: skip
+
+    assert run.run(batch.id, chunk, 0, job_id=tenant.job.id)["done"]
+
+    assert provider.peak == 3
+    assert len(provider.sent) == 40
 
 
 class Calls:

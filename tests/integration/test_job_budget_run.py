@@ -40,7 +40,8 @@ def cloud() -> Iterator[LocalCloud]:
     saved = {name: os.environ.get(name) for name in WORKER_ENV}
     os.environ.update(WORKER_ENV)
     try:
-        with LocalCloud(parameters={"LinesPerChunk": str(LINES_PER_CHUNK)}, retry_interval_scale=0.01) as running:
+        parameters = {"LinesPerChunk": str(LINES_PER_CHUNK), "JobBudgets": "true"}
+        with LocalCloud(parameters=parameters, retry_interval_scale=0.01) as running:
             yield running
     finally:
         for name, value in saved.items():

@@ -63,7 +63,9 @@ class WorkerSettings(CoreSettings):
     # What one invocation holds before it stops and records: its answers are joined and put at the end.
     segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Answer bytes per invocation, at most.")
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
-    # The job's concurrency budget (batchline.budget), renewed every status_check_interval.
+    # The job's concurrency budget (batchline.budget), renewed every status_check_interval; off, each
+    # worker keeps requests_per_worker in flight whatever the job's other batches do.
+    job_budgets: bool = Field(default=False, description="Workers share their job's concurrency budget.")
     budget_lease_seconds: float = Field(
         default=30.0, gt=0, description="A worker's share of its job's budget lasts this long unless renewed."
     )

@@ -135,7 +135,8 @@ class ChunkRun:
             provider = self.providers(job)
             try:
                 # What is left of the chunk bounds what it asks of the job's budget (a 2-line chunk wants 2).
-                want = min(self.requests_in_flight, chunk.line_count - cursor)
+                # Nor more than the job allows one batch: a worker never holds more than its job's concurrency.
+                want = min(self.requests_in_flight, job.sla.max_concurrency, chunk.line_count - cursor)
                 answered, stopped = await self._send_all(batch, provider, lines, self._pacer(batch, job), want)
             finally:
                 await provider.aclose()
@@ -171,7 +172,8 @@ class ChunkRun:
         """
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
         if pacer is None:
-            return await self._send_in_order(batch, provider, lines, deadline, Limiter(self.requests_in_flight))
+            gate = Limiter(self.requests_in_flight if want is None else max(1, want))
+            return await self._send_in_order(batch, provider, lines, deadline, gate)
         await pacer.acquire(self.requests_in_flight if want is None else want)
         watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
         try:
