@@ -61,7 +61,7 @@ class WorkerSettings(CoreSettings):
     safety_margin: float = Field(default=15.0, ge=0, description="Seconds kept free at the end.")
     status_check_interval: float = Field(default=2.0, gt=0, description="Seconds between cancel checks.")
     # What one invocation holds before it stops and records: its answers are joined and put at the end.
-    segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="Answer bytes per invocation, at most.")
+    segment_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Answer bytes per invocation, at most.")
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
     # The job's concurrency budget (batchline.budget), renewed every status_check_interval; off, each
     # worker keeps requests_per_worker in flight whatever the job's other batches do.

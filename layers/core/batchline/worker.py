@@ -83,7 +83,7 @@ class ChunkRun:
         remaining_seconds: Callable[[], float],
         reserve_seconds: float,
         status_check_interval: float = 2.0,
-        segment_bytes: int = 64 * 1024 * 1024,
+        segment_bytes: int = 8 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
