@@ -351,7 +351,7 @@ def main() -> None:
                 f"{cpu['api traced'] * 1000:.0f} ms vs {cpu['api'] * 1000:.0f} ms, "
                 f"{cpu['api traced'] / cpu['api']:.2f}x; import "
                 f"{median(runs['api traced'], 'import_s') * 1000:.0f} ms, {traced_modules:+.0f} modules: the X-Ray "
-                f"SDK, and httpx, which its patch of httpx imports), {traced / minimal:.2f}x the minimal app"
+                f"SDK and what its botocore patch loads), {traced / minimal:.2f}x the minimal app"
             ),
         ),
     ]
