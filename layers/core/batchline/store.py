@@ -64,11 +64,5 @@ class Store:
         conditional on the version it read, so a stale read costs a refused write, never a wrong grant.
         """
         batch, budget = self.table.get_keys([Batches.key(batch_id), Budgets.key(job_id)])
-        if batch is None:
-            raise NotFound(f"No such Batch object: {batch_id}", param="id")
-        expires_at = batch.get("expires_at")
-        return (
-            str(batch["status"]),
-            float(expires_at) if expires_at is not None else None,
-            budgets.from_item(budget) if budget is not None else None,
-        )
+        status, expires_at = Batches.state_of(batch_id, batch)
+        return status, expires_at, budgets.from_item(budget) if budget is not None else None

@@ -67,7 +67,11 @@ class Batches:
 
     def run_state(self, batch_id: str) -> tuple[str, float | None]:
         """The batch's status and expiry alone: what a worker polls to know whether to go on sending."""
-        item = self._table.get_fields(self.key(batch_id), ("status", "expires_at"))
+        return self.state_of(batch_id, self._table.get_fields(self.key(batch_id), ("status", "expires_at")))
+
+    @staticmethod
+    def state_of(batch_id: str, item: dict[str, Any] | None) -> tuple[str, float | None]:
+        """A batch item's status and expiry (the item as read, whole or projected); NotFound if there is none."""
         if item is None:
             raise NotFound(f"No such Batch object: {batch_id}", param="id")
         expires_at = item.get("expires_at")
