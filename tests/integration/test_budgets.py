@@ -1,18 +1,21 @@
-"""Job budgets in DynamoDB: leases acquired, renewed and released with conditional writes, races lost and retried.
+"""Job budgets in DynamoDB: a summary with a room counter and a lease item per holder, written so holders
+seldom contend and never overcommit.
 
-Interleavings are driven by hand: a holder renews from a budget it read before another holder wrote, and the
-conditional write must refuse it, hand back the item as it is, and let the step be taken again from there.
+Interleavings are driven by hand: a holder renews from what it read before another holder wrote, and the
+conditional writes must refuse what would overcommit the limit or count a holding twice, and the holder must
+step again from what is there.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from batchline import budget as budget_logic
 from batchline.budget import Claim, Report, Tuning
-from batchline.data.budgets import BudgetContended, Budgets
+from batchline.data.budgets import BudgetContended, Budgets, Holding
 from batchline.models import BatchRecord
 from batchline.store import Store
 from batchline.worker import ChunkRun
@@ -21,6 +24,9 @@ from tests.integration.test_run_steps import batch as batch  # the fixture
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
 JOB = "job-budget1"
+# Holders on one job at once: with one item holding every lease, each join rewrote all of them and lost
+# the race to every other join.
+HOLDERS = 120
 
 
 class Calls:
@@ -38,103 +44,215 @@ def claim(batch: str, want: int = 8, *, urgent: bool = False) -> Claim:
     return Claim(batch, want, urgent, None)
 
 
+def renew(budgets: Budgets, holding: Holding, batch: str, report: Report | None, now: float, **kwargs: Any) -> int:
+    return budgets.renew(JOB, holding, claim(batch), report, now=now, tuning=TUNING, ceiling=8, **kwargs)
+
+
+def assert_room_exact(store: Store) -> None:
+    """The counter and the leases agree: the room is the limit less what every lease holds."""
+    kept = store.budgets.get(JOB)
+    assert kept is not None
+    assert kept.room == pytest.approx(kept.limit - sum(lease.held for lease in kept.leases.values()))
+
+
 def test_two_batches_split_the_jobs_limit_through_the_table(store: Store) -> None:
     budgets = store.budgets
-    assert budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8) == 8
-    assert budgets.renew(JOB, "b1", claim("batch_b"), None, now=0.5, tuning=TUNING, ceiling=8) == 0
-    assert budgets.renew(JOB, "a1", claim("batch_a"), Report(in_flight=3), now=2.0, tuning=TUNING, ceiling=8) == 4
-    assert budgets.renew(JOB, "b1", claim("batch_b"), Report(), now=2.5, tuning=TUNING, ceiling=8) == 4
+    a, b = Holding("a1"), Holding("b1")
+    assert renew(budgets, a, "batch_a", None, 0.0) == 8
+    assert renew(budgets, b, "batch_b", None, 0.5) == 0  # a1 holds all 8 until it renews
+    assert renew(budgets, a, "batch_a", Report(in_flight=3), 2.0) == 4
+    assert renew(budgets, b, "batch_b", Report(), 2.5) == 4
     kept = budgets.get(JOB)
     assert kept is not None
     assert {h: (lease.grant, lease.held) for h, lease in kept.leases.items()} == {"a1": (4, 4), "b1": (4, 4)}
+    assert kept.room == 0
+    assert_room_exact(store)
 
 
-def test_a_renewal_costs_one_read_and_one_write_and_a_quiet_one_no_write_while_half_its_lease_is_left(
-    store: Store,
-) -> None:
-    store.budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8)
-    calls = Calls(store)
-    store.budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=2.0, tuning=TUNING, ceiling=8)
-    assert calls.seen == ["GetItem"]
-    store.budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=6.0, tuning=TUNING, ceiling=8)
-    assert calls.seen == ["GetItem", "GetItem", "PutItem"]
-
-
-def test_a_renewal_from_a_stale_read_is_refused_and_redone_from_the_item_the_refusal_returns(store: Store) -> None:
+def test_a_polled_renewal_with_nobody_joining_or_leaving_reads_no_lease_and_writes_only_its_own(store: Store) -> None:
     budgets = store.budgets
-    budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8)
-    stale = budgets.get(JOB)
-    # b1 writes between a1's read and a1's write.
-    budgets.renew(JOB, "b1", claim("batch_b"), None, now=0.1, tuning=TUNING, ceiling=8)
+    a = Holding("a1")
+    renew(budgets, a, "batch_a", None, 0.0)
+    summary = budgets.get(JOB)
     calls = Calls(store)
-    grant = budgets.renew(JOB, "a1", claim("batch_a"), Report(in_flight=8), now=6.0, tuning=TUNING, ceiling=8,
-                          known=stale, read=False)  # fmt: skip
-    # Refused once (its write would have erased b1), then written from the returned item: no second read.
-    assert calls.seen == ["PutItem", "PutItem"]
-    assert grant == 4
+    renew(budgets, a, "batch_a", Report(), 2.0, summary=summary)
+    assert calls.seen == []  # nothing moved: the poll's summary was all it needed, and nothing to write
+    renew(budgets, a, "batch_a", Report(), 6.0, summary=summary)
+    assert calls.seen == ["PutItem"]  # half its lease gone: its own lease's times, and nothing else
+    # Another holder joins: the summary's members move, so the next renewal reads the leases again.
+    renew(budgets, Holding("b1"), "batch_b", None, 6.5)
+    calls.seen.clear()
+    renew(budgets, a, "batch_a", Report(in_flight=8), 7.0, summary=budgets.get(JOB))
+    assert calls.seen[:1] == ["Query"]
+
+
+def test_a_hundred_holders_on_one_job_each_cost_a_read_and_a_write_to_join_and_one_to_leave(store: Store) -> None:
+    budgets = store.budgets
+    holdings = [Holding(f"h{i}") for i in range(HOLDERS)]
+    calls = Calls(store)
+    grants = [renew(budgets, holding, f"batch_{i}", None, 0.0) for i, holding in enumerate(holdings)]
+    # The first creates the summary; no holder ever lost a race and wrote again.
+    assert calls.seen.count("TransactWriteItems") == HOLDERS
+    assert calls.seen.count("Query") == HOLDERS + 1
+    assert sum(grants) == 8
+    for holding in holdings:
+        budgets.release(JOB, holding)
+    assert calls.seen.count("TransactWriteItems") == 2 * HOLDERS
     kept = budgets.get(JOB)
     assert kept is not None
-    assert set(kept.leases) == {"a1", "b1"}
+    assert (kept.leases, kept.room) == ({}, 8)
+
+
+def test_two_holders_growing_from_the_same_read_never_take_more_than_the_limit(store: Store) -> None:
+    budgets = store.budgets
+    a, b = Holding("a1"), Holding("b1")
+    renew(budgets, a, "batch_a", None, 0.0)
+    budgets.release(JOB, a)  # the room is all 8 again; both holders are about to read that
+    summary = budgets.get(JOB)
+    a = Holding("a2")
+    b.leases, b.members = {}, summary.members if summary else None  # b read before a2 joined
+    assert renew(budgets, a, "batch_a", None, 1.0) == 8
+    calls = Calls(store)
+    # b steps from its stale view (room 8): the room's condition refuses it, and it steps again from the table.
+    assert renew(budgets, b, "batch_b", None, 1.1, summary=summary) == 0
+    assert calls.seen == ["TransactWriteItems", "Query", "TransactWriteItems"]
+    assert_room_exact(store)
 
 
 def test_two_first_holders_racing_to_create_the_budget_both_end_up_in_it(store: Store) -> None:
     budgets = store.budgets
-    budgets.renew(JOB, "b1", claim("batch_b"), None, now=0.0, tuning=TUNING, ceiling=8)
-    # a1 read nothing (the item did not exist yet) and creates it: refused, redone over b1's.
-    grant = budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8, read=False)
-    assert grant == 0  # b1 holds all 8 until it renews
+    created: list[str] = []
+
+    def second_holder_first(**_: Any) -> None:
+        # The other first holder's whole join lands between this one's read and its create.
+        if not created:
+            created.append("b1")
+            renew(budgets, Holding("b1"), "batch_b", None, 0.0)
+
+    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.PutItem", second_holder_first)
+    assert renew(budgets, Holding("a1"), "batch_a", None, 0.0) == 0  # b1 holds all 8 until it renews
     kept = budgets.get(JOB)
     assert kept is not None
     assert set(kept.leases) == {"a1", "b1"}
+    assert_room_exact(store)
 
 
 def test_a_renewal_that_loses_every_race_says_so(store: Store) -> None:
     sleeps: list[float] = []
     budgets = Budgets(store.table, sleep=sleeps.append, attempts=3)
-    budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8)
-    calls = Calls(store)
+    tried: list[str] = []
 
-    def another_writer_first(**_: Any) -> None:
-        # Another holder's write lands just before each of ours.
-        store.table.resource.update_item(
-            Key={"pk": JOB, "sk": "budget"}, UpdateExpression="ADD version :one", ExpressionAttributeValues={":one": 1}
-        )
+    def conflicting(**_: Any) -> tuple[Any, dict[str, Any]]:
+        tried.append("TransactWriteItems")
+        # DynamoDB cancels a transaction that meets another one on the summary at the same moment: here,
+        # every one of this holder's, as the service would answer it.
+        reasons = [{"Code": "None"}, {"Code": "TransactionConflict", "Message": "Transaction is ongoing"}]
+        answer = {"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                  "CancellationReasons": reasons, "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
+        return SimpleNamespace(status_code=400, headers={}), answer
 
-    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.PutItem", another_writer_first)
+    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", conflicting)
     with pytest.raises(BudgetContended):
-        budgets.renew(JOB, "a1", claim("batch_a"), Report(), now=6.0, tuning=TUNING, ceiling=8)
-    assert calls.seen.count("PutItem") == 3
+        renew(budgets, Holding("b1"), "batch_b", None, 6.0)
+    assert len(tried) == 3
     assert len(sleeps) == 3 and all(0 <= s <= 0.5 for s in sleeps)
 
 
-def test_a_released_lease_cannot_be_brought_back_by_a_writer_that_read_it(store: Store) -> None:
+def test_a_dead_holders_expired_lease_goes_and_its_holding_comes_back_to_the_room(store: Store) -> None:
     budgets = store.budgets
-    budgets.renew(JOB, "a1", claim("batch_a"), None, now=0.0, tuning=TUNING, ceiling=8)
-    budgets.renew(JOB, "b1", claim("batch_b"), None, now=0.1, tuning=TUNING, ceiling=8)
-    stale = budgets.get(JOB)
-    budgets.release(JOB, "a1")
-    grant = budgets.renew(JOB, "b1", claim("batch_b"), Report(), now=6.0, tuning=TUNING, ceiling=8,
-                          known=stale, read=False)  # fmt: skip
-    assert grant == 8
+    renew(budgets, Holding("dead"), "batch_a", None, 0.0)  # holds 8, never renews
+    late = Holding("late")
+    assert renew(budgets, late, "batch_b", None, 5.0) == 0
+    assert renew(budgets, late, "batch_b", Report(), 10.5) == 8  # dead's lease ended at 10
     kept = budgets.get(JOB)
     assert kept is not None
-    assert set(kept.leases) == {"b1"}
+    assert set(kept.leases) == {"late"}
+    assert_room_exact(store)
 
 
-def test_releasing_from_a_budget_that_is_gone_is_quiet(store: Store) -> None:
-    store.budgets.release(JOB, "nobody")
-    assert store.budgets.get(JOB) is None
+def test_a_lease_renewed_while_another_holder_would_reclaim_it_stays_and_is_counted_once(store: Store) -> None:
+    budgets = store.budgets
+    slow = Holding("slow")
+    renew(budgets, slow, "batch_a", None, 0.0)  # holds 8 until 10
+    other = Holding("other")
+    renew(budgets, other, "batch_b", None, 1.0)
+    # slow renews at 9.9 (its lease now ends at 19.9); other, whose view still says it ends at 10, tries to
+    # reclaim it at 10.5: refused, it reads again and finds slow alive.
+    renew(budgets, slow, "batch_a", Report(in_flight=8), 9.9)
+    assert renew(budgets, other, "batch_b", Report(), 10.5, summary=budgets.get(JOB)) == 0
+    kept = budgets.get(JOB)
+    assert kept is not None
+    assert set(kept.leases) == {"slow", "other"}
+    assert_room_exact(store)
+
+
+def test_a_holder_whose_lease_was_reclaimed_joins_again_and_is_not_counted_twice(store: Store) -> None:
+    budgets = store.budgets
+    slow = Holding("slow")
+    renew(budgets, slow, "batch_a", None, 0.0)
+    renew(budgets, Holding("other"), "batch_b", None, 10.5)  # reclaims slow's expired lease, takes all 8
+    # slow comes back late: its lease is gone, so it joins afresh rather than rewrite what it held.
+    assert renew(budgets, slow, "batch_a", Report(in_flight=0), 11.0) == 0
+    kept = budgets.get(JOB)
+    assert kept is not None
+    assert {h: lease.held for h, lease in kept.leases.items()} == {"other": 8, "slow": 0}
+    assert_room_exact(store)
+
+
+def test_releasing_twice_or_after_a_reclaim_gives_nothing_back_twice(store: Store) -> None:
+    budgets = store.budgets
+    a = Holding("a1")
+    renew(budgets, a, "batch_a", None, 0.0)
+    snapshot = Holding("a1", lease=a.lease)
+    budgets.release(JOB, a)
+    budgets.release(JOB, a)
+    budgets.release(JOB, snapshot)  # the same lease again, from a copy that still has it
+    kept = budgets.get(JOB)
+    assert kept is not None
+    assert (kept.room, kept.leases) == (8, {})
+
+
+def test_increases_from_several_holders_all_count_and_a_stale_decrease_is_redone_not_doubled(store: Store) -> None:
+    budgets = store.budgets
+    a, b = Holding("a1"), Holding("b1")
+    renew(budgets, a, "batch_a", None, 0.0)
+    renew(budgets, b, "batch_b", None, 0.1)
+    renew(budgets, a, "batch_a", Report(throttled=1, in_flight=8), 2.0)  # 8 -> 4
+    stale = budgets.get(JOB)
+    renew(budgets, b, "batch_b", Report(throttled=1), 2.1, summary=stale)  # the same congestion: no second cut
+    kept = budgets.get(JOB)
+    assert kept is not None and kept.limit == 4
+    # Both report success with their grants in use: each adds its part, and neither refuses the other.
+    summary = budgets.get(JOB)
+    calls = Calls(store)
+    for holding, now in ((a, 4.0), (b, 4.1)):
+        renew(budgets, holding, "batch_" + holding.holder[0], Report(successes=5, saturated=True,
+              in_flight=holding.lease.held if holding.lease else 0), now, summary=summary)  # fmt: skip
+    assert "Query" not in calls.seen
+    kept = budgets.get(JOB)
+    assert kept is not None and kept.limit > 4
+    assert_room_exact(store)
+    # A decrease decided from a summary read before another holder's cut is refused, and redone from the
+    # summary the refusal returns: the limit is halved once, not twice.
+    before = budgets.get(JOB)
+    renew(budgets, a, "batch_a", Report(throttled=1, in_flight=2), 6.0)
+    halved = budgets.get(JOB)
+    assert before is not None and halved is not None and halved.limit == pytest.approx(max(1, before.limit / 2))
+    renew(budgets, b, "batch_b", Report(throttled=1), 6.1, summary=before)
+    kept = budgets.get(JOB)
+    assert kept is not None and kept.limit == halved.limit
+    assert_room_exact(store)
 
 
 def test_a_sending_worker_reads_its_batch_state_and_its_jobs_budget_in_one_call(
     store: Store, batch: BatchRecord
 ) -> None:
-    store.budgets.renew(batch.job_id, "a1", claim(batch.id), None, now=0.0, tuning=TUNING, ceiling=8)
+    store.budgets.renew(batch.job_id, Holding("a1"), claim(batch.id), None, now=0.0, tuning=TUNING, ceiling=8)
     calls = Calls(store)
-    status, expires_at, budget = store.poll(batch.id, batch.job_id)
+    status, expires_at, summary = store.poll(batch.id, batch.job_id)
     assert calls.seen == ["BatchGetItem"]
     assert (status, expires_at) == (batch.status, batch.expires_at)
-    assert budget is not None and set(budget.leases) == {"a1"}
+    assert summary is not None and summary.room == 0
     # A job no worker has joined yet has no budget item.
     assert store.poll(batch.id, "job-none")[2] is None
 
@@ -160,3 +278,4 @@ def test_a_worker_asks_its_jobs_budget_for_what_is_left_of_its_chunk_and_gives_i
     assert claims[0] == Claim(batch.id, 10, urgent=True, deadline=float(batch.expires_at or 0))
     kept = store.budgets.get(batch.job_id)
     assert kept is not None and kept.leases == {}
+    assert kept.room == kept.limit

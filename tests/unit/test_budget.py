@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batchline.budget import MAX_LEASES, Budget, Claim, Lease, Report, Tuning, max_min_fair, renew, split
+from batchline.budget import Budget, Claim, Lease, Report, Tuning, max_min_fair, release, renew, split
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
 
@@ -96,6 +96,10 @@ def test_a_grant_never_overcommits_the_limit_and_the_backend_never_sees_more_tha
         others = sum(v.held for k, v in budget.leases.items() if k != holder)
         assert grant == 0 or others + grant <= budget.capacity
         assert 1 <= budget.limit <= 10
+        # The room is exactly what the limit leaves of what the leases hold: the counter the table keeps.
+        assert budget.room == pytest.approx(budget.limit - sum(v.held for v in budget.leases.values()))
+        if rng.random() < 0.05:
+            budget = release(budget, holder)
         # The holder runs at most max(its grant, what it had in flight) until its next renewal.
         in_flight[holder] = max(grant, in_flight.get(holder, 0)) if rng.random() < 0.5 else min(grant, rng.randrange(7))
         live = {k for k, v in budget.leases.items() if v.expires > now}
@@ -117,7 +121,9 @@ def test_an_expired_lease_gives_its_share_back() -> None:
 
 def running(ceiling: int = 16, limit: float | None = None) -> Budget:
     budget, _ = renew(Budget.fresh(ceiling), "w", claim("a", ceiling), None, now=0.0, tuning=TUNING, ceiling=ceiling)
-    return budget if limit is None else Budget(ceiling, limit, budget.leases, version=budget.version)
+    if limit is None:
+        return budget
+    return Budget(ceiling, limit, limit - budget.leases["w"].held, budget.leases, version=budget.version)
 
 
 def test_throttling_halves_the_limit() -> None:
@@ -185,11 +191,27 @@ def test_latency_below_the_floor_is_never_congestion() -> None:
     assert budget.limit == 16
 
 
-def test_a_holder_beyond_what_one_item_can_hold_waits_and_nothing_changes() -> None:
-    leases = {f"h{i}": lease("a", 1) for i in range(MAX_LEASES)}
-    full = Budget(ceiling=10_000, limit=10_000.0, leases=leases, version=7)
-    after, grant = renew(full, "late", claim("b", 5), None, now=0.0, tuning=TUNING, ceiling=10_000)
-    assert (after, grant) == (full, 0)
+def test_a_grant_takes_no_more_than_the_room_whatever_the_leases_as_read_say() -> None:
+    # The leases as this holder last read them say nobody else holds anything; the room (kept as a counter
+    # by every holder's writes) says 3 of 8 are taken by holders it has not read yet.
+    budget = Budget(ceiling=8, limit=8.0, room=5.0)
+    after, grant = renew(budget, "w", claim("a", 8), None, now=0.0, tuning=TUNING, ceiling=8)
+    assert grant == 5
+    assert after.room == 0
+
+
+def test_a_cut_limit_takes_room_away_and_a_holder_over_it_shrinks() -> None:
+    budget = running(ceiling=8)  # w holds all 8
+    after, grant = renew(budget, "w", claim("a", 8), Report(throttled=1, in_flight=2), now=2.0, tuning=TUNING,
+                         ceiling=8)  # fmt: skip
+    assert (after.limit, grant, after.leases["w"].held, after.room) == (4.0, 4, 4, 0.0)
+
+
+def test_a_released_lease_gives_what_it_held_back_to_the_room() -> None:
+    budget = running(ceiling=8)
+    assert budget.room == 0
+    after = release(budget, "w")
+    assert (after.room, after.leases, after.members) == (8.0, {}, budget.members + 1)
 
 
 def test_a_quiet_renewal_that_changes_nothing_writes_nothing_until_half_the_lease_is_gone() -> None:

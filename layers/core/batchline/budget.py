@@ -1,9 +1,11 @@
 """A job's concurrency budget: its adaptive limit, and the split of that limit between the job's workers.
 
 A job's backend is shared by all of the job's running batches. Each worker invocation holds a lease on the
-job's budget: what it wants in flight, what it is granted, and until when the lease holds, so that the share
-of a worker that died comes back by itself. Every `renew` is one step over plain data (data/budgets.py keeps
-the result in DynamoDB, one item per job, written only if nobody wrote it meanwhile):
+job's budget: what it wants in flight, what it holds, and until when the lease holds, so that the share of a
+worker that died comes back by itself. Every `renew` is one step over plain data: a `Budget` is the job's
+summary (its limit and the `room` the limit leaves once every lease's holding is counted) and the leases as
+the holder last read them. data/budgets.py keeps the summary in one small item and each lease in an item of
+its own, and turns the step into writes that commute: the room is a counter, so holders rarely contend.
 
 - the limit adapts to the backend: additive increase while the holders' requests succeed with their whole
   grant in flight, multiplicative decrease on 429s and 503s or on a median latency over `latency_factor` times
@@ -11,9 +13,10 @@ the result in DynamoDB, one item per job, written only if nobody wrote it meanwh
 - the limit is split with batches of a 24h window served before `unlimited` ones, max-min fair between the
   batches of a class (a unit that does not divide evenly goes to the earliest deadline), and each batch's
   share max-min fair between its holders;
-- a holder's grant never makes what the holders count against the limit exceed it. A holder still counts what
-  it has in flight above a shrunken grant (it cannot take those requests back), so what the backend sees in
-  flight stays within the limit; a holder over its share shrinks at its own next renewal.
+- a holder's grant never makes what the holders count against the limit exceed it: it takes no more than the
+  room left. A holder still counts what it has in flight above a shrunken grant (it cannot take those
+  requests back), so what the backend sees in flight stays within the limit; a holder over its share shrinks
+  at its own next renewal.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ import dataclasses
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 URGENT_WINDOW = "24h"
-# Leases one budget item holds: each is ~200 bytes of a DynamoDB item's 400 KB. A holder beyond them waits.
-MAX_LEASES = 1000
 # Statuses a backend answers when it is overloaded, not when a request is wrong.
 THROTTLE_STATUSES = frozenset({429, 503})
 
@@ -79,19 +81,21 @@ class Tuning:
 
 @dataclass(frozen=True)
 class Budget:
-    """One job's budget as it is kept."""
+    """One job's budget as a holder sees it: the summary as read, and the leases as last read."""
 
     ceiling: int  # the job's max_concurrency
     limit: float  # adaptive, in [1, ceiling]; grants split its integer part
+    room: float  # the limit less what every lease holds: negative while holders finish above a cut limit
     leases: Mapping[str, Lease] = field(default_factory=dict)
     best_latency: float | None = None
     decreased_at: float | None = None
     decreased_for: str | None = None  # "throttled" or "latency"
-    version: int = 0
+    members: int = 0  # moves whenever a lease joins, leaves or changes what it wants: the leases to read again
+    version: int = 0  # moves with every step that has something to write
 
     @classmethod
     def fresh(cls, ceiling: int) -> Budget:
-        return cls(ceiling=ceiling, limit=float(ceiling))
+        return cls(ceiling=ceiling, limit=float(ceiling), room=float(ceiling))
 
     @property
     def capacity(self) -> int:
@@ -100,43 +104,71 @@ class Budget:
 
 
 def renew(
-    budget: Budget, holder: str, claim: Claim, report: Report | None, now: float, tuning: Tuning, *, ceiling: int
+    budget: Budget,
+    holder: str,
+    claim: Claim,
+    report: Report | None,
+    now: float,
+    tuning: Tuning,
+    *,
+    ceiling: int,
+    adapting: bool = True,
 ) -> tuple[Budget, int]:
     """The budget after `holder` acquires (report None) or renews its lease, and the holder's new grant.
 
-    The same budget back (its version unchanged) when there is nothing to write: the holder cannot join (the
-    item is full), or its renewal changes nothing but its lease's times and half its lease is left.
+    Leases found expired are dropped and their holding goes back to the room. The same budget back (its
+    version unchanged) when there is nothing to write: the renewal changes nothing but its lease's times and
+    half its lease is left. `adapting` False: the report's effect on the limit is written already.
     """
     original = budget
-    budget = dataclasses.replace(budget, ceiling=ceiling, limit=min(budget.limit, float(ceiling)))
+    budget = _with_limit(budget, min(budget.limit, float(ceiling)), ceiling=ceiling)
     previous = budget.leases.get(holder)
-    others = {k: v for k, v in budget.leases.items() if k != holder and v.expires > now}
-    if previous is None and len(others) >= MAX_LEASES:
-        return budget, 0  # unchanged: nothing to write; it asks again at its next renewal
-    if report is not None and previous is not None:
+    expired = {k: v for k, v in budget.leases.items() if k != holder and v.expires <= now}
+    if expired:
+        leases = {k: v for k, v in budget.leases.items() if k not in expired}
+        freed = sum(v.held for v in expired.values())
+        budget = dataclasses.replace(budget, leases=leases, room=budget.room + freed, members=budget.members + 1)
+    if report is not None and previous is not None and adapting:
         budget = adapt(budget, previous, report, now, tuning)
-    capacity = budget.capacity
     want = max(0, claim.want)
     candidate = Lease(claim.batch_id, want, 0, 0, claim.urgent, claim.deadline, now, now + tuning.lease_seconds)
-    target = split(capacity, {**others, holder: candidate})[holder]
-    free = capacity - sum(lease.held for lease in others.values())
-    grant = max(0, min(target, free))
+    target = split(budget.capacity, {**budget.leases, holder: candidate})[holder]
+    had = previous.held if previous is not None else 0
+    # What the others hold is what the room does not say is free: a grant takes no more than the room.
+    grant = max(0, min(target, had + math.floor(budget.room)))
     in_flight = report.in_flight if report is not None else 0
     lease = dataclasses.replace(candidate, grant=grant, held=max(grant, in_flight))
-    after = dataclasses.replace(budget, leases={**others, holder: lease}, version=budget.version + 1)
+    joined_or_moved = previous is None or previous.want != lease.want
+    after = dataclasses.replace(
+        budget,
+        leases={**budget.leases, holder: lease},
+        room=budget.room - (lease.held - had),
+        members=budget.members + (1 if joined_or_moved else 0),
+        version=budget.version + 1,
+    )
     if previous is not None and previous.expires - now > tuning.lease_seconds / 2:
         # A steady worker on a steady backend: if only its lease's times would move, the write can wait until
         # half its lease is gone (a write per holder per interval is most of the budget's cost).
         kept = dataclasses.replace(lease, renewed=previous.renewed, expires=previous.expires)
-        if dataclasses.replace(after, leases={**others, holder: kept}, version=original.version) == original:
+        if dataclasses.replace(after, leases={**budget.leases, holder: kept}, version=original.version) == original:
             return original, grant
     return after, grant
 
 
-def release(budget: Budget, holder: str, now: float) -> Budget:
-    """The budget without `holder` (and without leases that expired)."""
-    leases = {k: v for k, v in budget.leases.items() if k != holder and v.expires > now}
-    return dataclasses.replace(budget, leases=leases, version=budget.version + 1)
+def release(budget: Budget, holder: str) -> Budget:
+    """The budget without `holder`: what it held goes back to the room."""
+    lease = budget.leases.get(holder)
+    if lease is None:
+        return budget
+    leases = {k: v for k, v in budget.leases.items() if k != holder}
+    return dataclasses.replace(
+        budget, leases=leases, room=budget.room + lease.held, members=budget.members + 1, version=budget.version + 1
+    )
+
+
+def _with_limit(budget: Budget, limit: float, **changes: Any) -> Budget:
+    """The budget at another limit: the room moves with it, as what the leases hold does not."""
+    return dataclasses.replace(budget, limit=limit, room=budget.room + limit - budget.limit, **changes)
 
 
 def adapt(budget: Budget, previous: Lease, report: Report, now: float, tuning: Tuning) -> Budget:
@@ -165,13 +197,12 @@ def adapt(budget: Budget, previous: Lease, report: Report, now: float, tuning: T
     if report.successes and report.saturated and budget.limit < budget.ceiling:
         # Each holder adds its part of `increase`, so the job's limit grows by about that per interval.
         share = min(1.0, max(previous.grant, 1) / budget.capacity)
-        return dataclasses.replace(budget, limit=min(float(budget.ceiling), budget.limit + tuning.increase * share))
+        return _with_limit(budget, min(float(budget.ceiling), budget.limit + tuning.increase * share))
     return budget
 
 
 def _decreased(budget: Budget, now: float, tuning: Tuning, why: str) -> Budget:
-    limit = max(1.0, budget.limit * tuning.decrease)
-    return dataclasses.replace(budget, limit=limit, decreased_at=now, decreased_for=why)
+    return _with_limit(budget, max(1.0, budget.limit * tuning.decrease), decreased_at=now, decreased_for=why)
 
 
 def split(capacity: int, leases: Mapping[str, Lease]) -> dict[str, int]:

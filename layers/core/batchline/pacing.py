@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 
 from batchline.budget import THROTTLE_STATUSES, URGENT_WINDOW, Budget, Claim, Report, Tuning
-from batchline.data.budgets import BudgetContended, Budgets
+from batchline.data.budgets import BudgetContended, Budgets, Holding
 from batchline.models import BatchRecord, JobRecord
 from batchline.observability import logger
 from batchline.providers import Outcome
@@ -154,7 +154,7 @@ class Pacer:
         self.job_id = job.id
         self.ceiling = job.sla.max_concurrency
         self.tuning = tuning
-        self.holder = holder
+        self.holding = Holding(holder)
         self.clock = clock
         self.batch_id = batch.id
         self.urgent = batch.completion_window == URGENT_WINDOW
@@ -182,8 +182,8 @@ class Pacer:
         self._interval_began = self.monotonic()
         return await self._renew(None, None)
 
-    async def renew(self, known: Budget | None = None, *, read: bool = True) -> int:
-        """Report the interval and take the new grant; `known` (read=False): the budget as just read."""
+    async def renew(self, summary: Budget | None = None) -> int:
+        """Report the interval and take the new grant; `summary`: the budget's summary as just polled."""
         # The grant was used (as many attempts at the backend at once) while the holder kept within it the
         # whole interval: only then do successes say the backend has room for more.
         within = self.limiter.within_since
@@ -191,23 +191,23 @@ class Pacer:
         saturated = paced and self.limiter.size > 0 and self.interval.peak >= self.limiter.size
         self._interval_began = self.monotonic()
         report = self.interval.take(in_flight=self.limiter.in_flight, saturated=saturated)
-        return await self._renew(report, known, read=read)
+        return await self._renew(report, summary)
 
     def lapse(self) -> None:
         """A renewal failed: keep the grant while its lease lasts, none after (others may have it by then)."""
         if self.clock() >= self._lease_ends:
             self.limiter.resize(0)
 
-    async def _renew(self, report: Report | None, known: Budget | None, *, read: bool = True) -> int:
+    async def _renew(self, report: Report | None, summary: Budget | None) -> int:
         claim = Claim(self.batch_id, self.want, self.urgent, self.deadline)
         now = self.clock()
         try:
             grant = await asyncio.to_thread(
-                self.budgets.renew, self.job_id, self.holder, claim, report,
-                now=now, tuning=self.tuning, ceiling=self.ceiling, known=known, read=read,
+                self.budgets.renew, self.job_id, self.holding, claim, report,
+                now=now, tuning=self.tuning, ceiling=self.ceiling, summary=summary,
             )  # fmt: skip
         except BudgetContended:
-            logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holder})
+            logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holding.holder})
             self.lapse()
             return self.limiter.size
         # A renewal that changed nothing may not have been written (budget.renew): half a lease is what is sure.
@@ -218,6 +218,6 @@ class Pacer:
     async def release(self) -> None:
         """Give the lease back now rather than at its expiry; a failure only delays that."""
         try:
-            await asyncio.to_thread(self.budgets.release, self.job_id, self.holder)
+            await asyncio.to_thread(self.budgets.release, self.job_id, self.holding)
         except Exception:  # noqa: BLE001  # the lease expires by itself; the invocation's answer matters more
-            logger.exception("Budget release failed", extra={"job_id": self.job_id, "holder": self.holder})
+            logger.exception("Budget release failed", extra={"job_id": self.job_id, "holder": self.holding.holder})

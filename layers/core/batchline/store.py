@@ -58,11 +58,11 @@ class Store:
         return segment, BatchRecord.model_validate(batch), JobRecord.model_validate(job)
 
     def poll(self, batch_id: str, job_id: str) -> tuple[str, float | None, Budget | None]:
-        """A sending worker's look, in one read: its batch's status and expiry, and its job's budget.
+        """A sending worker's look, in one read: its batch's status and expiry, and its job's budget's summary.
 
-        Eventually consistent: a cancel is seen an interval later at worst, and the budget's every write is
-        conditional on the version it read, so a stale read costs a refused write, never a wrong grant.
+        Eventually consistent: a cancel is seen an interval later at worst, and a grant's write is conditional
+        on the room it takes, so a stale read costs a refused write, never a grant over the limit.
         """
         batch, budget = self.table.get_keys([Batches.key(batch_id), Budgets.key(job_id)])
         status, expires_at = Batches.state_of(batch_id, batch)
-        return status, expires_at, budgets.from_item(budget) if budget is not None else None
+        return status, expires_at, budgets.summary_from_item(budget) if budget is not None else None

@@ -347,7 +347,7 @@ class _Watch:
                 self.state = (status, expires_at)
                 if stopped_reason(status, expires_at, self.clock()):
                     self.stopped.set()
-                await self.pacer.renew(budget, read=False)
+                await self.pacer.renew(budget)
             except Exception:  # noqa: BLE001  # a failed poll must not lose the lines in flight; the next may pass
                 logger.exception("Status and budget poll failed", extra={"batch_id": self.batch.id})
                 self.pacer.lapse()

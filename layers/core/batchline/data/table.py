@@ -114,6 +114,27 @@ class Table:
             raise
         return None
 
+    def update_or_current(
+        self, key: dict[str, Any], expression: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """An update of an existing item written only if `condition` holds: None when written, else the item as
+        it is (or {} if none), returned with the failure as put_if's is."""
+        try:
+            self.resource.update_item(
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                found = exc.response.get("Item") or {}
+                return {name: _DESERIALIZE.deserialize(value) for name, value in found.items()}
+            raise
+        return None
+
     def put_new(self, kind: str, model: BaseModel, *, owner: str | None) -> None:
         item = self.item(kind, model, owner=owner)
         if not self.put_if_absent(item):
