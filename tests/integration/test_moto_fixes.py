@@ -281,3 +281,64 @@ def _s3_key(bucket: str, key: str) -> Any:
     from moto.s3.models import s3_backends
 
     return s3_backends["123456789012"]["aws"].buckets[bucket].keys[key]
+
+
+def _item_operations() -> list[Any]:
+    """Every item operation's answer, as the client parses it, over items of every attribute type."""
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName="typed",
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+    )  # fmt: skip
+    typed = {"pk": {"S": "p"}, "sk": {"S": "1"}, "n": {"N": "1.5"}, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"q"]},
+             "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["2"]}, "nul": {"NULL": True}, "yes": {"BOOL": True},
+             "m": {"M": {"l": {"L": [{"N": "1"}, {"S": "x"}, {"M": {"z": {"B": b"zz"}}}]}}}}  # fmt: skip
+    key = {"pk": {"S": "p"}, "sk": {"S": "1"}}
+    partition = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p"}}}
+    answers = [
+        dynamodb.put_item(TableName="typed", Item=typed, ReturnValues="ALL_OLD"),
+        dynamodb.put_item(TableName="typed", Item={**typed, "sk": {"S": "2"}}, ReturnValues="ALL_OLD"),
+        dynamodb.get_item(TableName="typed", Key=key),
+        dynamodb.get_item(TableName="typed", Key={"pk": {"S": "none"}, "sk": {"S": "1"}}),
+        dynamodb.query(TableName="typed", Limit=1, **partition),
+        dynamodb.query(TableName="typed", ProjectionExpression="sk, m.l", **partition),
+        dynamodb.scan(TableName="typed"),
+        dynamodb.batch_get_item(RequestItems={"typed": {"Keys": [key, {"pk": {"S": "p"}, "sk": {"S": "9"}}]}}),
+        dynamodb.update_item(TableName="typed", Key=key, UpdateExpression="ADD n :one",
+                             ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="ALL_NEW"),
+        dynamodb.transact_get_items(TransactItems=[{"Get": {"TableName": "typed", "Key": key}}]),
+        dynamodb.transact_write_items(TransactItems=[{"Delete": {"TableName": "typed", "Key": key}}]),
+        dynamodb.delete_item(TableName="typed", Key={"pk": {"S": "p"}, "sk": {"S": "2"}}, ReturnValues="ALL_OLD"),
+    ]  # fmt: skip
+    try:
+        dynamodb.put_item(TableName="typed", Item=typed, ConditionExpression="attribute_exists(pk)",
+                          ReturnValuesOnConditionCheckFailure="ALL_OLD")  # fmt: skip
+    except ClientError as exc:
+        answers.append(exc.response["Error"])
+    for answer in answers:
+        answer.pop("ResponseMetadata", None)
+    return answers
+
+
+def test_item_operations_answer_as_moto_serializes_them_without_walking_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto's model-driven serializer spent ~2.5 ms per small item read: 0.7 s for a query of 300 leases."""
+    with mock_aws():
+        expected = _item_operations()
+    from moto.core import serialize
+
+    walked: list[str] = []
+    original = serialize.BaseJSONSerializer.serialize
+
+    def counted(self: Any, result: Any) -> Any:
+        walked.append(self.operation_model.name)
+        return original(self, result)
+
+    monkeypatch.setattr(serialize.BaseJSONSerializer, "serialize", counted)
+    with installed(moto_fixes), mock_aws():
+        assert _item_operations() == expected
+    # What is not an item operation's answer still goes the serializer's way (a transaction's is empty).
+    assert walked == ["CreateTable", "TransactWriteItems"]
