@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +80,15 @@ def local_cloud() -> Iterator[LocalCloudProcess]:
     yield from local_cloud_process()
 
 
-def local_cloud_process(*options: str) -> Iterator[LocalCloudProcess]:
-    """`python -m localcloud --port 0 [options]` until `Ready.`, yielded, then stopped."""
+def local_cloud_process(*options: str, environment: Mapping[str, str] | None = None) -> Iterator[LocalCloudProcess]:
+    """`python -m localcloud --port 0 [options]` until `Ready.`, yielded, then stopped.
+
+    `environment`: variables the functions read beyond the template's (as settings a stack's functions
+    would be given), for this cloud alone.
+    """
     env = {
         **os.environ,
+        **(environment or {}),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",

@@ -10,6 +10,8 @@ socket without answering), `text` / `text=<status>` (a non-JSON body, 502 unless
 A backend's pace, set at construction: `latency` (seconds every answer takes) and `throttle_above` (a request
 that arrives while that many are already in flight is answered 429 at once, as an overloaded backend's rate
 limiter does). The server counts what it has in flight and its peak (`in_flight`, `peak_in_flight`).
+`before_answer`, if set, is called with each request as recorded, in the request's thread, before it is
+answered: a test holds requests there to drive an interleaving.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -100,6 +102,7 @@ class RecordedRequest:
     at: float
     client_port: int
     fault: Fault = field(default_factory=Fault.ok)
+    in_flight: int = 0  # requests the server had in flight as this one arrived, itself included
 
 
 def _text(value: Any) -> str:
@@ -191,10 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         fake = self.server.fake
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        overloaded = fake._enter()
+        overloaded, in_flight = fake._enter()
         self._counted = True
         try:
-            self._answer(fake, raw, overloaded)
+            self._answer(fake, raw, overloaded, in_flight)
         finally:
             self._uncount()
 
@@ -205,16 +208,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._counted = False
             self.server.fake._leave()
 
-    def _answer(self, fake: FakeOpenAI, raw: bytes, overloaded: bool) -> None:
+    def _answer(self, fake: FakeOpenAI, raw: bytes, overloaded: bool, in_flight: int) -> None:
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
         fault = Fault.error(429) if overloaded else fake._fault_for(self.path, raw)
-        fake._record(RecordedRequest(
+        recorded = RecordedRequest(
             self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic(),
-            self.client_address[1], fault,
-        ))  # fmt: skip
+            self.client_address[1], fault, in_flight,
+        )  # fmt: skip
+        fake._record(recorded)
+        if fake.before_answer is not None:
+            fake.before_answer(recorded)
         if fault.kind == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -261,6 +267,7 @@ class FakeOpenAI:
     def __init__(self, *, latency: float = 0.0, throttle_above: int | None = None) -> None:
         self.latency = latency
         self.throttle_above = throttle_above
+        self.before_answer: Callable[[RecordedRequest], None] | None = None
         self._in_flight = 0
         self._peak = 0
         self._throttled = 0
@@ -352,14 +359,14 @@ class FakeOpenAI:
         with self._lock:
             return self._throttled
 
-    def _enter(self) -> bool:
-        """Count a request in; True if it arrived over `throttle_above`."""
+    def _enter(self) -> tuple[bool, int]:
+        """Count a request in; whether it arrived over `throttle_above`, and how many are in flight with it."""
         with self._lock:
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
             overloaded = self.throttle_above is not None and self._in_flight > self.throttle_above
             self._throttled += overloaded
-            return overloaded
+            return overloaded, self._in_flight
 
     def _leave(self) -> None:
         with self._lock:

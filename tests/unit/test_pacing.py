@@ -164,18 +164,20 @@ class ContendedBudgets(Budgets):
         return 6
 
 
+JOB = JobRecord.model_validate(
+    {"id": "job-1", "tenant_id": "t", "model": "m", "provider": {"type": "mock"}, "created_at": 0,
+     "sla": {"max_concurrency": 8}}
+)  # fmt: skip
+BATCH = BatchRecord.model_validate(
+    {"id": "batch_1", "tenant_id": "t", "endpoint": "/v1/chat/completions", "input_file_id": "file-1",
+     "completion_window": "24h", "status": "in_progress", "created_at": 0, "expires_at": 86_400,
+     "job_id": "job-1", "model": "m", "price_1m_tokens": 0.0}
+)  # fmt: skip
+
+
 def test_a_pacer_keeps_its_grant_while_its_lease_lasts_and_none_after_when_renewals_fail() -> None:
     now = [1000.0]
-    job = JobRecord.model_validate(
-        {"id": "job-1", "tenant_id": "t", "model": "m", "provider": {"type": "mock"}, "created_at": 0,
-         "sla": {"max_concurrency": 8}}
-    )  # fmt: skip
-    batch = BatchRecord.model_validate(
-        {"id": "batch_1", "tenant_id": "t", "endpoint": "/v1/chat/completions", "input_file_id": "file-1",
-         "completion_window": "24h", "status": "in_progress", "created_at": 0, "expires_at": 86_400,
-         "job_id": "job-1", "model": "m", "price_1m_tokens": 0.0}
-    )  # fmt: skip
-    pacer = Pacer(ContendedBudgets(), job, batch, tuning=Tuning(interval=2.0, lease_seconds=10.0), holder="w1",
+    pacer = Pacer(ContendedBudgets(), JOB, BATCH, tuning=Tuning(interval=2.0, lease_seconds=10.0), holder="w1",
                   clock=lambda: now[0])  # fmt: skip
     assert (pacer.urgent, pacer.deadline) == (True, 86_400.0)
 
@@ -190,6 +192,37 @@ def test_a_pacer_keeps_its_grant_while_its_lease_lasts_and_none_after_when_renew
         return sizes
 
     assert asyncio.run(main()) == [6, 6, 0]
+
+
+class RecordingBudgets:
+    """Grants what it is told, and keeps each report."""
+
+    def __init__(self, *grants: int) -> None:
+        self.grants = list(grants)
+        self.reports: list[Any] = []
+
+    def renew(self, job_id: str, holding: Any, claim: Any, report: Any, **_: Any) -> int:
+        self.reports.append(report)
+        return self.grants.pop(0)
+
+
+def test_a_renewal_counts_what_the_holder_may_start_while_it_runs_not_only_what_is_in_flight() -> None:
+    """The renewal runs off the event loop, and the loop keeps admitting under the old grant meanwhile: a
+    holder with 8 granted and 3 in flight can have 8 in flight by the time a grant of 4 comes back. Had it
+    told the budget 3, the budget would give the other 4 to someone else: 12 at a backend allowed 8."""
+    budgets = RecordingBudgets(8, 4)
+    pacer = Pacer(budgets, JOB, BATCH, tuning=Tuning(interval=2.0, lease_seconds=10.0), holder="w1",
+                  clock=lambda: 1000.0)  # fmt: skip
+
+    async def main() -> None:
+        await pacer.acquire(8)
+        for _ in range(3):
+            assert pacer.limiter.try_acquire()
+        await pacer.renew()
+
+    asyncio.run(main())
+    assert budgets.reports[1].in_flight == 8
+    assert pacer.limiter.size == 4
 
 
 def test_the_interval_knows_the_most_attempts_at_the_backend_at_once() -> None:

@@ -64,7 +64,7 @@ class Report:
     throttled: int = 0  # attempts answered 429 or 503, retried ones included
     median_latency: float | None = None  # of the attempts that got an answer, in seconds
     saturated: bool = False  # its whole grant was in flight at some moment
-    in_flight: int = 0  # requests still running now
+    in_flight: int = 0  # requests it may have running until its new grant applies: a shrink frees no more
 
 
 @dataclass(frozen=True)

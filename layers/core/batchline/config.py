@@ -65,7 +65,7 @@ class WorkerSettings(CoreSettings):
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
     # The job's concurrency budget (batchline.budget), renewed every status_check_interval; off, each
     # worker keeps requests_per_worker in flight whatever the job's other batches do.
-    job_budgets: bool = Field(default=False, description="Workers share their job's concurrency budget.")
+    job_budgets: bool = Field(default=True, description="Workers share their job's concurrency budget.")
     budget_lease_seconds: float = Field(
         default=30.0, gt=0, description="A worker's share of its job's budget lasts this long unless renewed."
     )

@@ -190,7 +190,9 @@ class Pacer:
         paced = within is not None and within <= self._interval_began
         saturated = paced and self.limiter.size > 0 and self.interval.peak >= self.limiter.size
         self._interval_began = self.monotonic()
-        report = self.interval.take(in_flight=self.limiter.in_flight, saturated=saturated)
+        # The renewal runs off the event loop, which keeps admitting under the current grant until the new
+        # one comes back: what the holder may have in flight by then is its grant, if more than it has now.
+        report = self.interval.take(in_flight=max(self.limiter.in_flight, self.limiter.size), saturated=saturated)
         return await self._renew(report, summary)
 
     def lapse(self) -> None:
