@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.unit.test_tracing import run_in_function
@@ -22,3 +24,30 @@ def test_the_api_handler_does_not_import_what_only_other_functions_use() -> None
     code += "'batchline.planning', 'batchline.worker', 'batchline.finalizing', 'batchline.rules'))))"
     # When its handler is imported, Then none of that is
     assert run_in_function("api", code, {}) == "[]"
+
+
+# Answering a request that never reaches AWS: a GET without an API key, which the api answers 401.
+FIRST_ANSWER = """
+import json, sys
+from pathlib import Path
+import app
+class Context:
+    function_name = "batchline-api"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:batchline-api"
+    aws_request_id = "req-1"
+    def get_remaining_time_in_millis(self): return 30000
+event = json.loads(Path("../../events/api_get_file.json").read_text())
+status = app.lambda_handler(event, Context())["statusCode"]
+print(json.dumps({"status": status, "loaded": sorted(m for m in sys.modules if m in %s or m.split(".")[0] in %s)}))
+"""
+
+
+def test_the_api_answers_a_request_that_never_reaches_aws_without_importing_the_aws_sdk() -> None:
+    # Given the api function with tracing off (with it on, X-Ray patches botocore, which imports it),
+    # and what boto3 brings with it: over 100 ms of its cold start (s3transfer brings multiprocessing)
+    modules, packages = ["botocore.session", "botocore.client"], ["boto3", "s3transfer", "urllib3", "multiprocessing"]
+    code = FIRST_ANSWER % (modules, packages)
+    # When it is imported and answers its first request, one refused before any AWS call
+    answer = json.loads(run_in_function("api", code, {"POWERTOOLS_TRACE_DISABLED": "true"}))
+    # Then it answered 401 without having imported any of that (botocore.exceptions is cheap and stays)
+    assert answer == {"status": 401, "loaded": []}

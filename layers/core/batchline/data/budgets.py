@@ -14,10 +14,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
-
 from batchline import budget as logic
 from batchline.budget import Budget, Claim, Lease, Report, Tuning
+from batchline.data import conditions
 from batchline.data.table import TTL_ATTR, Table
 from batchline.errors import ServerError
 
@@ -140,7 +139,11 @@ class Budgets:
             after, grant = logic.renew(base, holder, claim, report, now, tuning, ceiling=ceiling)
             if after.version == base.version:
                 return grant  # nothing to write (see budget.renew)
-            condition = Attr("pk").not_exists() if current is None else Attr("version").eq(current.version)
+            condition = (
+                conditions.Attr("pk").not_exists()
+                if current is None
+                else conditions.Attr("version").eq(current.version)
+            )
             found = self._table.put_if(to_item(job_id, after, now), condition)
             if found is None:
                 return grant
@@ -154,7 +157,7 @@ class Budgets:
         self._table.update_if(
             self.key(job_id),
             "REMOVE leases.#holder ADD version :one",
-            Attr("pk").exists(),
+            conditions.Attr("pk").exists(),
             {"#holder": holder},
             {":one": 1},
         )
