@@ -13,7 +13,7 @@ from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
 from batchline.limits import RateLimiter
-from batchline.models import Page
+from batchline.models import Model, Page
 from batchline.runs import Runs
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
@@ -111,7 +111,7 @@ IdempotencyKey = Annotated[
 Admin = Annotated[Principal, Depends(get_admin)]
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     """All four keys are always present; `param` and `code` may be null."""
 
     message: str
@@ -127,7 +127,7 @@ class ErrorDetail(BaseModel):
     code: str | None = Field(description="A machine-readable reason (e.g. `file_too_large`), or null.")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     """OpenAI's error body: every non-2xx answer has it."""
 
     error: ErrorDetail
