@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # Virtual-hosted on the regional endpoint: botocore presigns for the global s3.amazonaws.com
 # otherwise, which redirects for up to a day for a new bucket outside us-east-1. (A custom
 # endpoint given by IP, as the local cloud's, keeps path-style addressing.)
+# The arguments of botocore's Config, which is built with the client (see _client).
 S3_CONFIG: dict[str, Any] = {
     "signature_version": "s3v4",
     "s3": {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
