@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -37,6 +37,18 @@ app.include_router(jobs.router)
 app.include_router(models.router)
 app.include_router(admin.router)
 app.include_router(uploads.router)
+
+
+def _openapi() -> dict[str, Any]:
+    """FastAPI's document, with OpenAI's error body among its schemas: every error status refers to it."""
+    document = FastAPI.openapi(app)
+    schemas = document["components"]["schemas"]
+    if "ErrorBody" not in schemas:  # FastAPI keeps the document it built: added once
+        document["components"]["schemas"] = dict(sorted({**schemas, **deps.error_schemas()}.items()))
+    return document
+
+
+app.openapi = _openapi  # type: ignore[method-assign]
 
 
 def _answer_headers(request: Request) -> dict[str, str]:

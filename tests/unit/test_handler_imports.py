@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.unit.test_tracing import run_in_function
@@ -22,3 +24,67 @@ def test_the_api_handler_does_not_import_what_only_other_functions_use() -> None
     code += "'batchline.planning', 'batchline.worker', 'batchline.finalizing', 'batchline.rules'))))"
     # When its handler is imported, Then none of that is
     assert run_in_function("api", code, {}) == "[]"
+
+
+# Answering a request that never reaches AWS: a GET without an API key, which the api answers 401.
+FIRST_ANSWER = """
+import json, sys
+from pathlib import Path
+import app
+class Context:
+    function_name = "batchline-api"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:batchline-api"
+    aws_request_id = "req-1"
+    def get_remaining_time_in_millis(self): return 30000
+event = json.loads(Path("../../events/api_get_file.json").read_text())
+status = app.lambda_handler(event, Context())["statusCode"]
+print(json.dumps({"status": status, "loaded": sorted(m for m in sys.modules if m in %s or m.split(".")[0] in %s)}))
+"""
+
+
+def test_the_api_answers_a_request_that_never_reaches_aws_without_importing_the_aws_sdk() -> None:
+    # Given the api function with tracing off (with it on, X-Ray patches botocore, which imports it),
+    # and what boto3 brings with it: over 100 ms of its cold start (s3transfer brings multiprocessing)
+    modules, packages = ["botocore.session", "botocore.client"], ["boto3", "s3transfer", "urllib3", "multiprocessing"]
+    code = FIRST_ANSWER % (modules, packages)
+    # When it is imported and answers its first request, one refused before any AWS call
+    answer = json.loads(run_in_function("api", code, {"POWERTOOLS_TRACE_DISABLED": "true"}))
+    # Then it answered 401 without having imported any of that (botocore.exceptions is cheap and stays)
+    assert answer == {"status": 401, "loaded": []}
+
+
+def test_the_api_builds_no_serializer_for_its_documented_error_answers() -> None:
+    # Given the api's routes, each documenting OpenAI's error body for five or six error statuses: FastAPI
+    # builds a pydantic serializer for each `{"model": ...}` response there, used only to write the
+    # OpenAPI document (the exception handlers answer errors): over 150 at import, and again for a
+    # router's routes when a request first reaches them
+    code = "import app\n"
+    code += "from routes import admin, batches, files, jobs, models, uploads\n"
+    code += "routes = [r for m in (admin, batches, files, jobs, models, uploads) for r in m.router.routes]\n"
+    code += "routes += [c for r in app.app.routes for c in getattr(r, 'effective_route_contexts', list)()]\n"
+    code += "print(len(routes), sorted({s for r in routes for s in r.response_fields}))"
+    # When the handler is imported, Then no route, as declared or as served, holds one
+    count, fields = run_in_function("api", code, {}).split(" ", 1)
+    assert int(count) > 50
+    assert fields == "[]"
+
+
+def test_the_api_builds_no_model_its_first_answer_does_not_use() -> None:
+    # Given the core's models (every boundary of every function) and settings (one per function): a
+    # function uses a few; building each one's validator and serializer at import was 30 ms of the api's
+    # cold start
+    code = FIRST_ANSWER.split("print(", 1)[0] + (
+        "import pydantic, batchline.config as config, batchline.models as models\n"
+        "found = [getattr(m, n) for m in (config, models) for n in dir(m)]\n"
+        "ours = {c for c in found if isinstance(c, type) and issubclass(c, pydantic.BaseModel)\n"
+        "    and c.__module__.startswith('batchline.')}\n"
+        "built = [c for c in ours if c.__pydantic_complete__ and not issubclass(c, models.Strict)]\n"
+        "print(json.dumps({'status': status, 'models': len(ours), 'built': sorted(c.__name__ for c in built)}))\n"
+    )
+    # When the api is imported and answers a request without an API key (401)
+    answer = json.loads(run_in_function("api", code, {"POWERTOOLS_TRACE_DISABLED": "true"}))
+    # Then of them only the api's settings were built, besides request bodies (Strict, built at import
+    # for FastAPI's sake) and the generic list envelope (pydantic builds it to make a route's
+    # `Page[FileObject]`): FastAPI builds its own for the routes' answers
+    assert answer["status"] == 401 and answer["models"] > 40
+    assert answer["built"] == ["ApiSettings", "Page"]

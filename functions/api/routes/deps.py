@@ -13,7 +13,7 @@ from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
 from batchline.limits import RateLimiter
-from batchline.models import Page
+from batchline.models import Model, Page
 from batchline.runs import Runs
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
@@ -111,7 +111,7 @@ IdempotencyKey = Annotated[
 Admin = Annotated[Principal, Depends(get_admin)]
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     """All four keys are always present; `param` and `code` may be null."""
 
     message: str
@@ -127,14 +127,30 @@ class ErrorDetail(BaseModel):
     code: str | None = Field(description="A machine-readable reason (e.g. `file_too_large`), or null.")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     """OpenAI's error body: every non-2xx answer has it."""
 
     error: ErrorDetail
 
 
+def error_answer() -> dict[str, Any]:
+    """The OpenAPI entry of an error status: OpenAI's error body, by reference to the document's schemas.
+
+    Not `{"model": ErrorBody}`: FastAPI builds a pydantic serializer for each such entry of each route
+    (over 150 at import, and a router's again when a request first reaches it) only to write the document.
+    The app adds ErrorBody to the document's schemas itself (`error_schemas`).
+    """
+    return {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
+def error_schemas() -> dict[str, Any]:
+    """ErrorBody and what it holds, as the OpenAPI document's component schemas."""
+    schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    return {**schema.pop("$defs"), "ErrorBody": schema}
+
+
 # Tenant routes count against the key's request rate (get_tenant): each can answer 429.
-RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: {"model": ErrorBody}}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {429: error_answer()}
 
 
 def page[T: BaseModel](model: type[T], records: list[Any], has_more: bool) -> Page[T]:
@@ -154,4 +170,4 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     422 is always there: every route takes parameters, and a request that fails their validation (or whose
     body cannot be parsed) answers OpenAI's error body, not the framework's `{"detail": ...}`.
     """
-    return {status: {"model": ErrorBody} for status in sorted({401, 403, 422, 500, *statuses})}
+    return {status: error_answer() for status in sorted({401, 403, 422, 500, *statuses})}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchline import ids, jobs
+from batchline.data import conditions
 from batchline.data.table import absent
 from batchline.errors import Conflict, InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
@@ -98,7 +98,7 @@ def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
             "batch",
             batch_id,
             set_={"status": "cancelling", "cancelling_at": int(time.time())},
-            condition=Attr("status").is_in(list(CANCELLABLE)) & absent("closing"),
+            condition=conditions.Attr("status").is_in(list(CANCELLABLE)) & absent("closing"),
         )
     except Conflict:
         # The batch moved since it was read: a concurrent cancel won (that is this cancel's answer too),

@@ -14,7 +14,8 @@ MAX_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
 class CoreSettings(BaseSettings):
     """What every function needs: where objects live."""
 
-    model_config = SettingsConfigDict(frozen=True)
+    # Built when a function first reads its settings: each function reads one of these models.
+    model_config = SettingsConfigDict(frozen=True, defer_build=True)
 
     table_name: str = Field(min_length=1)
     bucket_name: str = Field(min_length=1)

@@ -4,42 +4,47 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
-
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
+from typing import TYPE_CHECKING, Any
 
 from batchline.errors import Conflict
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
 # OpenAI keeps idempotency keys for a day; so do we.
 KEY_LIFETIME_SECONDS = 24 * 3600
 
 
 class Idempotency:
-    """Runs a create once per (scope, tenant, key); the same key with another request is a conflict."""
+    """Runs a create once per (scope, tenant, key); the same key with another request is a conflict.
+
+    Powertools' idempotency is imported when a keyed create first runs: its package imports boto3 (100 ms
+    of cold start), which a request without an Idempotency-Key (or one refused before) never needs.
+    """
 
     def __init__(self, table_name: str, *, boto3_client: Any = None) -> None:
         self._table_name = table_name
         self._client = boto3_client
-        self._config = IdempotencyConfig(
+        self._lambda_context: Any = None
+
+    def register_lambda_context(self, context: Any) -> None:
+        """Let an in-progress record expire with the invocation that wrote it (applied when a create runs)."""
+        self._lambda_context = context
+
+    @cached_property
+    def _config(self) -> IdempotencyConfig:
+        from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig  # deferred: see the class
+
+        return IdempotencyConfig(
             event_key_jmespath="[scope, tenant, key]",
             payload_validation_jmespath="fingerprint",
             expires_after_seconds=KEY_LIFETIME_SECONDS,
         )
 
-    def register_lambda_context(self, context: Any) -> None:
-        """Let an in-progress record expire with the invocation that wrote it."""
-        self._config.register_lambda_context(context)
-
     @cached_property
     def _persistence(self) -> DynamoDBPersistenceLayer:
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer  # deferred: see the class
+
         return DynamoDBPersistenceLayer(table_name=self._table_name, boto3_client=self._client)
 
     def run(
@@ -54,6 +59,14 @@ class Idempotency:
         """`create()` once for this key; its first answer again for a replay. No key: just `create()`."""
         if not key:
             return create()
+        # Deferred: see the class.
+        from aws_lambda_powertools.utilities.idempotency import idempotent_function
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
+        self._config.register_lambda_context(self._lambda_context)
 
         @idempotent_function(  # type: ignore[untyped-decorator]
             data_keyword_argument="request", persistence_store=self._persistence, config=self._config

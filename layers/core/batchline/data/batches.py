@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
+from batchline.data import conditions
 from batchline.data.table import TTL_ATTR, Table, absent
 from batchline.errors import Conflict, EnqueuedLimitReached, NotFound, ServerError
 from batchline.models import BatchRecord, Closing, Merged
@@ -93,7 +92,7 @@ class Batches:
             "batch",
             batch_id,
             set_={"status": status, f"{status}_at": int(time.time()), **(fields or {})},
-            condition=Attr("status").is_in(allowed),
+            condition=conditions.Attr("status").is_in(allowed),
             conflict=f"Batch {batch_id} is no longer in {', '.join(allowed)}.",
         )
         return BatchRecord.model_validate(item)
@@ -166,7 +165,7 @@ class Batches:
                 "batch",
                 batch.id,
                 set_=set_,
-                condition=Attr("status").eq(from_status) & absent("closing"),
+                condition=conditions.Attr("status").eq(from_status) & absent("closing"),
                 conflict=conflict,
             )
             return BatchRecord.model_validate(item)
@@ -217,7 +216,7 @@ class Batches:
             batch_id,
             set_=set_,
             add={name: value for name, value in add.items() if value} or None,
-            condition=Attr("closing").attribute_type("M") & absent("closing.merged"),
+            condition=conditions.Attr("closing").attribute_type("M") & absent("closing.merged"),
             conflict=f"Batch {batch_id}'s merge is recorded already.",
         )
         return BatchRecord.model_validate(item)

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
-
 from batchline import budget as logic
 from batchline.budget import Budget, Claim, Lease, Report, Tuning
+from batchline.data import conditions
 from batchline.data.table import Table
 from batchline.errors import ServerError
 
@@ -148,7 +147,8 @@ class Budgets:
         summary: Budget | None = None
         leases: dict[str, Lease] = {}
         for item in self._table.query_all(
-            KeyConditionExpression=Key("pk").eq(job_id) & Key("sk").begins_with(KIND), ConsistentRead=True
+            KeyConditionExpression=conditions.Key("pk").eq(job_id) & conditions.Key("sk").begins_with(KIND),
+            ConsistentRead=True,
         ):
             if item["sk"] == KIND:
                 summary = summary_from_item(item)
@@ -220,7 +220,7 @@ class Budgets:
         budget = self.get(job_id)
         if budget is None:
             # The job's first holder (or one racing another first holder): whoever's put lands, both use it.
-            self._table.put_if(summary_item(job_id, Budget.fresh(ceiling)), Attr("pk").not_exists())
+            self._table.put_if(summary_item(job_id, Budget.fresh(ceiling)), conditions.Attr("pk").not_exists())
             budget = self.get(job_id) or Budget.fresh(ceiling)
         holding.leases = dict(budget.leases)
         holding.members = budget.members
@@ -300,7 +300,10 @@ class Budgets:
         if taken == 0 and not moved:
             # Only its times: the room does not move.
             written = (
-                self._table.put_if(item, Attr("sk").not_exists() if previous is None else Attr("sk").exists()) is None
+                self._table.put_if(
+                    item, conditions.Attr("sk").not_exists() if previous is None else conditions.Attr("sk").exists()
+                )
+                is None
             )
         else:
             reasons = self._table.transact(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from boto3.dynamodb.conditions import Attr
-
+from batchline.data import conditions
 from batchline.data.objects import Objects
 from batchline.data.table import TTL_ATTR, Table
 from batchline.errors import NotFound
@@ -33,8 +32,8 @@ class Files:
         self, tenant_id: str, *, after: str | None, limit: int, newest_first: bool, purpose: str | None
     ) -> tuple[list[FileRecord], bool]:
         """One page of a tenant's live files (of one purpose, if given) and whether more follow."""
-        live = Attr("expires_at").attribute_type("NULL") | Attr("expires_at").gt(int(time.time()))
-        filter_ = live & Attr("purpose").eq(purpose) if purpose else live
+        live = conditions.Attr("expires_at").attribute_type("NULL") | conditions.Attr("expires_at").gt(int(time.time()))
+        filter_ = live & conditions.Attr("purpose").eq(purpose) if purpose else live
         items, more = self._table.list_owned(
             "file", tenant_id, after=after, limit=limit, newest_first=newest_first, filter_=filter_
         )
@@ -43,11 +42,11 @@ class Files:
     def delete(self, tenant_id: str, file_id: str) -> FileRecord:
         """Delete a file's record, then its bytes; refused while a running batch uses it."""
         record = self.get(tenant_id, file_id)
-        unused = Attr("in_use").not_exists() | Attr("in_use").lte(0)
+        unused = conditions.Attr("in_use").not_exists() | conditions.Attr("in_use").lte(0)
         self._table.delete(
             "file",
             file_id,
-            condition=Attr("tenant_id").eq(tenant_id) & unused,
+            condition=conditions.Attr("tenant_id").eq(tenant_id) & unused,
             conflict=f"File {file_id} is the input of a batch that is still running.",
         )
         self._objects.delete(record.s3_key)
@@ -61,9 +60,9 @@ class Files:
         self._table.update_if(
             {"pk": file_id, "sk": "file"},
             "SET #ttl = expires_at",
-            Attr("pk").exists()
-            & (Attr("in_use").not_exists() | Attr("in_use").lte(0))
-            & Attr(TTL_ATTR).not_exists()
-            & Attr("expires_at").attribute_type("N"),
+            conditions.Attr("pk").exists()
+            & (conditions.Attr("in_use").not_exists() | conditions.Attr("in_use").lte(0))
+            & conditions.Attr(TTL_ATTR).not_exists()
+            & conditions.Attr("expires_at").attribute_type("N"),
             {"#ttl": TTL_ATTR},
         )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from boto3.dynamodb.conditions import Attr
-
+from batchline.data import conditions
 from batchline.data.table import Table
 from batchline.errors import NotFound
 from batchline.models import JobRecord
@@ -44,7 +43,7 @@ class Jobs:
             after=after,
             limit=limit,
             newest_first=True,
-            filter_=Attr("deleted_at").not_exists(),
+            filter_=conditions.Attr("deleted_at").not_exists(),
         )
         return [JobRecord.model_validate(i) for i in items], more
 
@@ -54,6 +53,6 @@ class Jobs:
             "job",
             job_id,
             set_={"deleted_at": now},
-            condition=Attr("deleted_at").not_exists(),
+            condition=conditions.Attr("deleted_at").not_exists(),
             conflict=NotFound(f"No such Job object: {job_id}", param="id"),
         )

@@ -9,8 +9,6 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchline.observability import logger
@@ -22,10 +20,11 @@ if TYPE_CHECKING:
 # Virtual-hosted on the regional endpoint: botocore presigns for the global s3.amazonaws.com
 # otherwise, which redirects for up to a day for a new bucket outside us-east-1. (A custom
 # endpoint given by IP, as the local cloud's, keeps path-style addressing.)
-S3_CONFIG = Config(
-    signature_version="s3v4",
-    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
-)
+# The arguments of botocore's Config, which is built with the client (see _client).
+S3_CONFIG: dict[str, Any] = {
+    "signature_version": "s3v4",
+    "s3": {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+}
 # S3's limit on the keys of one DeleteObjects request.
 DELETE_BATCH = 1000
 
@@ -39,10 +38,19 @@ def _reraise_changed(exc: ClientError) -> None:
         raise Changed(str(exc)) from exc
 
 
+def _client(**kwargs: Any) -> Any:
+    """An S3 client with S3_CONFIG."""
+    # Deferred: boto3 and botocore's config (which loads urllib3) are 100 ms of cold start (see data.conditions).
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(**S3_CONFIG), **kwargs)
+
+
 @lru_cache(maxsize=8)
 def _presigner(region: str | None, endpoint_url: str | None) -> Any:
     # SigV4 signs Content-Length, so S3 itself refuses a PUT of another size (complete checks it too).
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=S3_CONFIG)
+    return _client(region_name=region, endpoint_url=endpoint_url)
 
 
 class Objects:
@@ -54,7 +62,7 @@ class Objects:
 
     @cached_property
     def client(self) -> Any:
-        return self._s3 or boto3.client("s3", config=S3_CONFIG)
+        return self._s3 or _client()
 
     def in_bucket(self, bucket: str) -> Objects:
         """The objects of another bucket through the same client (an S3 event names its bucket)."""

@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from boto3.dynamodb.conditions import Key
-
+from batchline.data import conditions
 from batchline.data.table import RETRYABLE_REASONS, Table, to_item
 from batchline.errors import ServerError
 from batchline.models import SegmentRecord
@@ -112,5 +111,8 @@ class Segments:
 
     def of_batch(self, batch_id: str) -> list[SegmentRecord]:
         """Every kept segment of a batch (committed, or `pending` until it is), in chunk then cursor order."""
-        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(_pk(batch_id)), "ConsistentRead": True}
+        query: dict[str, Any] = {
+            "KeyConditionExpression": conditions.Key("pk").eq(_pk(batch_id)),
+            "ConsistentRead": True,
+        }
         return [SegmentRecord.model_validate(item) for item in self._table.query_all(**query)]

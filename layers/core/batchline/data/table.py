@@ -12,15 +12,16 @@ import json
 import time
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.dynamodb.conditions import Attr, ConditionBase, Key
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from batchline.data import conditions
 from batchline.errors import BatchlineError, Conflict, InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from batchline.data.conditions import ConditionBase
 
 KEY_ATTRS = ("pk", "sk")
 INDEX_NAME = "gsi1"
@@ -31,8 +32,6 @@ ADMIN_OWNER = "admin"
 RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 # DynamoDB's limit for a partition key value (2048) less room for the prefixes some keys carry.
 MAX_KEY_BYTES = 1024
-# The item a failed condition returns is in DynamoDB's typed form: error bodies are not deserialized for us.
-_DESERIALIZE = TypeDeserializer()
 
 NAMES = {
     "file": "File",
@@ -51,7 +50,17 @@ def to_item(model: BaseModel) -> dict[str, Any]:
 
 def absent(name: str) -> ConditionBase:
     """The attribute is not there: never written, or written as null (a model's None)."""
-    return Attr(name).not_exists() | Attr(name).attribute_type("NULL")
+    return conditions.Attr(name).not_exists() | conditions.Attr(name).attribute_type("NULL")
+
+
+def _typed_item(exc: ClientError) -> dict[str, Any]:
+    """The item a failed condition returned (or {}): in DynamoDB's typed form, as error bodies are not
+    deserialized for us."""
+    from boto3.dynamodb.types import TypeDeserializer  # deferred: boto3 on first use (see conditions)
+
+    found = exc.response.get("Item") or {}
+    deserializer = TypeDeserializer()
+    return {name: deserializer.deserialize(value) for name, value in found.items()}
 
 
 def _now_ms() -> int:
@@ -90,7 +99,7 @@ class Table:
     def put_if_absent(self, item: dict[str, Any]) -> bool:
         """Write an item that must be new; False if one with its key is there already."""
         try:
-            self.resource.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
+            self.resource.put_item(Item=item, ConditionExpression=conditions.Attr("pk").not_exists())
         except ClientError as exc:
             if _failed_condition(exc):
                 return False
@@ -109,8 +118,7 @@ class Table:
             )
         except ClientError as exc:
             if _failed_condition(exc):
-                found = exc.response.get("Item") or {}
-                return {name: _DESERIALIZE.deserialize(value) for name, value in found.items()}
+                return _typed_item(exc)
             raise
         return None
 
@@ -130,8 +138,7 @@ class Table:
             )
         except ClientError as exc:
             if _failed_condition(exc):
-                found = exc.response.get("Item") or {}
-                return {name: _DESERIALIZE.deserialize(value) for name, value in found.items()}
+                return _typed_item(exc)
             raise
         return None
 
@@ -175,7 +182,7 @@ class Table:
         expression = " ".join(
             part for part in (sets and "SET " + ", ".join(sets), adds and "ADD " + ", ".join(adds)) if part
         )
-        exists = Attr("pk").exists()
+        exists = conditions.Attr("pk").exists()
         try:
             answer = self.resource.update_item(
                 Key={"pk": object_id, "sk": kind},
@@ -268,6 +275,8 @@ class Table:
     @cached_property
     def _service(self) -> Any:
         """The DynamoDB service resource the Table belongs to: BatchGetItem is the service's, not a table's."""
+        import boto3  # deferred: importing boto3 is 100 ms of cold start (see conditions)
+
         return self._dynamodb or boto3.resource("dynamodb")
 
     def get_fields(self, key: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any] | None:
@@ -306,7 +315,7 @@ class Table:
         """One page of an owner's objects and whether more follow; `after` is the last id seen."""
         query: dict[str, Any] = {
             "IndexName": INDEX_NAME,
-            "KeyConditionExpression": Key("gsi1pk").eq(f"{owner}#{kind}"),
+            "KeyConditionExpression": conditions.Key("gsi1pk").eq(f"{owner}#{kind}"),
             "ScanIndexForward": not newest_first,
         }
         if filter_ is not None:

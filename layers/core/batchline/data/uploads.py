@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from boto3.dynamodb.conditions import Attr
-
+from batchline.data import conditions
 from batchline.data.table import Table
 from batchline.models import FileObject, UploadRecord
 
@@ -26,7 +25,7 @@ class Uploads:
             "upload",
             upload_id,
             set_={"status": "cancelled"},
-            condition=Attr("status").eq("pending"),
+            condition=conditions.Attr("status").eq("pending"),
             conflict=f"Upload {upload_id} was completed or cancelled meanwhile.",
         )
         return UploadRecord.model_validate(item)
@@ -38,7 +37,7 @@ class Uploads:
             upload_id,
             set_={"status": "completed", "file": file.model_dump(mode="json")},
             # Started before expiry is good enough: joining 200 MB may take a while.
-            condition=Attr("status").eq("pending") & Attr("expires_at").gt(now),
+            condition=conditions.Attr("status").eq("pending") & conditions.Attr("expires_at").gt(now),
             conflict=f"Upload {upload_id} was completed or cancelled meanwhile.",
         )
         return UploadRecord.model_validate(item)
@@ -49,5 +48,5 @@ class Uploads:
             "upload",
             upload_id,
             set_={"status": "pending", "file": None},
-            condition=Attr("status").eq("completed") & Attr("file.id").eq(file_id),
+            condition=conditions.Attr("status").eq("completed") & conditions.Attr("file.id").eq(file_id),
         )

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
+from pydantic import AfterValidator, ConfigDict, Field, computed_field
 
 from batchline.models.common import (
     CanonicalEndpoint,
@@ -14,6 +14,7 @@ from batchline.models.common import (
     Endpoint,
     ExpiresAfter,
     Metadata,
+    Model,
     ObjectId,
     Strict,
     example,
@@ -48,21 +49,21 @@ class BatchCreate(Strict):
     output_expires_after: ExpiresAfter | None = None
 
 
-class RequestCounts(BaseModel):
+class RequestCounts(Model):
     total: int = 0
     completed: int = 0
     failed: int = 0
 
 
-class InputTokensDetails(BaseModel):
+class InputTokensDetails(Model):
     cached_tokens: int = Field(default=0, description="Of the prompt tokens, those read from the backend's cache.")
 
 
-class OutputTokensDetails(BaseModel):
+class OutputTokensDetails(Model):
     reasoning_tokens: int = Field(default=0, description="Of the completion tokens, those spent reasoning.")
 
 
-class Usage(BaseModel):
+class Usage(Model):
     """Tokens of the answered requests, in both vocabularies: the contract's `prompt_tokens`/`completion_tokens`
     and the openai SDK's BatchUsage (`input_tokens`, `output_tokens` and their details), the same numbers."""
 
@@ -109,7 +110,7 @@ def _bounded_message(text: str) -> str:
     return text if len(text) <= MAX_ERROR_MESSAGE_CHARS else text[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
 
 
-class BatchError(BaseModel):
+class BatchError(Model):
     code: str
     line: int | None = None
     message: Annotated[str, AfterValidator(_bounded_message)] = Field(
@@ -122,7 +123,7 @@ class BatchError(BaseModel):
         return len(self.model_dump_json().encode())
 
 
-class BatchErrors(BaseModel):
+class BatchErrors(Model):
     object: Literal["list"] = "list"
     data: list[BatchError] = Field(
         default_factory=list,
@@ -157,7 +158,7 @@ def processing_cost(total_tokens: int, price_1m_tokens: float) -> float:
     return float(exact.quantize(COST_QUANTUM))
 
 
-class BatchObject(BaseModel):
+class BatchObject(Model):
     """OpenAI's Batch object, with Batchline's job, model, usage and cost."""
 
     model_config = example(
@@ -222,7 +223,7 @@ class BatchObject(BaseModel):
     output_expires_after: ExpiresAfter | None = None
 
 
-class Merged(BaseModel):
+class Merged(Model):
     """What finalize's merge wrote: the result files' sizes (0: not written) and what it counted itself.
 
     `unsent`: lines it answered as errors. `uncommitted`: the counts (request_counts and usage names) of
@@ -239,7 +240,7 @@ class Merged(BaseModel):
     input_missing: bool = False
 
 
-class Closing(BaseModel):
+class Closing(Model):
     """Finalize's progress, kept on the batch so that a retried finalize resumes instead of starting over.
 
     Set once, when finalize closes the batch to workers; `merged` once, with the unsent lines' count.
@@ -261,7 +262,7 @@ class BatchRecord(BatchObject):
     )
 
 
-class SegmentRecord(BaseModel):
+class SegmentRecord(Model):
     """The lines one worker invocation answered, [cursor, next_cursor) of one chunk, as kept in DynamoDB.
 
     `pending` until the transaction that adds its counts to the batch commits it; finalize merges its

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from batchline.models.common import example
+from batchline.models.common import Model, example
 
 # OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -19,7 +19,7 @@ FilePurpose = Literal[
 ]  # fmt: skip
 
 
-class FileObject(BaseModel):
+class FileObject(Model):
     """OpenAI's File object."""
 
     model_config = example(

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from batchline.models.common import DEFAULT_ENDPOINTS, CanonicalEndpoint, CompletionWindow, ObjectId, Strict, example
+from batchline.models.common import (
+    DEFAULT_ENDPOINTS,
+    CanonicalEndpoint,
+    CompletionWindow,
+    Model,
+    ObjectId,
+    Strict,
+    example,
+)
 
 
 class OpenAIProvider(Strict):
@@ -128,7 +136,7 @@ class JobRecord(JobObject):
         return data
 
 
-class ModelObject(BaseModel):
+class ModelObject(Model):
     """OpenAI's Model object: a name a tenant's request lines may carry, and the job it runs on."""
 
     model_config = example({"id": "gpt-4o-mini", "object": "model", "created": 1764547200, "owned_by": "job-1a2b3c4d"})

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from batchline.models.batches import BatchStatus
+from batchline.models.common import Model
 
 
 @dataclass(frozen=True)
@@ -28,13 +27,13 @@ class Chunk:
     end_byte: int
 
 
-class PlanInput(BaseModel):
+class PlanInput(Model):
     """The Plan task's payload."""
 
     batch_id: str
 
 
-class PlanOutput(BaseModel):
+class PlanOutput(Model):
     """Plan's answer: `status` for the Choice, `manifest_key` for the ItemReader, `max_concurrency` for the
     Map, `job_id` for its workers."""
 
@@ -44,7 +43,7 @@ class PlanOutput(BaseModel):
     job_id: str
 
 
-class WorkerInput(BaseModel):
+class WorkerInput(Model):
     """The Work task's payload: one chunk of the manifest, from the cursor the last invocation reached."""
 
     batch_id: str
@@ -56,7 +55,7 @@ class WorkerInput(BaseModel):
     offset: int | None = None
 
 
-class WorkerOutput(BaseModel):
+class WorkerOutput(Model):
     """Work's answer, the child's loop state: where the next invocation starts, and whether there is one."""
 
     cursor: int
@@ -64,7 +63,7 @@ class WorkerOutput(BaseModel):
     done: bool
 
 
-class FinalizeInput(BaseModel):
+class FinalizeInput(Model):
     """The Finalize task's payload.
 
     `fault` is null, or what a Catch put at `$.fault` (`Error` and `Cause`), kept as Step Functions wrote it.
@@ -74,7 +73,7 @@ class FinalizeInput(BaseModel):
     fault: dict[str, Any] | None = None
 
 
-class FinalizeOutput(BaseModel):
+class FinalizeOutput(Model):
     """Finalize's answer: the terminal status."""
 
     status: BatchStatus

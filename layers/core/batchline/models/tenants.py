@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from batchline.models.common import ObjectId, Strict, example
+from batchline.models.common import Model, ObjectId, Strict, example
 
 # A tenant's enqueued requests can never exceed what one account's batches could hold.
 MAX_ENQUEUED_REQUESTS = 1_000_000_000
 
 
-class TenantLimits(BaseModel):
+class TenantLimits(Model):
     """A tenant's own limits; null: the stack's default (its RequestsPerSecond, EnqueuedRequests)."""
 
     requests_per_second: int | None = Field(default=None, description="Requests per second per API key.")
@@ -30,7 +30,7 @@ class TenantLimitsUpdate(Strict):
     enqueued_requests: int | None = Field(default=None, strict=True, ge=1, le=MAX_ENQUEUED_REQUESTS)
 
 
-class TenantRecord(BaseModel):
+class TenantRecord(Model):
     """A tenant (a project) as an admin sees it and as it is kept."""
 
     model_config = example(
@@ -73,7 +73,7 @@ class TenantCreate(Strict):
     name: str = Field(min_length=1, max_length=256)
 
 
-class ApiKeyRecord(BaseModel):
+class ApiKeyRecord(Model):
     """An API key as kept: only its keyed hash, never the key."""
 
     id: str
@@ -82,7 +82,7 @@ class ApiKeyRecord(BaseModel):
     created_at: int
 
 
-class ApiKeyObject(BaseModel):
+class ApiKeyObject(Model):
     """An API key as the admin sees it; `key` is shown once, when it is created."""
 
     model_config = example(

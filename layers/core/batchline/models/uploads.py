@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from batchline.models.common import ExpiresAfter, Strict, example
+from batchline.models.common import ExpiresAfter, Model, Strict, example
 from batchline.models.files import MAX_FILE_BYTES, FileObject, UploadPurpose
 
 UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
@@ -38,7 +38,7 @@ class UploadComplete(Strict):
     md5: str | None = Field(default=None, description="Hex MD5 of the whole file, checked when given.")
 
 
-class UploadObject(BaseModel):
+class UploadObject(Model):
     """OpenAI's Upload object."""
 
     model_config = example(
@@ -82,7 +82,7 @@ class UploadRecord(UploadObject):
         return self.status == "pending" and now >= self.expires_at
 
 
-class UploadPartObject(BaseModel):
+class UploadPartObject(Model):
     """OpenAI's Upload Part object."""
 
     model_config = example(
@@ -95,7 +95,7 @@ class UploadPartObject(BaseModel):
     upload_id: str
 
 
-class PresignedUpload(BaseModel):
+class PresignedUpload(Model):
     """Where and how to PUT the whole file directly to S3."""
 
     model_config = example(
