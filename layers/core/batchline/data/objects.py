@@ -236,10 +236,11 @@ class Writer:
 
     def flush(self) -> None:
         """Send what is held as the next part (it must be at least 5 MiB unless it is the last)."""
-        self._send_part(bytes(self._buffer))
-        self._buffer.clear()
+        # The buffer itself, not a copy of it; a new one follows (botocore may still hold a view of it).
+        self._send_part(self._buffer)
+        self._buffer = bytearray()
 
-    def _send_part(self, data: bytes) -> None:
+    def _send_part(self, data: bytes | bytearray) -> None:
         upload_id = self._multipart()
         number = len(self._parts) + 1
         answer = self._s3.upload_part(
