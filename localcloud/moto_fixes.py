@@ -18,7 +18,7 @@ are delivered only once it commits: on AWS a cancelled transaction wrote nothing
 Multipart completion without joining in memory: moto joined the parts into one buffer, joined them again
 for the default full-object checksum (CRC64NVME) and copied both once more: three copies of the object at
 once, the local cloud's peak memory when Finalize completed a 75 MB output file. Here the checksum is
-computed part by part and the parts are copied into the new object one at a time.
+computed a block at a time and the parts are copied into the new object one at a time.
 
 Objects read and stored in blocks: moto's server answered every GET, ranged ones too, with the whole
 object read into memory (and a range with a copy of its slice besides), so each worker's ranged read of
@@ -369,6 +369,14 @@ class _FullObjectChecksum:
         return base64.b64encode(self.value.to_bytes(self.width, "big")).decode()
 
 
+def _blocks(key: Any) -> Iterator[bytes]:
+    """An object's bytes, COPY_BLOCK_BYTES at a time."""
+    with key.lock:
+        key._value_buffer.seek(0)
+        while block := key._value_buffer.read(COPY_BLOCK_BYTES):
+            yield block
+
+
 def _complete_multipart(original: Any) -> Any:
     """FakeMultipart.complete as moto has it, without joining the parts in memory (see the module docstring)."""
     import codecs
@@ -396,7 +404,8 @@ def _complete_multipart(original: Any) -> Any:
             if composite.checksum_type == "COMPOSITE":
                 composite.addPart(part.value)
             else:
-                full.add(part.value)
+                for block in _blocks(part):
+                    full.add(block)
             parts.append(part)
         if not parts:
             raise MalformedXML
