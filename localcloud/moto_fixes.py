@@ -440,6 +440,8 @@ class _ObjectBody:
     @classmethod
     def of(cls, key: Any) -> _ObjectBody:
         with key.lock:
+            # What was written through the file's buffer (the last bytes of joined parts) is read from disk.
+            key._value_buffer.flush()
             return cls(_Descriptor(os.dup(key._value_buffer.fileno())), 0, key.contentsize)
 
     def __len__(self) -> int:

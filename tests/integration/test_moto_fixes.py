@@ -354,6 +354,24 @@ def test_the_server_sends_an_object_or_a_range_of_it_without_reading_it_whole(se
         assert peak < 4 * MIB, (headers, peak)
 
 
+def test_the_server_sends_all_of_an_object_completed_from_parts(served: tuple[Any, str, int]) -> None:
+    # The parts are copied into the object's file through a buffered writer: its last bytes may still be
+    # in that buffer, not yet in the file a GET reads.
+    s3, host, port = served
+    s3.create_bucket(Bucket="joined")
+    parts = [bytes([1]) * (5 * MIB), b"tail" * 331]
+    upload = s3.create_multipart_upload(Bucket="joined", Key="k")["UploadId"]
+    answers = [
+        s3.upload_part(Bucket="joined", Key="k", UploadId=upload, PartNumber=n, Body=body)
+        for n, body in enumerate(parts, start=1)
+    ]
+    completed = [{"PartNumber": n, "ETag": a["ETag"]} for n, a in enumerate(answers, start=1)]
+    s3.complete_multipart_upload(Bucket="joined", Key="k", UploadId=upload, MultipartUpload={"Parts": completed})
+    url = urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": "joined", "Key": "k"}))
+    digest, _ = _get_traced(host, port, f"{url.path}?{url.query}", {})
+    assert digest == hashlib.sha256(b"".join(parts)).digest()
+
+
 def test_a_large_object_is_stored_and_its_etag_computed_without_another_copy_of_it(
     fixed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
