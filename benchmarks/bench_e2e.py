@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,74 @@ class CpuProfile:
         return {"own": best(self.own), "inclusive": best(self.inclusive)}
 
 
+# Enough frames to reach the product's or the local cloud's own code from the library line that allocated.
+FRAMES_TRACED = 8
+OUR_CODE = tuple(str(ROOT / part) for part in ("layers", "functions", "localcloud"))
+
+
+def _site(traceback: tracemalloc.Traceback) -> str:
+    """Where an allocation was made, and from which line of ours (when a library made it)."""
+
+    def name(frame: tracemalloc.Frame) -> str:
+        return f"{Path(frame.filename).name}:{frame.lineno}"
+
+    innermost = traceback[-1]  # tracemalloc keeps the most recent frame last
+    ours = next((frame for frame in reversed(traceback) if frame.filename.startswith(OUR_CODE)), None)
+    if ours is None or ours == innermost:
+        return name(innermost)
+    return f"{name(innermost)} from {name(ours)}"
+
+
+class MemoryTrace:
+    """Python's own allocations (tracemalloc) from the local cloud's start on: each phase's traced peak, and
+    the allocation sites that held the most when the traced memory was highest in it.
+
+    RSS can only say a phase raised the high-water mark; this says how much of that was live Python
+    objects and whose. Sampled (every `interval` seconds, a snapshot when the traced memory has grown by
+    `step` bytes past the phase's highest), so a site's figure is at or near the phase's peak.
+    """
+
+    def __init__(self, interval: float = 0.25, step: int = 2 * 2**20, sites: int = 4) -> None:
+        self.interval, self.step, self.sites = interval, step, sites
+        self.phases: dict[str, dict[str, Any]] = {}
+        self._best: tuple[int, Any] = (0, None)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-trace", daemon=True)
+
+    def start(self) -> None:
+        tracemalloc.start(FRAMES_TRACED)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            current = tracemalloc.get_traced_memory()[0]
+            with self._lock:
+                if current >= self._best[0] + self.step:
+                    self._best = (current, tracemalloc.take_snapshot())
+
+    def phase(self, name: str) -> None:
+        """Close the phase `name`: its traced peak and its top sites; the next phase starts afresh."""
+        peak = tracemalloc.get_traced_memory()[1]
+        with self._lock:
+            _, snapshot = self._best
+            self._best = (0, None)
+            tracemalloc.reset_peak()
+        sites: dict[str, int] = {}
+        if snapshot is not None:
+            traces = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            for stat in traces.statistics("traceback"):
+                site = _site(stat.traceback)
+                sites[site] = sites.get(site, 0) + stat.size
+        top = sorted(sites.items(), key=lambda kv: -kv[1])[: self.sites]
+        self.phases[name] = {"traced_peak_bytes": peak, "sites": top}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        tracemalloc.stop()
+
+
 def measure_batch(
     lines: int,
     *,
@@ -136,12 +205,15 @@ def measure_batch(
     poll_interval: float = 0.5,
     timeout: float = 1800.0,
     profile: bool = False,
+    trace_memory: bool = False,
 ) -> dict[str, Any]:
     """Run one batch of `lines` lines on a local cloud started in this process; what it cost.
 
     Answers {"lines", "cpu_seconds", "cpu_ms_per_line", "wall_seconds", "peak_rss_bytes", "polls",
     "status", "api_calls": {caller: {service: {operation: n}}}, "state_transitions": {state: n},
     "lambda": {function: {"invocations", "billed_ms", "memory_mb"}}}. One LocalCloud per process.
+    With `trace_memory`, also "memory_trace" (MemoryTrace.phases); tracing slows the run, so its CPU
+    and RSS figures are not the benchmark's.
     """
     # Before the local cloud's threads import handlers (see localcloud.preload).
     from localcloud.preload import preload_sdk
@@ -163,11 +235,16 @@ def measure_batch(
         profiler = CpuProfile() if profile else None
         if profiler is not None:
             profiler.__enter__()
+        tracer = MemoryTrace() if trace_memory else None
+        if tracer is not None:
+            tracer.start()
         cpu, wall = time.process_time(), time.perf_counter()
         # The high-water mark as each phase ends: which phase set the peak, for a missed target's detail.
         peaks = {"started": _peak_rss_bytes()}
         input_file_id = _upload(client, data)
         peaks["uploaded"] = _peak_rss_bytes()
+        if tracer is not None:
+            tracer.phase("uploaded")
         batch = client.batches.create(
             input_file_id=input_file_id, endpoint=ENDPOINT, completion_window="24h", extra_body={"job_id": cloud.job_id}
         )
@@ -180,6 +257,8 @@ def measure_batch(
             batch = client.batches.retrieve(batch.id)
             polls += 1
         peaks["ran"] = _peak_rss_bytes()
+        if tracer is not None:
+            tracer.phase("ran")
         # Streamed, as a client of a large output would: the run's memory is the cloud's, not a copy of its output.
         answered: Counter[str] = Counter()
         output_bytes = 0
@@ -191,6 +270,9 @@ def measure_batch(
                         answered[json.loads(line)["custom_id"]] += 1
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         peaks["downloaded"] = _peak_rss_bytes()
+        if tracer is not None:
+            tracer.phase("downloaded")
+            tracer.stop()
         if profiler is not None:
             profiler.__exit__()
         counted = metering.difference(metering.snapshot(), before)
@@ -211,16 +293,17 @@ def measure_batch(
         "polls": polls,
         **counted,
         **({"profile": profiler.top()} if profiler is not None else {}),
+        **({"memory_trace": tracer.phases} if tracer is not None else {}),
     }
 
 
-def _in_subprocess(lines: int) -> dict[str, Any]:
+def _in_subprocess(lines: int, *extra: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "result.json"
         log = Path(folder) / "log.txt"
         with log.open("w") as out:
             done = subprocess.run(  # noqa: S603  # this script, with our own interpreter
-                [sys.executable, __file__, "--measure", str(lines), "--result", str(result)],
+                [sys.executable, __file__, "--measure", str(lines), "--result", str(result), *extra],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False,
             )  # fmt: skip
         if done.returncode != 0:
@@ -257,17 +340,35 @@ def _phases(run: dict[str, Any]) -> str:
     return f"peak RSS MiB after each phase at {run['lines']:,} lines: {peaks}"
 
 
-def rows(small: dict[str, Any], large: dict[str, Any]) -> list[Row]:
+def _traced(run: dict[str, Any]) -> str:
+    """A traced run's Python peak in each phase and the sites that held the most at it."""
+
+    def mib(size: int) -> str:
+        return f"{size / 2**20:.1f}"
+
+    phases = "; ".join(
+        f"{phase} {mib(found['traced_peak_bytes'])}"
+        + (f" ({', '.join(f'{site} {mib(size)}' for site, size in found['sites'])})" if found["sites"] else "")
+        for phase, found in run["memory_trace"].items()
+    )
+    return f"traced Python peak MiB (over the started cloud) by phase at {run['lines']:,} lines: {phases}"
+
+
+def rows(
+    small: dict[str, Any], large: dict[str, Any], traced: tuple[dict[str, Any], dict[str, Any]] | None = None
+) -> list[Row]:
     """The two rows of docs/benchmarks.md: CPU per line and peak RSS, large over small."""
     cpu = large["cpu_ms_per_line"] / small["cpu_ms_per_line"]
     rss = large["peak_rss_bytes"] / small["peak_rss_bytes"]
     sizes = f"{large['lines']:,} / {small['lines']:,} lines"
     counts = f"small: {summary(small)}; large: {summary(large)}"
     cpu_detail = counts if cpu <= CPU_TARGET else f"missed by {cpu - CPU_TARGET:.2f}x; {counts}"
+    # The traced runs (made when the target is missed) say how much of the growth is live Python objects.
+    traces = "".join(f"; {_traced(run)}" for run in traced or ())
     rss_detail = (
         counts
         if rss <= RSS_TARGET
-        else f"missed by {rss - RSS_TARGET:.3f}x; {_phases(small)}; {_phases(large)}; {counts}"
+        else f"missed by {rss - RSS_TARGET:.3f}x; {_phases(small)}; {_phases(large)}{traces}; {counts}"
     )
     return [
         Row(
@@ -298,10 +399,14 @@ def main() -> None:
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help="sample where the CPU goes (in the results)")
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="with --measure: trace Python's allocations by phase (slower)"
+    )
     json_argument(parser)
     args = parser.parse_args()
     if args.measure:
-        args.result.write_text(json.dumps(measure_batch(args.measure, profile=args.profile)))
+        answer = measure_batch(args.measure, profile=args.profile, trace_memory=args.trace_memory)
+        args.result.write_text(json.dumps(answer))
         return
     small = _in_subprocess(args.small)
     print(summary(small), flush=True)
@@ -313,7 +418,13 @@ def main() -> None:
               f"{ {caller: calls_total(run, (caller,)) for caller in run['api_calls']} }")  # fmt: skip
         print(f"  state transitions: {run['state_transitions']}")
         print(f"  lambda: {run['lambda']}")
-    write_rows(args.json, rows(small, large))
+    traced = None
+    if large["peak_rss_bytes"] / small["peak_rss_bytes"] > RSS_TARGET:
+        # Missed: run both sizes again under tracemalloc, for the measured cause in the row's detail.
+        traced = (_in_subprocess(args.small, "--trace-memory"), _in_subprocess(args.large, "--trace-memory"))
+        for run in traced:
+            print(f"  {_traced(run)}")
+    write_rows(args.json, rows(small, large, traced))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,16 @@ are delivered only once it commits: on AWS a cancelled transaction wrote nothing
 Multipart completion without joining in memory: moto joined the parts into one buffer, joined them again
 for the default full-object checksum (CRC64NVME) and copied both once more: three copies of the object at
 once, the local cloud's peak memory when Finalize completed a 75 MB output file. Here the checksum is
-computed part by part and the parts are copied into the new object one at a time.
+computed a block at a time and the parts are copied into the new object one at a time.
+
+Objects read and stored in blocks: moto's server answered every GET, ranged ones too, with the whole
+object read into memory (and a range with a copy of its slice besides), so each worker's ranged read of
+its chunk held the whole input, and a client's download the whole output; storing an object took it
+into memory again before moving it to the object's file, and its ETag read it back in 16 MiB blocks.
+Here the server sends an object kept in a file from that file, a block at a time (from a descriptor of
+its own, so an object overwritten meanwhile is sent as it was, as S3 does), a large value goes straight
+to its file, and the ETag reads it in blocks. Objects held in memory (small ones) are sent as moto sends
+them. moto's in-process mock (no server) still answers bytes.
 
 DynamoDB answers written as the JSON they already are: moto's results for the item operations are dicts in
 DynamoDB's wire form (bytes aside), yet its model-driven serializer walks every attribute value through the
@@ -47,9 +56,11 @@ import copy
 import functools
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -89,7 +100,7 @@ class ServiceLock:
             return self._state.wait_for(lambda: self.waiting > 0, timeout=timeout)
 
 
-# A completed multipart upload is copied into its object this much at a time.
+# A completed multipart upload is copied into its object, and an object sent, this much at a time.
 COPY_BLOCK_BYTES = 1024 * 1024
 
 DYNAMODB_LOCK = ServiceLock("dynamodb")
@@ -97,6 +108,8 @@ S3_LOCK = ServiceLock("s3")
 
 # Deliveries held while the current thread is inside a request: callables run after it.
 _held = threading.local()
+# Set while moto's server (not the in-process mock) answers a request, and while it answers a GetObject.
+_serving = threading.local()
 _originals: dict[tuple[Any, str], Any] = {}
 _install_lock = threading.Lock()
 
@@ -367,6 +380,14 @@ class _FullObjectChecksum:
         return base64.b64encode(self.value.to_bytes(self.width, "big")).decode()
 
 
+def _blocks(key: Any) -> Iterator[bytes]:
+    """An object's bytes, COPY_BLOCK_BYTES at a time."""
+    with key.lock:
+        key._value_buffer.seek(0)
+        while block := key._value_buffer.read(COPY_BLOCK_BYTES):
+            yield block
+
+
 def _complete_multipart(original: Any) -> Any:
     """FakeMultipart.complete as moto has it, without joining the parts in memory (see the module docstring)."""
     import codecs
@@ -394,7 +415,8 @@ def _complete_multipart(original: Any) -> Any:
             if composite.checksum_type == "COMPOSITE":
                 composite.addPart(part.value)
             else:
-                full.add(part.value)
+                for block in _blocks(part):
+                    full.add(block)
             parts.append(part)
         if not parts:
             raise MalformedXML
@@ -409,19 +431,120 @@ def _complete_multipart(original: Any) -> Any:
     return complete
 
 
-def _value_from_parts(original: Any) -> Any:
-    """FakeKey.value, whose setter also takes _JoinedParts."""
+class _Descriptor:
+    """A descriptor of its own on an object's file: closed once no body reads it any more."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        weakref.finalize(self, os.close, fd)
+
+
+class _ObjectBody:
+    """Bytes [start, stop) of an object's file, as moto's server sends them: a block at a time.
+
+    moto sizes a GET's answer with len() and cuts its range with a slice; werkzeug iterates it.
+    """
+
+    def __init__(self, file: _Descriptor, start: int, stop: int) -> None:
+        self.file, self.start, self.stop = file, start, stop
+
+    @classmethod
+    def of(cls, key: Any) -> _ObjectBody:
+        with key.lock:
+            # What was written through the file's buffer (the last bytes of joined parts) is read from disk.
+            key._value_buffer.flush()
+            return cls(_Descriptor(os.dup(key._value_buffer.fileno())), 0, key.contentsize)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: slice) -> _ObjectBody:
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("an object's bytes are cut in one step")
+        return _ObjectBody(self.file, self.start + start, self.start + max(start, stop))
+
+    def __iter__(self) -> Iterator[bytes]:
+        position = self.start
+        while position < self.stop:
+            block = os.pread(self.file.fd, min(COPY_BLOCK_BYTES, self.stop - position), position)
+            if not block:
+                return
+            position += len(block)
+            yield block
+
+
+def _value_in_blocks(original: Any) -> Any:
+    """FakeKey.value: its setter also takes _JoinedParts, and stores large bytes straight into their file;
+    inside the server's GetObject, an object kept in a file is answered as an _ObjectBody."""
+
+    def get_value(self: Any) -> Any:
+        if getattr(_serving, "get_object", False) and getattr(self._value_buffer, "_rolled", False):
+            return _ObjectBody.of(self)
+        return original.fget(self)
 
     def set_value(self: Any, new_value: Any) -> None:
-        if not isinstance(new_value, _JoinedParts):
-            original.fset(self, new_value)
+        if isinstance(new_value, _JoinedParts):
+            self._value_buffer.seek(0)
+            self._value_buffer.truncate()
+            new_value.write_to(self._value_buffer)
+            self.contentsize = new_value.size
             return
-        self._value_buffer.seek(0)
-        self._value_buffer.truncate()
-        new_value.write_to(self._value_buffer)
-        self.contentsize = new_value.size
+        if isinstance(new_value, bytes | bytearray) and len(new_value) > self._max_buffer_size:
+            # SpooledTemporaryFile writes into memory first and only then moves it all to its file.
+            self._value_buffer.seek(0)
+            self._value_buffer.truncate()
+            self._value_buffer.rollover()
+            self._value_buffer.write(new_value)
+            self.contentsize = len(new_value)
+            return
+        original.fset(self, new_value)
 
-    return property(original.fget, set_value)
+    return property(get_value, set_value)
+
+
+def _etag_in_blocks(original: Any) -> Any:
+    """FakeKey.etag, reading the object COPY_BLOCK_BYTES at a time rather than 16 MiB."""
+    from moto.utilities.utils import md5_hash
+
+    def etag(self: Any) -> str:
+        if self._etag is None:
+            digest = md5_hash()
+            block = bytearray(COPY_BLOCK_BYTES)
+            view = memoryview(block)
+            self._value_buffer.seek(0)
+            while size := self._value_buffer.readinto(block):
+                digest.update(view[:size])
+            self._etag = digest.hexdigest()
+        return f'"{self._etag}"'
+
+    return property(etag)
+
+
+def _serving_requests(original: Any) -> Any:
+    """moto's server's request handler: what it answers goes to a socket, which can take it in blocks."""
+
+    @functools.wraps(original)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _serving.server = True
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _serving.server = False
+
+    return call
+
+
+def _streamed_get_object(original: Any) -> Any:
+    @functools.wraps(original)
+    def get_object(self: Any) -> Any:
+        _serving.get_object = getattr(_serving, "server", False)
+        try:
+            return original(self)
+        finally:
+            _serving.get_object = False
+
+    return get_object
 
 
 # The item operations, whose results are wire-form dicts of items (see DynamoResult in moto.dynamodb.responses).
@@ -468,6 +591,7 @@ def _cached_routing(original: Any) -> Any:
 def install() -> None:
     """Serialize moto's DynamoDB and S3, journal its transactions, deliver events after the request (idempotent)."""
     from moto.awslambda.models import LambdaBackend
+    from moto.core.utils import convert_to_flask_response
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import StreamRecord, Table
     from moto.dynamodb.responses import DynamoHandler
@@ -484,7 +608,10 @@ def install() -> None:
         for name in ("key_response", "bucket_response"):
             _patch(S3Response, name, _serialized(S3_LOCK))
         _patch(FakeMultipart, "complete", _complete_multipart)
-        _patch(FakeKey, "value", _value_from_parts)
+        _patch(FakeKey, "value", _value_in_blocks)
+        _patch(FakeKey, "etag", _etag_in_blocks)
+        _patch(S3Response, "get_object", _streamed_get_object)
+        _patch(convert_to_flask_response, "__call__", _serving_requests)
         _patch(LambdaBackend, "send_dynamodb_items", _held_stream_delivery)
         _patch(Table, "create_from_cloudformation_json", streams.table_from_cloudformation)
         _patch(StreamRecord, "__init__", streams.record_with_identity)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from batchline import batches, files, result_lines
+from batchline.data.objects import Writer
 from batchline.finalizing import finalize
 from batchline.layout import file_key
 from batchline.models import BatchCreate, BatchObject, BatchRecord, Chunk, public
@@ -259,6 +261,50 @@ def test_the_result_writer_streams_large_files_as_a_multipart_upload(store: Stor
     head = store.objects.client.head_object(Bucket=store.objects.bucket, Key="files/t/large.jsonl")
     assert head["ETag"].strip('"').endswith("-2")  # two parts: 8 MiB, then the last 4 MiB
     assert b"".join(store.objects.stream("files/t/large.jsonl")) == b"".join(blocks)
+
+
+def test_a_block_of_a_whole_part_goes_up_as_it_is_not_through_the_buffer(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finalize writes each worker's part file (up to ~8 MiB) whole: buffering it took two more copies.
+    blocks = [bytes([1]) * (8 * 1024 * 1024), bytes([2]) * (9 * 1024 * 1024), b"tail"]
+    client = store.objects.client
+    bodies: list[Any] = []
+    real = client.upload_part
+
+    def upload_part(**params: Any) -> Any:
+        bodies.append(params["Body"])
+        return real(**params)
+
+    monkeypatch.setattr(client, "upload_part", upload_part)
+    writer = store.objects.writer("files/t/parts.jsonl")
+    for block in blocks:
+        writer.write(block)
+    assert writer.close() == sum(len(block) for block in blocks)
+    assert [body is block for body, block in zip(bodies, blocks, strict=True)] == [True, True, False]
+    assert b"".join(store.objects.stream("files/t/parts.jsonl")) == b"".join(blocks)
+
+
+def test_the_writer_holds_one_part_not_a_copy_of_it_besides() -> None:
+    # Assembling an upload writes 1 MiB reads into the buffer; bytes(buffer) for upload_part held it twice.
+    class Parts:
+        def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
+            return {"UploadId": "u"}
+
+        def upload_part(self, **params: Any) -> dict[str, Any]:
+            return {"ETag": f'"{len(params["Body"])}"'}
+
+    block = b"x" * (1024 * 1024)
+    writer = Writer(Parts(), "bucket", "key", content_type="application/jsonl")
+    tracemalloc.start()
+    try:
+        for _ in range(Writer.PART_BYTES // len(block)):
+            writer.write(block)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert writer.held == 0  # the part went up
+    assert peak < 1.5 * Writer.PART_BYTES, peak
 
 
 def test_a_small_result_is_one_put_and_an_aborted_writer_leaves_nothing(store: Store) -> None:

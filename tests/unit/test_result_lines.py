@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 from batchline.providers import Outcome
 from batchline.result_lines import FAILED, result_line, unsent_line
@@ -48,3 +49,20 @@ def test_batch_request_ids_are_unique_and_in_openai_form() -> None:
     ids = [json.loads(result_line(str(i), Outcome.answer(200, {})))["id"] for i in range(1000)]
     assert len(set(ids)) == 1000
     assert all(i.startswith("batch_req_") and len(i) == len("batch_req_") + 24 for i in ids)
+
+
+def test_a_line_takes_the_memory_of_its_bytes_not_of_the_encoders_buffer() -> None:
+    # The worker bounds what an invocation holds by the lines' lengths; orjson hands back its whole
+    # output buffer (4 KiB for a line of a few hundred bytes), so that bound was ~9x low in memory.
+    answer = Outcome.answer(200, {"choices": [{"message": {"content": "A tip about batch jobs."}}], "n": 1}, "req_1")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        lines = [result_line(f"request-{i}", answer) for i in range(1000)]
+        lines += [unsent_line(f"request-{i}", FAILED, "batch_req_1") for i in range(1000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    payload = sum(len(line) for line in lines)
+    # Each bytes object has a ~33-byte header, and the list its pointers.
+    assert held < payload + 64 * len(lines), (held, payload)

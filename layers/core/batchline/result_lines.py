@@ -25,9 +25,13 @@ _MESSAGES = {
 def _dump(line: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON and a newline; a non-finite number (which JSON cannot hold) is null."""
     try:
-        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        dumped = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError:
         pass  # a lone surrogate, or an integer past 64 bits: json writes those
+    else:
+        # orjson answers its whole output buffer (4 KiB at least); a worker holds thousands of lines
+        # and bounds them by their length, so each is kept in a copy of its own size.
+        return bytes(memoryview(dumped))
     text = json.dumps(line, ensure_ascii=False, separators=(",", ":"))
     try:
         return text.encode() + b"\n"

@@ -225,8 +225,13 @@ class Writer:
         return len(self._buffer)
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
         self.size += len(data)
+        if not self._buffer and len(data) >= self.PART_BYTES:
+            # A whole part already (Finalize writes each worker's part file whole): sent as it is, since
+            # buffering it would hold two more copies of it.
+            self._send_part(data)
+            return
+        self._buffer += data
         if len(self._buffer) >= self.PART_BYTES:
             self.flush()
 
@@ -239,13 +244,17 @@ class Writer:
 
     def flush(self) -> None:
         """Send what is held as the next part (it must be at least 5 MiB unless it is the last)."""
+        # The buffer itself, not a copy of it; a new one follows (botocore may still hold a view of it).
+        self._send_part(self._buffer)
+        self._buffer = bytearray()
+
+    def _send_part(self, data: bytes | bytearray) -> None:
         upload_id = self._multipart()
         number = len(self._parts) + 1
         answer = self._s3.upload_part(
-            Bucket=self._bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=bytes(self._buffer)
+            Bucket=self._bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
         )
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-        self._buffer.clear()
 
     def copy_part(self, source_key: str, start: int, end: int, *, if_match: str | None = None) -> None:
         """S3 copies bytes [start, end) of an object of this bucket as the next part; Changed if If-Match fails."""
