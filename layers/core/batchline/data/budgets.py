@@ -298,13 +298,8 @@ class Budgets:
         there = "attribute_not_exists(sk)" if previous is None else "attribute_exists(sk)"
         item = lease_item(job_id, holding.holder, lease)
         if taken == 0 and not moved:
-            # Only its times: the room does not move.
-            written = (
-                self._table.put_if(
-                    item, conditions.Attr("sk").not_exists() if previous is None else conditions.Attr("sk").exists()
-                )
-                is None
-            )
+            # Only its times (so it holds a lease already): the room does not move.
+            written = self._table.put_if(item, conditions.Attr("sk").exists()) is None
         else:
             reasons = self._table.transact(
                 ("Put", {"Item": item, "ConditionExpression": there}), self._room_update(job_id, -taken, moved=moved)
