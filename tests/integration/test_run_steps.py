@@ -263,28 +263,6 @@ def test_the_result_writer_streams_large_files_as_a_multipart_upload(store: Stor
     assert b"".join(store.objects.stream("files/t/large.jsonl")) == b"".join(blocks)
 
 
-def test_a_block_of_a_whole_part_goes_up_as_it_is_not_through_the_buffer(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Finalize writes each worker's part file (up to ~8 MiB) whole: buffering it took two more copies.
-    blocks = [bytes([1]) * (8 * 1024 * 1024), bytes([2]) * (9 * 1024 * 1024), b"tail"]
-    client = store.objects.client
-    bodies: list[Any] = []
-    real = client.upload_part
-
-    def upload_part(**params: Any) -> Any:
-        bodies.append(params["Body"])
-        return real(**params)
-
-    monkeypatch.setattr(client, "upload_part", upload_part)
-    writer = store.objects.writer("files/t/parts.jsonl")
-    for block in blocks:
-        writer.write(block)
-    assert writer.close() == sum(len(block) for block in blocks)
-    assert [body is block for body, block in zip(bodies, blocks, strict=True)] == [True, True, False]
-    assert b"".join(store.objects.stream("files/t/parts.jsonl")) == b"".join(blocks)
-
-
 def test_the_writer_holds_one_part_not_a_copy_of_it_besides() -> None:
     # Assembling an upload writes 1 MiB reads into the buffer; bytes(buffer) for upload_part held it twice.
     class Parts:

@@ -61,8 +61,11 @@ Publish = Callable[[str, dict[str, Any]], None]
 EVENT_DETAIL_BYTES = 250_000
 # What a kept segment counts, by the names its item and the batch's counters share.
 UNCOMMITTED_COUNTS = ("completed", "failed", *USAGE_PATHS)
-# Part files read at once while the earlier ones are written: each is at most a worker's segment_bytes.
-PARTS_READ_AHEAD = 4
+# Part files opened while an earlier one is written: their GETs' waits for a first byte overlap the
+# writes, and their bytes come as they are written, READ_BLOCK at a time (a part is up to a worker's
+# segment_bytes: read ahead whole, 4 of them were finalize's largest allocation).
+PARTS_OPEN_AHEAD = 4
+READ_BLOCK = 1024 * 1024
 
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
@@ -248,18 +251,29 @@ def _answer_left(store: Store, batch: BatchRecord, left: _Left, err: Writer, uns
 
 
 def _write_in_order(store: Store, steps: list[tuple[str, Writer] | Callable[[], None]]) -> None:
-    """Run the steps in order; the part files are read a few ahead, in threads, while earlier ones are written."""
+    """Run the steps in order; the part files are opened a few ahead, in threads, while earlier ones are written."""
     parts = iter([step for step in steps if isinstance(step, tuple)])
-    with ThreadPoolExecutor(PARTS_READ_AHEAD) as pool:
-        ahead: deque[Future[bytes]] = deque()
-        for step in steps:
-            if not isinstance(step, tuple):
-                step()
-                continue
-            while len(ahead) < PARTS_READ_AHEAD and (part := next(parts, None)) is not None:
-                # In the invocation's context: its log keys (and, locally, its role) go with the read.
-                ahead.append(pool.submit(contextvars.copy_context().run, store.objects.read_all, part[0]))
-            step[1].write(ahead.popleft().result())
+    with ThreadPoolExecutor(PARTS_OPEN_AHEAD) as pool:
+        ahead: deque[Future[Any]] = deque()
+        try:
+            for step in steps:
+                if not isinstance(step, tuple):
+                    step()
+                    continue
+                while len(ahead) < PARTS_OPEN_AHEAD and (part := next(parts, None)) is not None:
+                    # In the invocation's context: its log keys (and, locally, its role) go with the GET.
+                    ahead.append(pool.submit(contextvars.copy_context().run, store.objects.open, part[0]))
+                body = ahead.popleft().result()
+                try:
+                    for block in body.iter_chunks(READ_BLOCK):
+                        step[1].write(block)
+                finally:
+                    body.close()
+        finally:
+            # After a failure, the bodies opened ahead give their connections back.
+            for future in ahead:
+                if not future.cancel() and future.exception() is None:
+                    future.result().close()
 
 
 def _missing(exc: ClientError) -> bool:

@@ -226,11 +226,6 @@ class Writer:
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
-        if not self._buffer and len(data) >= self.PART_BYTES:
-            # A whole part already (Finalize writes each worker's part file whole): sent as it is, since
-            # buffering it would hold two more copies of it.
-            self._send_part(data)
-            return
         self._buffer += data
         if len(self._buffer) >= self.PART_BYTES:
             self.flush()
