@@ -231,6 +231,7 @@ def measure_batch(
 
         logger.setLevel("WARNING")
         client = OpenAI(base_url=cloud.base_url, api_key=cloud.api_key, max_retries=0)
+        metering.reset()  # the most invocations at once are the window's own
         before = metering.snapshot()
         profiler = CpuProfile() if profile else None
         if profiler is not None:
@@ -330,7 +331,7 @@ def summary(run: dict[str, Any]) -> str:
         f"{run['lines']} lines: {run['cpu_seconds']:.1f} s CPU ({run['cpu_ms_per_line']:.2f} ms/line), "
         f"{run['wall_seconds']:.1f} s wall, peak RSS {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
         f"{calls_total(run)} AWS calls, {sum(run['state_transitions'].values())} state transitions, "
-        f"invocations {invocations}"
+        f"invocations {invocations}, most at once {run.get('most_at_once', {})}"
     )
 
 

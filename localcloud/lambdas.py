@@ -378,7 +378,7 @@ def invoke(function: LocalFunction, event: Any, request_id: str | None = None) -
     try:
         handler = load_handler(function)
         apply_environment(function.environment)
-        with iam.acting_as(function.principal), thread_event_loop():
+        with metering.running(function.logical_id), iam.acting_as(function.principal), thread_event_loop():
             result = handler(event, LambdaContext(function, request_id))
         try:
             payload = json.dumps(result)

@@ -13,17 +13,20 @@ Counted where the local cloud sees them, for the whole process (one LocalCloud p
   attempt (AWS bills each of them for Standard workflows), by state name (localcloud.stepfunctions).
 - Lambda invocations by function (logical id): how many, billed duration (each rounded up to 1 ms, as
   Lambda bills) and the function's configured memory. The api function counts one invocation per HTTP
-  request uvicorn serves for it, as API Gateway invokes it per request.
+  request uvicorn serves for it, as API Gateway invokes it per request. Also the most of each function
+  running at once since the last `reset()`: not billed, but this one process holds what they all hold.
 
 `snapshot()` gives plain data; a measurement takes one before and one after and subtracts (`difference`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 _lock = threading.Lock()
@@ -32,6 +35,10 @@ _transitions: Counter[str] = Counter()
 _invocations: Counter[str] = Counter()
 _billed_ms: Counter[str] = Counter()
 _memory_mb: dict[str, int] = {}
+# Invocations of each function running now, and the most at once since the last reset: on AWS each
+# has a sandbox of its own, here they share one process, whose memory grows with how many run together.
+_running: Counter[str] = Counter()
+_most_at_once: Counter[str] = Counter()
 
 UNATTRIBUTED = "unattributed"
 
@@ -57,12 +64,27 @@ def invoked(function: str, memory_mb: int, elapsed_seconds: float) -> None:
         _memory_mb[function] = memory_mb
 
 
+@contextlib.contextmanager
+def running(function: str) -> Iterator[None]:
+    """One invocation of `function` runs for the duration of the block."""
+    with _lock:
+        _running[function] += 1
+        _most_at_once[function] = max(_most_at_once[function], _running[function])
+    try:
+        yield
+    finally:
+        with _lock:
+            _running[function] -= 1
+
+
 def reset() -> None:
-    """Forget everything counted."""
+    """Forget everything counted (the most at once restarts from those running now)."""
     with _lock:
         for counter in (_calls, _transitions, _invocations, _billed_ms):
             counter.clear()
         _memory_mb.clear()
+        _most_at_once.clear()
+        _most_at_once.update(+_running)
 
 
 def snapshot() -> dict[str, Any]:
@@ -78,6 +100,7 @@ def snapshot() -> dict[str, Any]:
                 name: {"invocations": _invocations[name], "billed_ms": _billed_ms[name], "memory_mb": _memory_mb[name]}
                 for name in sorted(_invocations)
             },
+            "most_at_once": dict(sorted((+_most_at_once).items())),
         }
 
 
@@ -104,7 +127,13 @@ def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
                 "billed_ms": usage["billed_ms"] - earlier["billed_ms"],
                 "memory_mb": usage["memory_mb"],
             }
-    return {"api_calls": calls, "state_transitions": transitions, "lambda": functions}
+    # A high-water mark does not subtract: the window's is the one since the last reset.
+    return {
+        "api_calls": calls,
+        "state_transitions": transitions,
+        "lambda": functions,
+        "most_at_once": after.get("most_at_once", {}),
+    }
 
 
 class Invocations:
@@ -121,7 +150,8 @@ class Invocations:
             return
         started = time.monotonic()
         try:
-            await self.app(scope, receive, send)
+            with running(self.function):
+                await self.app(scope, receive, send)
         finally:
             invoked(self.function, self.memory_mb, time.monotonic() - started)
 

@@ -48,3 +48,20 @@ def test_calls_are_counted_by_caller_service_and_operation(s3: Any) -> None:
         "WriterFunction": {"s3": {"PutObject": 1, "GetObject": 1}},
         metering.UNATTRIBUTED: {"s3": {"HeadObject": 1}},
     }
+
+
+def test_the_most_invocations_of_a_function_running_at_once_are_kept_since_the_last_reset() -> None:
+    # In AWS each runs in its own sandbox; here they share one process, whose memory grows with them.
+    metering.reset()
+    with metering.running("WorkerFunction"), metering.running("WorkerFunction"):
+        with metering.running("PlanFunction"):
+            pass
+        with metering.running("WorkerFunction"):
+            pass
+    with metering.running("WorkerFunction"):
+        pass
+    assert metering.snapshot()["most_at_once"] == {"PlanFunction": 1, "WorkerFunction": 3}
+    metering.reset()
+    with metering.running("WorkerFunction"):
+        pass
+    assert metering.snapshot()["most_at_once"] == {"WorkerFunction": 1}
