@@ -189,10 +189,11 @@ def copy_as_shipped(api_env: dict[str, str], where: Path) -> tuple[Path, Path, P
 
 
 # What is left of the api's extra import time, by package, and why its first answer needs it: what could
-# be deferred was (boto3 and all it loads, the models' validators, the OpenAPI error entries' serializers).
+# be deferred was (boto3 and all it loads, the models' validators, the OpenAPI error entries' serializers,
+# the routes of the routers the first request does not reach).
 NEEDED = {
-    "routes": "FastAPI declaring the api's routes: their dependencies and answer models, and a router's again "
-    "at its first request",
+    "routes": "the api's route modules (FastAPI builds their routes when a request first reaches their router, "
+    "routes/deferred.py: the first answer builds those of the files router)",
     "batchline": "the core's models (their classes; validators are built on first use) and what the first "
     "request builds (settings, store, authenticator)",
     "pydantic_settings": "the api's settings, read on every request",

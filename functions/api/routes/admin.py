@@ -16,9 +16,10 @@ from batchline.models import (
     TenantUpdate,
 )
 from batchline.tenants import create_tenant
+from routes.deferred import DeferredRoute
 from routes.deps import Admin, After, AuthenticatorDep, PageSize, StoreDep, errors, page
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=DeferredRoute)
 
 
 def _shown(record: ApiKeyRecord, key: str | None = None) -> ApiKeyObject:

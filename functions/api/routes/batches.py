@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from batchline import batches
 from batchline.models import BatchCreate, BatchObject, Page, public
 from batchline.observability import metrics
+from routes.deferred import DeferredRoute
 from routes.deps import (
     RATE_LIMITED,
     After,
@@ -23,7 +24,7 @@ from routes.deps import (
     page,
 )
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=RATE_LIMITED)
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=RATE_LIMITED, route_class=DeferredRoute)
 
 
 @router.post("", response_model=BatchObject, responses=errors(404, 409, 422))

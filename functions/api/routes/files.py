@@ -24,6 +24,7 @@ from batchline.models import (
     public,
 )
 from batchline.observability import metrics
+from routes.deferred import DeferredRoute
 from routes.deps import (
     RATE_LIMITED,
     After,
@@ -36,7 +37,7 @@ from routes.deps import (
     page,
 )
 
-router = APIRouter(prefix="/v1/files", tags=["files"], responses=RATE_LIMITED)
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=RATE_LIMITED, route_class=DeferredRoute)
 
 # Long enough to start a large download, short enough that a leaked link soon stops working.
 CONTENT_LINK_SECONDS = 900

@@ -8,9 +8,10 @@ from fastapi import APIRouter
 
 from batchline import jobs
 from batchline.models import Deleted, JobCreate, JobObject, Page, public
+from routes.deferred import DeferredRoute
 from routes.deps import Admin, After, PageSize, SettingsDep, StoreDep, TenantId, errors, page
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=DeferredRoute)
 
 
 @router.post("", response_model=JobObject, responses=errors(404, 422))

@@ -7,9 +7,10 @@ from fastapi import APIRouter
 from batchline import jobs
 from batchline.errors import NotFound
 from batchline.models import ModelObject, Page
+from routes.deferred import DeferredRoute
 from routes.deps import StoreDep, TenantId, errors, page
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=DeferredRoute)
 
 
 @router.get("", response_model=Page[ModelObject], responses=errors(429))

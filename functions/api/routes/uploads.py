@@ -10,9 +10,10 @@ from fastapi import APIRouter, File, UploadFile
 from batchline import uploads
 from batchline.models import PresignedUpload, UploadComplete, UploadCreate, UploadObject, UploadPartObject
 from batchline.observability import metrics
+from routes.deferred import DeferredRoute
 from routes.deps import RATE_LIMITED, SettingsDep, StoreDep, TenantId, errors
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=RATE_LIMITED)
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=RATE_LIMITED, route_class=DeferredRoute)
 
 _PRESIGNED_DESCRIPTION = """\
 Batchline extension, for clients that can PUT straight to S3 (files up to 200 MB, no parts):

@@ -66,9 +66,10 @@ class Strict(Model):
     Types are strict, as OpenAI's are: `"3600"` is not a number, `1` is not a string. The same models
     are read back from DynamoDB, whose numbers are Decimals; those alone are converted first.
 
-    Built at import, unlike other models: FastAPI builds a request body's adapter when its route is
-    declared, silencing a pydantic warning about the field it wraps the body in; deferred, the adapter
-    would be built at the first request, warning then.
+    A request body is built at import, unlike other models: FastAPI builds a body's adapter when it
+    builds its route, silencing a pydantic warning about the field it wraps the body in; deferred, the
+    adapter would be built at the body's first validation, warning then. The parts of a body, and answers
+    that extend one, are deferred again (`NOT_A_BODY`).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=False)
@@ -79,7 +80,14 @@ class Strict(Model):
         return _from_dynamodb(data)
 
 
+# A Strict model FastAPI never reads as a request body (a part of one, or an answer that extends one):
+# built with the body that holds it, or when first used, as the other models are.
+NOT_A_BODY = ConfigDict(defer_build=True)
+
+
 class ExpiresAfter(Strict):
+    model_config = NOT_A_BODY
+
     anchor: Literal["created_at"] = Field(description="Only `created_at` is supported.")
     seconds: int = Field(ge=MIN_EXPIRY_SECONDS, le=MAX_EXPIRY_SECONDS, description="Lifetime in seconds.")
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model
 
 from batchline.models.common import (
     DEFAULT_ENDPOINTS,
+    NOT_A_BODY,
     CanonicalEndpoint,
     CompletionWindow,
     Model,
@@ -18,6 +19,8 @@ from batchline.models.common import (
 
 
 class OpenAIProvider(Strict):
+    model_config = NOT_A_BODY
+
     type: Literal["openai"]
     base_url: str = Field(
         min_length=1,
@@ -31,6 +34,8 @@ class OpenAIProvider(Strict):
 
 
 class BedrockProvider(Strict):
+    model_config = NOT_A_BODY
+
     type: Literal["bedrock"]
     region: str = Field(min_length=1, max_length=32)
     model_id: str = Field(min_length=1, max_length=2048, description="A model id or ARN (Bedrock: at most 2048).")
@@ -38,6 +43,8 @@ class BedrockProvider(Strict):
 
 class MockProvider(Strict):
     """Deterministic answers for demos and tests; never a real model."""
+
+    model_config = NOT_A_BODY
 
     type: Literal["mock"]
     latency_ms: int = Field(default=0, ge=0, le=60_000)
@@ -52,6 +59,8 @@ MAX_MODEL_ALIASES = 32
 
 
 class Sla(Strict):
+    model_config = NOT_A_BODY
+
     completion_window: CompletionWindow = "unlimited"
     max_concurrency: int = Field(default=50, ge=1, le=10_000, description="Requests in flight for a batch.")
     # Chunks are sized to the concurrency (cheapest); small ones isolate lines from each other's faults.
@@ -110,6 +119,7 @@ class JobObject(JobCreate):
 
     model_config = ConfigDict(
         extra="ignore",
+        **NOT_A_BODY,
         **example({**JOB_EXAMPLE, "id": "job-1a2b3c4d", "object": "job", "created_at": 1764547200}),
     )
 

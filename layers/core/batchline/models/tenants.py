@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from batchline.models.common import Model, ObjectId, Strict, example
+from batchline.models.common import NOT_A_BODY, Model, ObjectId, Strict, example
 
 # A tenant's enqueued requests can never exceed what one account's batches could hold.
 MAX_ENQUEUED_REQUESTS = 1_000_000_000
@@ -23,6 +23,8 @@ class TenantLimits(Model):
 
 class TenantLimitsUpdate(Strict):
     """Limits as an admin sets them: whole numbers (`"5"` is refused, as 5.0 is)."""
+
+    model_config = NOT_A_BODY
 
     # One window item takes every request of its key in that second: DynamoDB writes one item at most
     # 1,000 times a second, so no key can be counted beyond that.
