@@ -106,3 +106,23 @@ def test_the_api_builds_only_the_routes_of_the_router_its_first_request_reaches(
     # Then only the files router's routes were built, for that request
     assert answer["status"] == 401 and answer["routes"] > 25
     assert answer["built"] == ["/v1/files", "/v1/files/{file_id}", "/v1/files/{file_id}/content"]
+
+
+def test_a_deferred_route_whose_declaration_is_wrong_fails_at_every_read_not_only_the_first() -> None:
+    # A failed build had already set some of the route's attributes: the next read found a half-built route.
+    code = (
+        "import json\n"
+        "from routes.deferred import DeferredRoute\n"
+        "class NotAModel: pass\n"
+        "def endpoint(n: int) -> int: return n\n"
+        "route = DeferredRoute('/n', endpoint, response_model=NotAModel, methods=['GET'])\n"
+        "errors = []\n"
+        "for name in ('dependant', 'dependant', 'response_field'):\n"
+        "    try:\n"
+        "        getattr(route, name)\n"
+        "        errors.append(None)\n"
+        "    except Exception as exc:\n"
+        "        errors.append(type(exc).__name__)\n"
+        "print(json.dumps(errors))\n"
+    )
+    assert json.loads(run_in_function("api", code, {})) == ["FastAPIError"] * 3

@@ -42,5 +42,12 @@ class DeferredRoute(APIRoute):
             if declaration is not None:
                 self._declaration = None
                 path, endpoint, declared = declaration
-                super().__init__(path, endpoint, **declared)
+                before = dict(self.__dict__)
+                try:
+                    super().__init__(path, endpoint, **declared)
+                except BaseException:
+                    # Not half built: every read raises the declaration's error again, as the first did.
+                    self.__dict__.clear()
+                    self.__dict__.update(before, _declaration=declaration)
+                    raise
         return object.__getattribute__(self, name)
