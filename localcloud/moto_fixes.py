@@ -547,6 +547,32 @@ def _streamed_get_object(original: Any) -> Any:
     return get_object
 
 
+def _body_in_one_read(original: Any) -> Any:
+    """werkzeug's LimitedStream.readall, for a body of known length: one read into one bytes object.
+
+    werkzeug reads 64 KiB blocks into a bytearray and copies that into bytes at the end, so each part
+    a worker or Finalize PUTs (up to 8 MiB) was held twice while it arrived. A buffered socket file's
+    read(n) fills one bytes object of n and waits for all of it, as the loop did.
+    """
+
+    @functools.wraps(original)
+    def readall(self: Any) -> bytes:
+        if self.is_exhausted or self._limit_is_max or not hasattr(self._stream, "read"):
+            return bytes(original(self))
+        remaining = self.limit - self._pos
+        try:
+            data: bytes = self._stream.read(remaining)
+        except (OSError, ValueError) as exc:
+            self.on_disconnect(error=exc)
+            return b""
+        self._pos += len(data)
+        if len(data) < remaining:
+            self.on_disconnect()  # the client went away before the body's end: werkzeug raises
+        return data
+
+    return readall
+
+
 # The item operations, whose results are wire-form dicts of items (see DynamoResult in moto.dynamodb.responses).
 _PLAIN_DYNAMODB_ACTIONS = frozenset(
     {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "TransactGetItems"}
@@ -599,6 +625,7 @@ def install() -> None:
     from moto.s3 import notifications
     from moto.s3.models import FakeKey, FakeMultipart
     from moto.s3.responses import S3Response
+    from werkzeug.wsgi import LimitedStream
 
     with _install_lock:
         _patch(DomainDispatcherApplication, "get_backend_for_host", _cached_routing)
@@ -612,6 +639,7 @@ def install() -> None:
         _patch(FakeKey, "etag", _etag_in_blocks)
         _patch(S3Response, "get_object", _streamed_get_object)
         _patch(convert_to_flask_response, "__call__", _serving_requests)
+        _patch(LimitedStream, "readall", _body_in_one_read)
         _patch(LambdaBackend, "send_dynamodb_items", _held_stream_delivery)
         _patch(Table, "create_from_cloudformation_json", streams.table_from_cloudformation)
         _patch(StreamRecord, "__init__", streams.record_with_identity)
