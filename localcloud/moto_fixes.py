@@ -547,6 +547,26 @@ def _streamed_get_object(original: Any) -> Any:
     return get_object
 
 
+def _apps_without_debug(original: Any) -> Any:
+    """DomainDispatcherApplication.get_application: the Flask app of each service, out of debug mode.
+
+    moto creates them in debug mode, where Flask's check of request.files closes the request into a
+    class of its own (flask.debughelpers.attach_enctype_error_multidict): a reference cycle, so every
+    request, and the body it read, lived on until the garbage collector's next full pass. Set as each
+    app is looked up, since the server (and apps already made) may predate install().
+    """
+
+    @functools.wraps(original)
+    def get_application(self: Any, environ: dict[str, Any]) -> Any:
+        app = original(self, environ)
+        if app.debug:
+            app.debug = False
+            app.config["PROPAGATE_EXCEPTIONS"] = True  # what debug mode gave: a moto error is not swallowed
+        return app
+
+    return get_application
+
+
 def _body_in_one_read(original: Any) -> Any:
     """werkzeug's LimitedStream.readall, for a body of known length: one read into one bytes object.
 
@@ -640,6 +660,7 @@ def install() -> None:
         _patch(S3Response, "get_object", _streamed_get_object)
         _patch(convert_to_flask_response, "__call__", _serving_requests)
         _patch(LimitedStream, "readall", _body_in_one_read)
+        _patch(DomainDispatcherApplication, "get_application", _apps_without_debug)
         _patch(LambdaBackend, "send_dynamodb_items", _held_stream_delivery)
         _patch(Table, "create_from_cloudformation_json", streams.table_from_cloudformation)
         _patch(StreamRecord, "__init__", streams.record_with_identity)
