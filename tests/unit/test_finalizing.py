@@ -10,7 +10,6 @@ from typing import Any
 from batchline import finalizing
 
 PART = 8 * 1024 * 1024  # a worker's largest part file (its segment_bytes)
-BLOCK = 64 * 1024
 
 
 class Body:
@@ -22,9 +21,6 @@ class Body:
     def iter_chunks(self, chunk_size: int = 1024) -> Iterator[bytes]:
         for start in range(0, self.size, chunk_size):
             yield bytes([self.fill]) * min(chunk_size, self.size - start)
-
-    def read(self) -> bytes:
-        return b"".join(self.iter_chunks(BLOCK))
 
     def close(self) -> None:
         self.closed = True
@@ -39,13 +35,6 @@ class Objects:
     def open(self, key: str, *, version_id: str | None = None) -> Body:
         self.bodies.append(Body(int(key), PART))
         return self.bodies[-1]
-
-    def read_all(self, key: str) -> bytes:
-        body = self.open(key)
-        try:
-            return body.read()
-        finally:
-            body.close()
 
 
 class Sink:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,13 @@ print(json.dumps({"status": status, "loaded": sorted(m for m in sys.modules if m
 """
 
 
+def after_first_answer(probe: str) -> dict[str, Any]:
+    """Run FIRST_ANSWER in the api function, then `probe` (which prints JSON) instead of its own print."""
+    code = FIRST_ANSWER.split("print(", 1)[0] + probe
+    answer: dict[str, Any] = json.loads(run_in_function("api", code, {"POWERTOOLS_TRACE_DISABLED": "true"}))
+    return answer
+
+
 def test_the_api_answers_a_request_that_never_reaches_aws_without_importing_the_aws_sdk() -> None:
     # Given the api function with tracing off (with it on, X-Ray patches botocore, which imports it),
     # and what boto3 brings with it: over 100 ms of its cold start (s3transfer brings multiprocessing)
@@ -73,7 +81,7 @@ def test_the_api_builds_no_model_its_first_answer_does_not_use() -> None:
     # Given the core's models (every boundary of every function) and settings (one per function): a
     # function uses a few; building each one's validator and serializer at import was 30 ms of the api's
     # cold start
-    code = FIRST_ANSWER.split("print(", 1)[0] + (
+    probe = (
         "import pydantic, batchline.config as config, batchline.models as models\n"
         "found = [getattr(m, n) for m in (config, models) for n in dir(m)]\n"
         "ours = {c for c in found if isinstance(c, type) and issubclass(c, pydantic.BaseModel)\n"
@@ -82,7 +90,7 @@ def test_the_api_builds_no_model_its_first_answer_does_not_use() -> None:
         "print(json.dumps({'status': status, 'models': len(ours), 'built': sorted(c.__name__ for c in built)}))\n"
     )
     # When the api is imported and answers a request without an API key (401)
-    answer = json.loads(run_in_function("api", code, {"POWERTOOLS_TRACE_DISABLED": "true"}))
+    answer = after_first_answer(probe)
     # Then of them only the api's settings were built, besides the request bodies (built at import for
     # FastAPI's sake, not their parts nor the answers that extend them) and the generic list envelope
     # (pydantic builds it to make a route's `Page[FileObject]`): FastAPI builds its own for the answers
@@ -95,14 +103,14 @@ def test_the_api_builds_only_the_routes_of_the_router_its_first_request_reaches(
     # Given the api's routes, about 2 ms each to build (a validator for each parameter, their answers'
     # serializers), which FastAPI builds where declared and again for the app when a request first
     # reaches their router: built at import, that was over 50 ms of the api's cold start
-    code = FIRST_ANSWER.split("print(", 1)[0] + (
+    probe = (
         "from routes import admin, batches, files, jobs, models, uploads\n"
         "routes = [r for m in (admin, batches, files, jobs, models, uploads) for r in m.router.routes]\n"
         "built = sorted({r.path for r in routes if 'dependant' in vars(r)})\n"
         "print(json.dumps({'status': status, 'routes': len(routes), 'built': built}))\n"
     )
     # When the api is imported and answers GET /v1/files/{file_id} without an API key (401)
-    answer = json.loads(run_in_function("api", code, {"POWERTOOLS_TRACE_DISABLED": "true"}))
+    answer = after_first_answer(probe)
     # Then only the files router's routes were built, for that request
     assert answer["status"] == 401 and answer["routes"] > 25
     assert answer["built"] == ["/v1/files", "/v1/files/{file_id}", "/v1/files/{file_id}/content"]

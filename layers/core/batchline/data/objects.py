@@ -92,15 +92,6 @@ class Objects:
         finally:
             body.close()
 
-    def read_all(self, key: str) -> bytes:
-        """A whole (small) object's bytes."""
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        try:
-            data: bytes = body.read()
-        finally:
-            body.close()
-        return data
-
     def read_range(self, key: str, start: int, end: int, *, if_match: str | None = None) -> Any:
         """A streaming body of bytes [start, end); with `if_match`, Changed unless the ETag still is that."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
