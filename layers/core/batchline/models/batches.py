@@ -287,4 +287,8 @@ class SegmentRecord(Model):
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # The order of its lines across the two parts: run lengths, alternately of output lines and of error
+    # lines, output first (so a segment starting with an error line starts with 0). None in older records:
+    # read them as every output line, then every error line.
+    runs: list[int] | None = None
     pending: bool = False
