@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -114,7 +114,12 @@ def iter_request_lines(
 
     `end` is past the terminator: where a reader that stops after this line starts again.
     """
-    for start, end, line in _lines(_blocks(stream, read_size, None), start_byte, start_byte == 0):
+    return request_lines(_blocks(stream, read_size, None), start_byte)
+
+
+def request_lines(blocks: Iterable[bytes], start_byte: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """iter_request_lines over bytes that come in blocks (ranged reads); the first byte is at `start_byte`."""
+    for start, end, line in _lines(iter(blocks), start_byte, start_byte == 0):
         if line.strip(BLANK):
             yield start, end, line
 

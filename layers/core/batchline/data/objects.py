@@ -9,12 +9,12 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
 from batchline.observability import logger
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Generator, Iterator
 
 # SigV4 for presigned links: what S3 requires in every region, and what carries X-Amz-Expires.
 # Virtual-hosted on the regional endpoint: botocore presigns for the global s3.amazonaws.com
@@ -27,6 +27,11 @@ S3_CONFIG: dict[str, Any] = {
 }
 # S3's limit on the keys of one DeleteObjects request.
 DELETE_BATCH = 1000
+# What a GET's body raises when its stream breaks mid-way (botocore wraps urllib3's errors in these:
+# ResponseStreamingError, ReadTimeoutError, ConnectionClosedError, and a body shorter than its length).
+STREAM_DROPS = (HTTPClientError, IncompleteReadError)
+# Drops in a row, with no byte read between them, before a ranged read gives up.
+STREAM_DROPS_IN_A_ROW = 3
 
 
 class Changed(Exception):
@@ -102,6 +107,31 @@ class Objects:
         except ClientError as exc:
             _reraise_changed(exc)
             raise
+
+    def read_ranges(
+        self, key: str, start: int, end: int, size: Callable[[], int], *, block: int = 256 * 1024
+    ) -> Generator[bytes]:
+        """Bytes [start, end) in ranged GETs of `size()` bytes each, asked anew for every GET.
+
+        No stream is held longer than its range takes to read, and one that drops mid-way is read again
+        from the byte it reached; only one that keeps dropping without progress is the reader's error.
+        """
+        position, drops = start, 0
+        while position < end:
+            stop = min(end, position + max(1, size()))
+            body = self.read_range(key, position, stop)
+            try:
+                for data in body.iter_chunks(block):
+                    position += len(data)
+                    drops = 0
+                    yield data
+            except STREAM_DROPS:
+                drops += 1
+                if drops > STREAM_DROPS_IN_A_ROW:
+                    raise
+                logger.warning("Object stream dropped; reading on from its byte", extra={"key": key, "byte": position})
+            finally:
+                body.close()
 
     def list_prefix(self, prefix: str) -> Iterator[dict[str, Any]]:
         """Every object under a prefix (Key, Size, ETag, ...), across the listing's pages."""

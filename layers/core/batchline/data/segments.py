@@ -109,6 +109,25 @@ class Segments:
             return "retry"
         raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
 
+    def chain(self, first: SegmentRecord) -> list[SegmentRecord]:
+        """`first` and the segments that follow it in its chunk, each starting where the one before ended.
+
+        An invocation commits a segment at every checkpoint: one that crashed left a run of them, which the
+        next invocation at the same cursor reads in one query to resume where the last one ended.
+        """
+        query: dict[str, Any] = {
+            "KeyConditionExpression": conditions.Key("pk").eq(_pk(first.batch_id))
+            & conditions.Key("sk").between(_sk(first.chunk, first.cursor), _sk(first.chunk, 999_999)),
+            "ConsistentRead": True,
+        }
+        after = {
+            segment.cursor: segment for segment in map(SegmentRecord.model_validate, self._table.query_all(**query))
+        }
+        chain = [first]
+        while (following := after.get(chain[-1].next_cursor)) is not None and following.cursor != following.next_cursor:
+            chain.append(following)
+        return chain
+
     def of_batch(self, batch_id: str) -> list[SegmentRecord]:
         """Every kept segment of a batch (committed, or `pending` until it is), in chunk then cursor order."""
         query: dict[str, Any] = {
