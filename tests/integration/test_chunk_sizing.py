@@ -67,28 +67,31 @@ def test_a_job_may_still_ask_for_one_line_chunks(store: Store, tenant: Tenant, r
     assert [c.line_count for c in chunks] == [1] * 30
 
 
-def test_an_invocation_that_holds_its_limit_of_answers_stops_and_the_next_reads_on_from_its_byte(
+def test_an_invocation_that_holds_its_limit_of_answers_records_them_and_goes_on_from_its_byte(
     store: Store, tenant: Tenant, runs: RecordedRuns
 ) -> None:
     batch = new_batch(store, tenant, runs, 40)
     (chunk,) = manifest(store, plan(store, batch.id, lines_per_chunk=50_000, requests_per_worker=1_000))
     provider = EchoProvider()
-    progress: list[dict[str, Any]] = [{"cursor": 0, "offset": None, "done": False}]
-    while not progress[-1]["done"]:
-        # One byte of answers is the limit: each invocation stops once its first answers are in.
-        run = ChunkRun(store, lambda job: provider, requests_in_flight=4, remaining_seconds=lambda: 900.0,
-                       reserve_seconds=10.0, status_check_interval=60.0, segment_bytes=1)  # fmt: skip
-        last = progress[-1]
-        progress.append(run.run(batch.id, chunk, last["cursor"], job_id=tenant.job.id, offset=last["offset"]))
-        assert progress[-1]["cursor"] > last["cursor"], "every invocation answers something"
-        assert len(progress) < 40
+    # One byte of answers is the limit: every answer in order is committed as soon as it is in, and no line
+    # starts while one is held past the limit.
+    run = ChunkRun(store, lambda job: provider, requests_in_flight=4, remaining_seconds=lambda: 900.0,
+                   reserve_seconds=10.0, status_check_interval=60.0, segment_bytes=1)  # fmt: skip
 
-    assert len(progress) > 2  # it took several invocations
+    assert run.run(batch.id, chunk, 0, job_id=tenant.job.id)["done"]
+
     assert provider.sent == [str(i) for i in range(40)]  # each line once, in order
+    segments = store.segments.of_batch(batch.id)
+    # One invocation, many segments: none holds more than the lines in flight when the limit was reached.
+    assert len(segments) >= 10
+    assert all(s.next_cursor - s.cursor <= 4 for s in segments)
     data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(40))
-    for step in progress[1:]:
-        # The offset is where line `cursor` starts in the input file.
-        assert data[: step["offset"]].count(b"\n") == step["cursor"]
+    for segment in segments:
+        # The offset is where line `next_cursor` starts in the input file.
+        assert data[: segment.next_offset].count(b"\n") == segment.next_cursor
+    assert [(s.cursor, s.next_cursor) for s in segments] == list(
+        itertools.pairwise([0, *(s.next_cursor for s in segments)])
+    )
     finalize(store, lambda *_: None, batch.id, None)
     ended = store.batches.get_unscoped(batch.id)
     assert [line["custom_id"] for line in read_lines(store, ended, ended.output_file_id)] == [
@@ -162,10 +165,14 @@ def test_one_invocation_reads_its_segment_batch_and_job_in_one_call_and_writes_o
     assert calls.counted == Counter(
         {
             "dynamodb.BatchGetItem": 1,  # the kept segment (none), the batch and its job
-            "s3.GetObject": 1,  # the chunk's bytes, streamed
+            "s3.GetObject": 1,  # the chunk's bytes, in one range: they are fewer than a first range's
             "s3.PutObject": 1,  # the answers (no errors: no error part)
-            "dynamodb.PutItem": 1,  # the segment, kept pending
-            "dynamodb.TransactWriteItems": 1,  # committed, with the batch's counts
+            # The segment, kept pending; and the job's budget's summary, made by its first holder.
+            "dynamodb.PutItem": 2,
+            # The job's budget, as its first holder joins: the summary (none yet), then again once made.
+            "dynamodb.Query": 2,
+            # The segment committed with the batch's counts; the lease taken, and given back.
+            "dynamodb.TransactWriteItems": 3,
         }
     )
 

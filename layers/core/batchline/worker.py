@@ -1,13 +1,18 @@
-"""Worker: send one chunk's requests to the model, many in flight, and record what each line got.
+"""Worker: send one chunk's requests to the model, many in flight, and record what each line got as it goes.
 
-An invocation answers a contiguous run of the chunk's lines, [cursor, next_cursor), and records it as
-one segment: part files first, then the segment's own item (kept, `pending`), then one transaction
-that commits it and adds its counts to the batch. A commit DynamoDB cancels for contention on the
-batch item is retried here, with jittered backoff; if it keeps failing the invocation fails, and the
-next one at that cursor finds the kept segment and commits it without sending a line again (finalize
-merges a kept segment nobody committed). An invocation that dies before keeping its segment is simply
-done again. The lines it did not reach are the next invocation's (the state machine loops until
-`done`); lines that a cancel or the window's end stops are answered by finalize.
+An invocation answers a contiguous run of the chunk's lines from its cursor on, and records them as it
+goes: at every checkpoint (`checkpoint_seconds`, or once it holds `segment_bytes` of answers) the prefix
+answered so far in input order becomes a segment, while the requests in flight go on. A segment is part
+files first, then its own item (kept, `pending`), then one transaction that commits it and adds its
+counts to the batch: the batch's counts, usage and cost are the sum of the committed checkpoints.
+Answers past a gap in input order wait in memory (no more than `segment_bytes`) until the gap fills.
+
+A commit DynamoDB cancels for contention is retried here, with jittered backoff; if it keeps failing the
+invocation fails. An invocation that dies, however, leaves its committed segments: the next one at the
+same cursor finds them, commits the last one if it was kept but not committed, and answers where they
+end, so no line answered before the last checkpoint goes upstream again. The lines it did not reach
+are the next invocation's (the state machine loops until `done`); lines that a cancel or the window's
+end stops are answered by finalize.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from batchline.budget import Tuning
 from batchline.errors import ServerError
-from batchline.jsonl import iter_request_lines, parse_request_line
+from batchline.jsonl import parse_request_line, request_lines
 from batchline.layout import file_key, part_keys
 from batchline.models import BatchRecord, Chunk, JobRecord, SegmentRecord, canonical_path
 from batchline.models.batches import USAGE_PATHS
@@ -42,6 +47,14 @@ Span = tuple[int, int, bytes]  # a request line's start and end bytes in the inp
 COMMIT_ATTEMPTS = 8
 COMMIT_BACKOFF_BASE = 0.05
 COMMIT_BACKOFF_CAP = 2.0
+# A segment's `runs` (alternate runs of output and error lines) stay a small list on its item: past this
+# many, it is committed at once.
+MAX_RUNS = 2000
+# The chunk is read in ranged GETs of what the worker sends in a checkpoint's time, within these bounds;
+# the first, before any rate is known, is FIRST_RANGE.
+MIN_RANGE = 64 * 1024
+FIRST_RANGE = 256 * 1024
+MAX_RANGE = 8 * 1024 * 1024
 
 
 def stopped_reason(status: str, expires_at: float | None, now: float) -> str | None:
@@ -62,13 +75,14 @@ async def _read_ahead(lines: Iterator[Span], count: int = 256) -> AsyncIterator[
             yield line
 
 
-@dataclass
-class _Segment:
-    """The answers of one invocation, in input order."""
+@dataclass(frozen=True)
+class _Answer:
+    """One line's result line, whether it goes to the output file, its tokens, and the input byte past it."""
 
-    lines: list[tuple[bool, bytes]] = field(default_factory=list)
-    usage: list[int] = field(default_factory=lambda: [0] * len(USAGE_PATHS))
-    end: int = 0  # the input byte just past the last line answered: where the next invocation reads from
+    ok: bool
+    line: bytes
+    usage: tuple[int, ...]
+    end: int
 
 
 class ChunkRun:
@@ -83,13 +97,14 @@ class ChunkRun:
         remaining_seconds: Callable[[], float],
         reserve_seconds: float,
         status_check_interval: float = 2.0,
+        checkpoint_seconds: float = 10.0,
         segment_bytes: int = 8 * 1024 * 1024,
+        budget: Tuning | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = random.random,
         commit_attempts: int = COMMIT_ATTEMPTS,
-        budget: Tuning | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -98,15 +113,18 @@ class ChunkRun:
         # Time kept free at the end: one upstream attempt may still be running when sending stops.
         self.reserve_seconds = reserve_seconds
         self.status_check_interval = status_check_interval
+        self.checkpoint_seconds = checkpoint_seconds
         self.segment_bytes = segment_bytes
+        # The job's concurrency budget, shared with every worker of the job's batches and renewed every
+        # status check; its lease outlives two renewals (WorkerSettings holds the deployed one to that too).
+        self.budget = budget or Tuning(
+            interval=status_check_interval, lease_seconds=max(30.0, 3 * status_check_interval)
+        )
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
         self.random = random
         self.commit_attempts = commit_attempts
-        # The job's concurrency budget, shared with every worker of the job's batches; None: this worker
-        # alone keeps `requests_in_flight` (tests that drive one worker by hand).
-        self.budget = budget
 
     def run(
         self, batch_id: str, chunk: Chunk, cursor: int, *, job_id: str | None = None, offset: int | None = None
@@ -116,90 +134,79 @@ class ChunkRun:
             job_id = self.store.batches.get_unscoped(batch_id).job_id
         kept, batch, job = self.store.invocation(batch_id, job_id, chunk.chunk, cursor)
         if kept is not None:
-            # Answered before; if its commit failed, commit it now: never send its lines again.
-            return self._commit(batch_id, kept)
+            # Answered before, by an invocation that ended or died: never send those lines again.
+            return self._resume(batch_id, kept)
         if cursor >= chunk.line_count or stopped_reason(batch.status, batch.expires_at, self.clock()):
             return {"cursor": cursor, "offset": offset, "done": True}
-        return asyncio.run(self._run(batch, job, chunk, cursor, offset))
+        try:
+            return asyncio.run(self._run(batch, job, chunk, cursor, offset))
+        except BaseExceptionGroup as group:  # the send loop's task group: the first failure is the invocation's
+            raise group.exceptions[0] from None
+
+    def _resume(self, batch_id: str, kept: SegmentRecord) -> dict[str, Any]:
+        """Commit what is kept from `kept` on (only the last of a run can be pending) and answer where it ends."""
+        for segment in self.store.segments.chain(kept):
+            answer = self._commit(batch_id, segment)
+            if answer["done"] and answer["cursor"] == segment.cursor:
+                return answer  # closed by finalize before this one was committed: it merges the rest
+        return answer
 
     async def _run(
         self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int, offset: int | None
     ) -> dict[str, Any]:
         start = chunk.start_byte if offset is None else offset
-        # Streamed: a chunk may be the whole file; an invocation holds only what it has answered.
-        body = self.store.objects.read_range(file_key(batch.tenant_id, batch.input_file_id), start, chunk.end_byte)
-        try:
-            lines = iter_request_lines(body, start)
-            if offset is None:
-                lines = islice(lines, cursor, None)  # a cursor from before offsets were kept: skip to it
-            provider = self.providers(job)
-            try:
-                # What is left of the chunk bounds what it asks of the job's budget (a 2-line chunk wants 2).
-                # Nor more than the job allows one batch: a worker never holds more than its job's concurrency.
-                want = min(self.requests_in_flight, job.sla.max_concurrency, chunk.line_count - cursor)
-                answered, stopped = await self._send_all(batch, provider, lines, self._pacer(batch, job), want)
-            finally:
-                await provider.aclose()
-        finally:
-            body.close()
-        next_cursor = cursor + len(answered.lines)
-        done = stopped or next_cursor >= chunk.line_count
-        if not answered.lines:
-            # Nothing to record: a segment of no lines would make every later try at this cursor
-            # answer "no progress" and loop forever. The next invocation starts here afresh.
-            return {"cursor": cursor, "offset": offset, "done": done}
-        return self._record(batch.id, chunk.chunk, (cursor, next_cursor, answered.end), done, answered)
-
-    def _pacer(self, batch: BatchRecord, job: JobRecord) -> Pacer | None:
-        if self.budget is None:
-            return None
+        reading = _Reading(self)
+        # Ranged reads, each of about what is sent before the next checkpoint: no stream is held for minutes,
+        # and one that drops is read on from its byte.
+        blocks = self.store.objects.read_ranges(
+            file_key(batch.tenant_id, batch.input_file_id), start, chunk.end_byte, reading.next_range
+        )
+        lines = request_lines(blocks, start)
+        if offset is None:
+            lines = islice(lines, cursor, None)  # a cursor from before offsets were kept: skip to it
+        provider = self.providers(job)
         holder = f"{batch.id}#{secrets.token_hex(4)}"  # one invocation, one lease
-        return Pacer(self.store.budgets, job, batch, tuning=self.budget, holder=holder, clock=self.clock,
-                     monotonic=self.monotonic)  # fmt: skip
+        pacer = Pacer(self.store.budgets, job, batch, tuning=self.budget, holder=holder, clock=self.clock,
+                      monotonic=self.monotonic)  # fmt: skip
+        # What is left of the chunk bounds what it asks of the job's budget (a 2-line chunk wants 2).
+        # Nor more than the job allows one batch: a worker never holds more than its job's concurrency.
+        want = min(self.requests_in_flight, job.sla.max_concurrency, chunk.line_count - cursor)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                log = _Log(self, batch.id, chunk, (cursor, offset), tasks)
+                await pacer.acquire(want)
+                watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
+                try:
+                    # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
+                    with observing_attempts(pacer):
+                        stopped = await self._send_all(batch, provider, lines, pacer, watch, log, reading)
+                finally:
+                    await watch.close()
+                return await log.finish(stopped)
+        finally:
+            await provider.aclose()
+            with contextlib.suppress(ValueError):  # still running in its reading thread: it ends with the loop
+                blocks.close()  # the GET under way gives its connection back
 
     async def _send_all(
         self,
         batch: BatchRecord,
         provider: Provider,
         lines: Iterator[Span],
-        pacer: Pacer | None = None,
-        want: int | None = None,
-    ) -> tuple[_Segment, bool]:
-        """Send lines in order, a bounded number in flight, until done, out of time or room, or stopped.
+        pacer: Pacer,
+        watch: _Watch,
+        log: _Log,
+        reading: _Reading,
+    ) -> bool:
+        """Send lines in order, what is in flight following the job's budget, until done, out of time, or stopped.
 
-        Lines are started strictly in order, so what was started is a prefix of `lines`. With a pacer, what
-        is in flight follows the grant of the job's budget, renewed every status check.
+        Lines are started strictly in order, so what was started is a prefix of `lines`; each answer goes to
+        the log, which commits its answered prefix at every checkpoint. True if the batch stopped.
         """
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
-        if pacer is None:
-            gate = Limiter(self.requests_in_flight if want is None else max(1, want))
-            return await self._send_in_order(batch, provider, lines, deadline, gate)
-        await pacer.acquire(self.requests_in_flight if want is None else want)
-        watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
-        try:
-            # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
-            with observing_attempts(pacer):
-                return await self._send_in_order(batch, provider, lines, deadline, pacer.limiter, watch)
-        finally:
-            await watch.close()
+        gate = pacer.limiter
 
-    async def _send_in_order(
-        self,
-        batch: BatchRecord,
-        provider: Provider,
-        lines: Iterator[Span],
-        deadline: float,
-        gate: Limiter,
-        watch: _Watch | None = None,
-    ) -> tuple[_Segment, bool]:
-        tasks: list[asyncio.Task[tuple[bool, bytes, tuple[int, ...]]]] = []
-        stopped = False
-        next_check = self.monotonic() + self.status_check_interval
-        segment = _Segment()
-        held = 0  # bytes of answers this invocation holds; past `segment_bytes` it stops and records them
-
-        async def answer(raw: bytes) -> tuple[bool, bytes, tuple[int, ...]]:
-            nonlocal held
+        async def answer(number: int, raw: bytes, end: int) -> None:
             request = parse_request_line(raw)  # plan accepted every line of the chunk
             try:
                 # The url plan checked, in the form it checked it: `v1/...` goes as `/v1/...`.
@@ -210,77 +217,72 @@ class ChunkRun:
                 outcome = Outcome.failure("internal_error", f"The request could not be sent: {type(exc).__name__}.")
             finally:
                 gate.release()
-            line = result_line(request.get("custom_id"), outcome)
-            held += len(line)
-            return outcome.ok, line, _usage(outcome)
+            log.add(number, _Answer(outcome.ok, result_line(request.get("custom_id"), outcome), _usage(outcome), end))
 
+        stopped = False
+        number = 0
         async for _start, end, raw in _read_ahead(lines):
-            if not await _admit(gate, deadline - self.monotonic(), watch):
-                break  # out of time, or the batch stopped while no slot was free (said below)
-            if self.monotonic() >= deadline or held >= self.segment_bytes:
+            if not await _admit(gate, log, deadline - self.monotonic(), watch.stopped):
+                break  # out of time, or the batch stopped while no slot (or no room) was free (said below)
+            if log.closed:
                 gate.release()
                 break
-            if self.monotonic() >= next_check:
-                next_check = self.monotonic() + self.status_check_interval
-                if watch is not None:
-                    status, expires_at = watch.state  # read with the budget at its last renewal
-                else:
-                    # Off the event loop: the requests in flight keep going while DynamoDB answers.
-                    status, expires_at = await asyncio.to_thread(self.store.batches.run_state, batch.id)
-                reason = stopped_reason(status, expires_at, self.clock())
-                if reason:
-                    logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
-                    gate.release()
-                    stopped = True
-                    break
-            tasks.append(asyncio.create_task(answer(raw)))
-            segment.end = end
-        if watch is not None:
-            watch.pacer.want = 0  # nothing more to start: what is in flight still counts, the rest goes to others
-            if not stopped and watch.stopped.is_set():
-                logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id})
+            if self.monotonic() >= deadline:
+                gate.release()
+                break
+            if reason := stopped_reason(*watch.state, self.clock()):
+                logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id, "reason": reason})
+                gate.release()
                 stopped = True
-        for ok, line, usage in await asyncio.gather(*tasks):
-            segment.lines.append((ok, line))
-            if ok:
-                segment.usage = [a + b for a, b in zip(segment.usage, usage, strict=True)]
+                break
+            log.tasks.create_task(answer(number, raw, end))
+            number += 1
+            reading.sent(end)
+        pacer.want = 0  # nothing more to start: what is in flight still counts, the rest goes to others
+        if not stopped and watch.stopped.is_set():
+            logger.info("Batch stopped; no more requests", extra={"batch_id": batch.id})
+            stopped = True
+        log.started(number)
         if not stopped and self.clock() >= (batch.expires_at or float("inf")):
             stopped = True
-        return segment, stopped
+        return stopped
 
     def _record(
-        self, batch_id: str, chunk: int, span: tuple[int, int, int], done: bool, answered: _Segment
-    ) -> dict[str, Any]:
-        cursor, next_cursor, next_offset = span
+        self, batch_id: str, chunk: int, cursor: int, answers: list[_Answer], done: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """Keep and commit one segment of `answers`, the lines from `cursor` on; the commit's answer, and
+        False if a twin invocation kept a segment at this cursor first (then its answer is the twin's)."""
         attempt = secrets.token_hex(6)
         out_key, err_key = part_keys(batch_id, chunk, cursor, attempt)
-        out = b"".join(line for ok, line in answered.lines if ok)
-        err = b"".join(line for ok, line in answered.lines if not ok)
+        out = b"".join(answer.line for answer in answers if answer.ok)
+        err = b"".join(answer.line for answer in answers if not answer.ok)
         if out:
             self.store.objects.put_bytes(out_key, out, content_type="application/jsonl")
         if err:
             self.store.objects.put_bytes(err_key, err, content_type="application/jsonl")
-        completed = sum(1 for ok, _ in answered.lines if ok)
+        completed = sum(1 for answer in answers if answer.ok)
+        usage = [sum(column) for column in zip(*(answer.usage for answer in answers), strict=True)]
         segment = SegmentRecord(
             batch_id=batch_id,
             chunk=chunk,
             cursor=cursor,
-            next_cursor=next_cursor,
-            next_offset=next_offset,
+            next_cursor=cursor + len(answers),
+            next_offset=answers[-1].end,
             done=done,
             out_key=out_key if out else None,
             err_key=err_key if err else None,
             completed=completed,
-            failed=len(answered.lines) - completed,
-            **dict(zip(USAGE_PATHS, answered.usage, strict=True)),
+            failed=len(answers) - completed,
+            **dict(zip(USAGE_PATHS, usage, strict=True)),
+            runs=_runs(answers),
             pending=True,
         )
         kept = self.store.segments.put(segment)
         if kept is not None:
             # A twin invocation kept this segment first; its parts and its cursor are the ones that count.
             logger.warning("Segment already kept", extra={"batch_id": batch_id, "chunk": chunk, "cursor": cursor})
-            segment = kept
-        return self._commit(batch_id, segment)
+            return self._commit(batch_id, kept), False
+        return self._commit(batch_id, segment), True
 
     def _commit(self, batch_id: str, segment: SegmentRecord) -> dict[str, Any]:
         """Commit a kept segment, retrying by itself what DynamoDB cancels for contention on the batch item."""
@@ -301,20 +303,175 @@ class ChunkRun:
         raise ServerError(f"Committing a segment of {batch_id} conflicted {self.commit_attempts} times.")
 
 
-async def _admit(gate: Limiter, timeout: float, watch: _Watch | None) -> bool:
-    """Take a slot of the gate, waiting at most `timeout` and only while the batch runs; False if not taken."""
-    if gate.try_acquire():
+class _Log:
+    """The invocation's answers in input order; at each checkpoint, the answered prefix becomes a segment.
+
+    Commits run one at a time, off the event loop, while the requests in flight go on. Answers past a gap
+    wait here; while they and the uncommitted prefix hold `segment_bytes`, no line is started (`room`).
+    """
+
+    def __init__(
+        self, run: ChunkRun, batch_id: str, chunk: Chunk, at: tuple[int, int | None], tasks: asyncio.TaskGroup
+    ) -> None:
+        self.run = run
+        self.batch_id = batch_id
+        self.chunk = chunk
+        self.cursor, self.offset = at  # committed up to line `cursor`, which starts at byte `offset`
+        self.tasks = tasks
+        # Set when nothing more may be committed: finalize closed the batch, or a twin invocation kept a
+        # segment at this one's cursor first (its lines, not these, are the chunk's). Then `ending` is the answer.
+        self.closed = False
+        self.ending: dict[str, Any] = {}
+        self.stopped = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.held = 0  # bytes of answers not yet committed
+        self._ready: list[_Answer] = []  # answered, in order, from `cursor` on
+        self._waiting: dict[int, _Answer] = {}  # answered past a gap, by their number in this invocation
+        self._next = 0  # the number of the first line not in `_ready`
+        self._started: int | None = None  # how many lines were started, once no more will be
+        self._committing: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._all_in = asyncio.Event()
+        self._since = run.monotonic()  # when the last checkpoint began
+
+    def add(self, number: int, answer: _Answer) -> None:
+        self._waiting[number] = answer
+        self.held += len(answer.line)
+        if self.held >= self.run.segment_bytes:
+            self.room.clear()
+        while self._next in self._waiting:
+            self._ready.append(self._waiting.pop(self._next))
+            self._next += 1
+        if self._started is not None and self._next >= self._started:
+            self._all_in.set()
+        self._checkpoint_if_due()
+
+    def started(self, count: int) -> None:
+        """No more lines will be started: `count` were."""
+        self._started = count
+        if self._next >= count:
+            self._all_in.set()
+
+    def _due(self) -> bool:
+        if not self._ready or self._committing is not None or self.closed:
+            return False
+        return (
+            self.run.monotonic() - self._since >= self.run.checkpoint_seconds
+            or self.held >= self.run.segment_bytes
+            or len(_runs(self._ready)) >= MAX_RUNS
+        )
+
+    def _checkpoint_if_due(self) -> None:
+        if self._due():
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._committing = self.tasks.create_task(self._checkpoint(done=False))
+        elif self._ready and self._committing is None and self._timer is None and not self.closed:
+            # No answer may come for a while (slow lines): the time still brings the checkpoint.
+            wait = max(0.0, self._since + self.run.checkpoint_seconds - self.run.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._checkpoint_if_due()
+
+    async def _checkpoint(self, *, done: bool) -> None:
+        answers, self._ready = self._ready, []
+        self._since = self.run.monotonic()
+        cursor = self.cursor
+        answer, own = await asyncio.to_thread(self.run._record, self.batch_id, self.chunk.chunk, cursor, answers, done)
+        self.held -= sum(len(a.line) for a in answers)
+        if answer["cursor"] == cursor:
+            # Finalize has begun: stop sending; it answers the lines no segment holds itself.
+            self._close({"cursor": cursor, "offset": self.offset, "done": True})
+        elif not own:
+            self._close(answer)  # the twin's segment ends elsewhere: the next invocation goes on from its end
+        else:
+            self.cursor, self.offset = answer["cursor"], answer["offset"]
+        if self.held < self.run.segment_bytes or self.closed:
+            self.room.set()
+        self._committing = None
+        self._checkpoint_if_due()
+
+    def _close(self, ending: dict[str, Any]) -> None:
+        self.closed, self.ending = True, ending
+        self._ready = []
+        self.stopped.set()
+
+    async def finish(self, stopped: bool) -> dict[str, Any]:
+        """Once every line started is answered: the last checkpoint, and where the next invocation starts."""
+        await self._all_in.wait()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while (committing := self._committing) is not None:
+            await committing
+        done = stopped or self.cursor + len(self._ready) >= self.chunk.line_count
+        if self._ready and not self.closed:
+            await self._checkpoint(done=done)
+        if self.closed:
+            return self.ending
+        # Nothing answered here records nothing: a segment of no lines would make every later try at this
+        # cursor answer "no progress" and loop forever. The next invocation starts here afresh.
+        return {"cursor": self.cursor, "offset": self.offset, "done": done}
+
+
+class _Reading:
+    """How much of the chunk each ranged GET asks for: what was sent in a checkpoint's time, within bounds."""
+
+    def __init__(self, run: ChunkRun) -> None:
+        self.run = run
+        self.began = run.monotonic()
+        self.first: int | None = None
+        self.end = 0
+
+    def sent(self, end: int) -> None:
+        if self.first is None:
+            self.first = end
+        self.end = end
+
+    def next_range(self) -> int:
+        elapsed = self.run.monotonic() - self.began
+        if self.first is None or elapsed <= 0:
+            return FIRST_RANGE
+        rate = (self.end - self.first) / elapsed
+        return int(min(MAX_RANGE, max(MIN_RANGE, rate * self.run.checkpoint_seconds)))
+
+
+def _runs(answers: list[_Answer]) -> list[int]:
+    """Run lengths of output and error lines, alternately, output first (SegmentRecord.runs)."""
+    runs = [0]
+    for answer in answers:
+        if answer.ok != (len(runs) % 2 == 1):
+            runs.append(0)
+        runs[-1] += 1
+    return runs
+
+
+async def _admit(gate: Limiter, log: _Log, timeout: float, stopped: asyncio.Event) -> bool:
+    """Take a slot of the gate once the log has room, waiting at most `timeout` and only while the batch runs
+    and the log takes answers; False if not taken."""
+    if log.room.is_set() and gate.try_acquire():
         return True
     if timeout <= 0:
         return False
-    slot = asyncio.ensure_future(gate.acquire())
-    waits: set[asyncio.Future[Any]] = {slot}
-    if watch is not None:
-        waits.add(asyncio.ensure_future(watch.stopped.wait()))
-    done, waiting = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    for future in waiting:
-        future.cancel()  # a slot given just as it is cancelled goes back to the gate (Limiter.acquire)
-    return slot in done
+    ends = time.monotonic() + timeout
+    stops = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(log.stopped.wait())]
+    try:
+        for wait in (log.room.wait, gate.acquire):
+            step = asyncio.ensure_future(wait())
+            done, _ = await asyncio.wait(
+                {step, *stops}, timeout=ends - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+            )
+            if step not in done:
+                step.cancel()  # a slot given just as it is cancelled goes back to the gate (Limiter.acquire)
+                return False
+        return True
+    finally:
+        for future in stops:
+            future.cancel()
 
 
 class _Watch:
