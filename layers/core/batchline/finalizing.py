@@ -21,11 +21,11 @@ import functools
 import json
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -66,6 +66,20 @@ UNCOMMITTED_COUNTS = ("completed", "failed", *USAGE_PATHS)
 # segment_bytes: read ahead whole, 4 of them were finalize's largest allocation).
 PARTS_OPEN_AHEAD = 4
 READ_BLOCK = 1024 * 1024
+
+
+class Sink(Protocol):
+    """Where result lines go: a result file's Writer, or a page of partial results."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+
+# Asked before each unsent line is written: True stops there (a page of partial results is full).
+Stop = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 def finalize(store: Store, publish: Publish, batch_id: str, fault: dict[str, Any] | None) -> dict[str, Any]:
@@ -159,7 +173,8 @@ def _merge_files(store: Store, batch: BatchRecord, unsent_code: str) -> Merged:
     return merged
 
 
-def _manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
+def manifest(store: Store, batch: BatchRecord) -> list[Chunk] | None:
+    """The batch's chunks; None when planning never wrote them."""
     try:
         raw = b"".join(store.objects.stream(layout.manifest_key(batch.id)))
     except ClientError as exc:
@@ -175,7 +190,7 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
     Fills in `merged`: the lines answered as errors here, the counts of the kept segments no worker
     committed, the total when planning never counted it, and whether the input's bytes were gone.
     """
-    chunks = _manifest(store, batch)
+    chunks = manifest(store, batch)
     uncommitted: dict[str, int] = defaultdict(int)
     if chunks is None:
         # Stopped before planning (cancelled or a fault): nothing was sent, every line is unsent.
@@ -183,7 +198,7 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
             return  # the file itself was invalid; `errors` says why, there are no lines to answer
         try:
             source = layout.file_key(batch.tenant_id, batch.input_file_id)
-            merged.unsent = _unsent(store.objects.open(source), batch.id, (0, 0), 0, err, unsent_code)
+            merged.unsent = unsent(store.objects.open(source), batch.id, (0, 0), 0, err, unsent_code)
         except ClientError as exc:
             if not _missing(exc):
                 raise
@@ -198,36 +213,50 @@ def _merge(store: Store, batch: BatchRecord, out: Writer, err: Writer, unsent_co
     # In the order the result files take them: each chunk's parts, then an error line for each line left.
     steps: list[tuple[str, Writer] | Callable[[], None]] = []
     for chunk in chunks:
-        covered = 0  # lines of the chunk answered
-        offset: int | None = chunk.start_byte  # the byte after them
-        for segment in sorted(by_chunk[chunk.chunk], key=lambda s: s.cursor):
-            if segment.cursor != covered:
-                continue  # not part of the chain from the chunk's start (cannot happen with one writer per cursor)
+        segments, left = chain(chunk, by_chunk[chunk.chunk])
+        for segment in segments:
             steps += [(key, writer) for key, writer in ((segment.out_key, out), (segment.err_key, err)) if key]
             if segment.pending:
                 for name in UNCOMMITTED_COUNTS:
                     uncommitted[name] += getattr(segment, name)
-            covered = segment.next_cursor
-            # A segment from before offsets were kept: read the chunk from its start, and skip.
-            offset = segment.next_offset if segment.next_offset is not None and offset is not None else None
-        if covered < chunk.line_count:
-            left = _Left(chunk, covered, offset)
-            steps.append(functools.partial(_answer_left, store, batch, left, err, unsent_code, merged))
+        if left.covered < chunk.line_count:
+            steps.append(functools.partial(answer_left, store, batch, left, err, unsent_code, merged))
     _write_in_order(store, steps)
     merged.uncommitted = dict(uncommitted)
 
 
 @dataclass(frozen=True)
-class _Left:
-    """The lines of a chunk no segment answered: from line `covered` on, which starts at byte `offset`."""
+class Left:
+    """The lines of a chunk no segment answered: from line `covered` on, which starts at byte `offset`.
+
+    `skip`: how many of them to leave out (a page of partial results already answered them).
+    """
 
     chunk: Chunk
     covered: int
     offset: int | None  # None: unknown (older segments), read from the chunk's start and skip
+    skip: int = 0
 
 
-def _answer_left(store: Store, batch: BatchRecord, left: _Left, err: Writer, unsent_code: str, merged: Merged) -> None:
-    """An error line for each line of the chunk that no segment answered."""
+def chain(chunk: Chunk, segments: Iterable[SegmentRecord]) -> tuple[list[SegmentRecord], Left]:
+    """The chunk's segments that follow each other from its start, in order, and what they leave unanswered."""
+    found = []
+    covered = 0  # lines of the chunk answered
+    offset: int | None = chunk.start_byte  # the byte after them
+    for segment in sorted(segments, key=lambda s: s.cursor):
+        if segment.cursor != covered:
+            continue  # not part of the chain from the chunk's start (cannot happen with one writer per cursor)
+        found.append(segment)
+        covered = segment.next_cursor
+        # A segment from before offsets were kept: read the chunk from its start, and skip.
+        offset = segment.next_offset if segment.next_offset is not None and offset is not None else None
+    return found, Left(chunk, covered, offset)
+
+
+def answer_left(
+    store: Store, batch: BatchRecord, left: Left, err: Sink, unsent_code: str, merged: Merged, stop: Stop = _never
+) -> None:
+    """An error line for each line of the chunk that no segment answered (and `left.skip` does not leave out)."""
     chunk, covered, offset = left.chunk, left.covered, left.offset
     source = layout.file_key(batch.tenant_id, batch.input_file_id)
     try:
@@ -237,17 +266,19 @@ def _answer_left(store: Store, batch: BatchRecord, left: _Left, err: Writer, uns
             raise
         # The manifest still counts the lines: each gets its error line, without its custom_id.
         merged.input_missing = True
-        for index in range(chunk.first_line + covered, chunk.first_line + chunk.line_count):
+        for index in range(chunk.first_line + covered + left.skip, chunk.first_line + chunk.line_count):
+            if stop():
+                break
             err.write(
                 result_lines.unsent_line(None, result_lines.FAILED, ids.derived_batch_request_id(batch.id, str(index)))
             )
-        merged.unsent += chunk.line_count - covered
+            merged.unsent += 1
         return
     if offset is None:
-        start, skip = (chunk.start_byte, chunk.first_line), covered
+        start, skip = (chunk.start_byte, chunk.first_line), covered + left.skip
     else:
-        start, skip = (offset, chunk.first_line + covered), 0
-    merged.unsent += _unsent(body, batch.id, start, skip, err, unsent_code)
+        start, skip = (offset, chunk.first_line + covered), left.skip
+    merged.unsent += unsent(body, batch.id, start, skip, err, unsent_code, stop)
 
 
 def _write_in_order(store: Store, steps: list[tuple[str, Writer] | Callable[[], None]]) -> None:
@@ -280,13 +311,17 @@ def _missing(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] in ("NoSuchKey", "404")
 
 
-def _unsent(body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Writer, code: str) -> int:
+def unsent(
+    body: Any, batch_id: str, start: tuple[int, int], skip: int, err: Sink, code: str, stop: Stop = _never
+) -> int:
     """Error lines for the request lines of `body` after the first `skip`; `start` is its (byte, request)."""
     start_byte, first_line = start
     count = 0
     try:
         requests = islice(iter_request_lines(body, start_byte), skip, None)
         for index, (_, _, raw) in enumerate(requests, first_line + skip):
+            if stop():
+                break
             try:
                 custom_id = parse_request_line(raw).get("custom_id")
             except ValueError:
