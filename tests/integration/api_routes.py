@@ -178,6 +178,7 @@ REQUESTS: dict[tuple[str, str], Callable[[World], dict[str, Any]]] = {
     ("GET", "/v1/batches"): _no_body,
     ("GET", "/v1/batches/{batch_id}"): _no_body,
     ("POST", "/v1/batches/{batch_id}/cancel"): lambda w: {"json": {}},  # as the SDK sends it
+    ("GET", "/v1/batches/{batch_id}/partial_results"): _no_body,
     ("POST", "/v1/jobs"): lambda w: {
         "json": {"tenant": w.tenant.id, "model": "mock-model", "provider": {"type": "mock"}},
     },

@@ -169,7 +169,7 @@ def test_without_a_listed_permission_the_check_fails(function: str, access: str,
 
 @pytest.mark.parametrize(
     ("function", "access", "prefix"),
-    [("ApiFunction", "read", layout.WORK), ("SweeperFunction", "delete", layout.UPLOADS)],
+    [("ApiFunction", "write", layout.WORK), ("SweeperFunction", "delete", layout.UPLOADS)],
 )
 def test_a_permission_the_table_does_not_list_fails_the_check(function: str, access: str, prefix: str) -> None:
     roles = principals(with_extra(sam_template(), function, access, prefix))

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
 from batchline.models import JobRecord, OpenAIProvider
+from batchline.planning import plan
 from batchline.store import Store
 from localcloud import iam
 from localcloud.template import inline_definitions, load_template, to_cloudformation
@@ -188,6 +189,10 @@ def run_api(stack: stack_module.Stack, settings: ApiSettings, store: Store, tena
             body = {"input_file_id": file_id, "endpoint": URL, "completion_window": "24h", "job_id": world["job"].id}
             batch = api.post("/v1/batches", headers={**headers, "Idempotency-Key": "lp-1"}, json=body)
             assert batch.status_code == 200, batch.text
+            # Planned (unchecked: plan is not the api), its partial results read the manifest under work/.
+            plan(store, batch.json()["id"], lines_per_chunk=1, requests_per_worker=1_000)
+            partial = api.get(f"/v1/batches/{batch.json()['id']}/partial_results", headers=headers)
+            assert partial.status_code == 200, partial.text
             staged = api.post(
                 "/v1/uploads",
                 headers=headers,

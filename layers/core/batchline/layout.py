@@ -69,6 +69,8 @@ ACCESS: tuple[tuple[str, Access, str], ...] = (
     ("ApiFunction", "abort_multipart", UPLOADS),
     ("ApiFunction", "delete", UPLOADS),
     ("ApiFunction", "list", UPLOADS),
+    # Partial results: a running batch's manifest and the part files its workers committed.
+    ("ApiFunction", "read", WORK),
     # Validates the input file, writes the manifest.
     ("PlanFunction", "read", FILES),
     ("PlanFunction", "write", WORK),
