@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -83,8 +84,11 @@ def test_twin_invocations_of_one_segment_record_it_once(store: Store, tenant: Te
     twin = EchoProvider()
     # Step Functions' at-least-once Task: a second invocation of the same chunk and cursor runs to the end
     # while the first is still sending.
-    first = meanwhile(lambda: worker(store, twin).run(batch.id, chunks[0], 0))
-    assert worker(store, first).run(batch.id, chunks[0], 0)["cursor"] == chunks[0].line_count
+    # In a thread of its own, as another invocation is: asyncio.run inside this loop would refuse to start.
+    with ThreadPoolExecutor(1) as other:
+        first = meanwhile(lambda: other.submit(worker(store, twin).run, batch.id, chunks[0], 0).result())
+        assert worker(store, first).run(batch.id, chunks[0], 0)["cursor"] == chunks[0].line_count
+    assert twin.sent == [str(i) for i in range(chunks[0].line_count)]  # the twin ran, and ran to the end
     for chunk in chunks[1:]:
         worker(store, EchoProvider()).run(batch.id, chunk, 0)
     assert end(store, batch) == "completed"
