@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, ConfigDict, Field, computed_field
+from pydantic import AfterValidator, ConfigDict, Field, computed_field, model_validator
 
 from batchline.models.common import (
     CanonicalEndpoint,
@@ -221,6 +221,13 @@ class BatchObject(Model):
     processing_cost: float = Field(default=0.0, description="USD, to 1e-10: total_tokens x price_1m_tokens / 1e6.")
     usage: Usage = Field(default_factory=Usage)
     output_expires_after: ExpiresAfter | None = None
+
+    @model_validator(mode="after")
+    def _live_cost(self) -> Self:
+        # Usage is live (each worker checkpoint adds to it), so the cost is derived from it, never stored
+        # apart: a running batch shows what it has cost so far, and it always equals its usage.
+        self.processing_cost = processing_cost(self.usage.total_tokens, self.price_1m_tokens)
+        return self
 
 
 class Merged(Model):
