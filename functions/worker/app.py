@@ -55,8 +55,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
         reserve_seconds=settings.request_timeout + settings.safety_margin,
         status_check_interval=settings.status_check_interval,
+        checkpoint_seconds=settings.checkpoint_seconds,
         segment_bytes=settings.segment_bytes,
-        budget=settings.budget_tuning() if settings.job_budgets else None,
+        budget=settings.budget_tuning(),
     )
     answered = run.run(request.batch_id, request.chunk, request.cursor, job_id=request.job_id, offset=request.offset)
     progress = WorkerOutput.model_validate(answered)

@@ -99,7 +99,7 @@ def test_two_batches_on_one_job_never_send_more_than_its_max_concurrency(
     assert second_sending.is_set() and len(held) == 4
     assert arrivals.index("second") < len(arrivals) - 1 - arrivals[::-1].index("first")
     # Without the job's budget each batch's workers keep up to 8 in flight each, whatever its other
-    # batches do: 16 at once were seen with JobBudgets=false.
+    # batches do: 16 at once were seen when budgets could be turned off.
     assert fake.peak_in_flight <= 8
 
 
@@ -124,8 +124,8 @@ def test_a_backend_that_throttles_over_n_in_flight_is_brought_near_n_and_loses_n
     assert sum(throttled[:third]) > 0
     assert sum(throttled[-third:]) < sum(throttled[:third])
     # Once settled (the last half of its requests), the backend is filled, not flooded: a 429 now and then as
-    # the limit probes above n (2-3% of requests here; 32% with JobBudgets=false, where every worker keeps
-    # sending and only backs off), and what it had in flight as each request arrived is near n.
+    # the limit probes above n (2-3% of requests here; 32% without budgets, when they could be turned off and
+    # every worker kept sending and only backed off), and what it had in flight as each request arrived is near n.
     settled = seen[len(seen) // 2 :]
     assert sum(r.fault.status == 429 for r in settled) <= len(settled) // 10
     assert n / 2 <= statistics.median(r.in_flight for r in settled) <= n + 1

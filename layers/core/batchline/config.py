@@ -61,12 +61,13 @@ class WorkerSettings(CoreSettings):
     # can finish and the segment can be written; the next invocation takes the rest.
     safety_margin: float = Field(default=15.0, ge=0, description="Seconds kept free at the end.")
     status_check_interval: float = Field(default=2.0, gt=0, description="Seconds between cancel checks.")
-    # What one invocation holds before it stops and records: its answers are joined and put at the end.
-    segment_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Answer bytes per invocation, at most.")
+    # How often a worker records what it has answered (the template's CheckpointSeconds): counts and cost
+    # move at this pace, and a worker that dies re-sends at most this long's lines plus those in flight.
+    checkpoint_seconds: float = Field(default=10.0, gt=0, le=300, description="Seconds between checkpoints.")
+    # What a worker holds before it records it, whatever the time: one checkpoint's part files, at most.
+    segment_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Answer bytes per checkpoint, at most.")
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")
-    # The job's concurrency budget (batchline.budget), renewed every status_check_interval; off, each
-    # worker keeps requests_per_worker in flight whatever the job's other batches do.
-    job_budgets: bool = Field(default=True, description="Workers share their job's concurrency budget.")
+    # The job's concurrency budget (batchline.budget), renewed every status_check_interval.
     budget_lease_seconds: float = Field(
         default=30.0, gt=0, description="A worker's share of its job's budget lasts this long unless renewed."
     )
