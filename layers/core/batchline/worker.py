@@ -50,6 +50,8 @@ COMMIT_BACKOFF_CAP = 2.0
 # A segment's `runs` (alternate runs of output and error lines) stay a small list on its item: past this
 # many, it is committed at once.
 MAX_RUNS = 2000
+# The name of a checkpoint's task, so that a look at the loop's tasks (a debugger, a test) can tell them.
+CHECKPOINT_TASK = "checkpoint"
 # The chunk is read in ranged GETs of what the worker sends in a checkpoint's time, within these bounds;
 # the first, before any rate is known, is FIRST_RANGE.
 MIN_RANGE = 64 * 1024
@@ -367,7 +369,7 @@ class _Log:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._committing = self.tasks.create_task(self._checkpoint(done=False))
+            self._committing = self.tasks.create_task(self._checkpoint(done=False), name=CHECKPOINT_TASK)
         elif self._ready and self._committing is None and self._timer is None and not self.closed:
             # No answer may come for a while (slow lines): the time still brings the checkpoint.
             wait = max(0.0, self._since + self.run.checkpoint_seconds - self.run.monotonic())
@@ -381,6 +383,7 @@ class _Log:
         answers, self._ready = self._ready, []
         self._since = self.run.monotonic()
         cursor = self.cursor
+        done = done or cursor + len(answers) >= self.chunk.line_count  # the chunk's last line is in it
         answer, own = await asyncio.to_thread(self.run._record, self.batch_id, self.chunk.chunk, cursor, answers, done)
         self.held -= sum(len(a.line) for a in answers)
         if answer["cursor"] == cursor:
