@@ -8,7 +8,9 @@ One 10,000-line batch runs through the in-process local cloud twice, each in a f
 the stack had before, as the baseline of the same run. From the counts, the cost model prices a
 million lines at arm64 list prices (us-east-1); every figure per line is scaled from the measured run,
 except the worker's billed time, which on the local cloud is the mock provider's: it is modelled as
-an upstream of `--latency` seconds answering the worker's requests in flight, the arithmetic shown.
+an upstream of `--latency` seconds answering the worker's requests in flight, the arithmetic shown, and
+what the worker does by the clock in that time (a checkpoint every CheckpointSeconds, a status check and
+lease renewal every status_check_interval), which a fast local run hardly shows.
 
 Not counted, as they are the client's and not the batch's: the api function's calls (uploading,
 polling: a client that polls every second costs more than one that waits for the event) and the
@@ -93,15 +95,40 @@ def _total(calls: dict[str, dict[str, int]]) -> int:
     return sum(n for operations in calls.values() for n in operations.values())
 
 
-def _worker_settings() -> tuple[int, int]:
-    """The worker's requests in flight and memory, as the template deploys it."""
+def _worker_settings() -> tuple[int, int, float, float]:
+    """The worker's requests in flight, memory, seconds between checkpoints and between status checks, as
+    the template deploys it."""
+    from batchline.config import WorkerSettings
     from localcloud.template import load_template
 
     template = load_template(ROOT / "template.yaml")
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     worker = template["Resources"]["WorkerFunction"]["Properties"]
     memory = int(worker.get("MemorySize", template["Globals"]["Function"].get("MemorySize", 128)))
-    return int(variables["REQUESTS_PER_WORKER"]), memory
+    checkpoint = float(template["Parameters"]["CheckpointSeconds"]["Default"])
+    status_check = float(WorkerSettings.model_fields["status_check_interval"].default)
+    return int(variables["REQUESTS_PER_WORKER"]), memory, checkpoint, status_check
+
+
+# What a worker does by the clock, not by the line, so a fast local run does not show it: per checkpoint a
+# part object put, its segment kept (PutItem) and committed (TransactWriteItems, 4 WRU), and about one ranged
+# GET (ranges are sized to a checkpoint's sending); per status check one eventually consistent read of the
+# batch and its job's budget (1 RRU) and the lease's renewal (1 WRU).
+CHECKPOINT_CALLS = {"s3_put": 1, "s3_get": 1, "write_units": 1 + 4, "read_units": 0}
+STATUS_CHECK_CALLS = {"s3_put": 0, "s3_get": 0, "write_units": 1, "read_units": 1}
+
+
+def _by_the_clock(worker_seconds: float, checkpoint: float, status_check: float) -> tuple[dict[str, float], str]:
+    """The calls a million lines' worker time makes by the clock, and how they were counted."""
+    checkpoints, checks = worker_seconds / checkpoint, worker_seconds / status_check
+    totals = {
+        name: checkpoints * CHECKPOINT_CALLS[name] + checks * STATUS_CHECK_CALLS[name] for name in CHECKPOINT_CALLS
+    }
+    shown = (
+        f"by the clock: {worker_seconds:,.0f} worker-s / {checkpoint:g} s = {checkpoints:,.0f} checkpoints "
+        f"(1 PUT, 1 GET, 5 WRU each) and / {status_check:g} s = {checks:,.0f} status checks (1 RRU, 1 WRU each)"
+    )
+    return totals, shown
 
 
 def cost_per_million(run: dict[str, Any], latency: float) -> tuple[float, list[str]]:
@@ -111,8 +138,9 @@ def cost_per_million(run: dict[str, Any], latency: float) -> tuple[float, list[s
     parts: dict[str, float] = {}
     shown: list[str] = []
 
-    in_flight, worker_mb = _worker_settings()
+    in_flight, worker_mb, checkpoint, status_check = _worker_settings()
     worker_seconds = MILLION * latency / in_flight
+    clocked, clocked_shown = _by_the_clock(worker_seconds, checkpoint, status_check)
     lambda_cost = worker_seconds * worker_mb / 1024 * LAMBDA_GB_SECOND
     shown.append(
         f"worker: 1M lines x {latency * 1000:.0f} ms / {in_flight} in flight = {worker_seconds:,.0f} s x "
@@ -133,7 +161,8 @@ def cost_per_million(run: dict[str, Any], latency: float) -> tuple[float, list[s
     parts["Step Functions"] = transitions * TRANSITION
     shown.append(f"Step Functions: {transitions:,.0f} transitions x ${TRANSITION} = ${parts['Step Functions']:.4f}")
 
-    reads = writes = 0.0
+    reads, writes = clocked["read_units"], clocked["write_units"]
+    shown.append(clocked_shown)
     for operation, count in calls.get("dynamodb", {}).items():
         kind, units = DYNAMODB_UNITS.get(operation, ("read", 1))
         if kind == "write":
@@ -143,8 +172,8 @@ def cost_per_million(run: dict[str, Any], latency: float) -> tuple[float, list[s
     parts["DynamoDB"] = writes * DYNAMODB_WRITE_UNIT + reads * DYNAMODB_READ_UNIT
     shown.append(f"DynamoDB: {writes:,.0f} WRU + {reads:,.0f} RRU = ${parts['DynamoDB']:.4f}")
 
-    puts = sum(n for op, n in calls.get("s3", {}).items() if op in S3_PUT_OPERATIONS) * scale
-    gets = sum(n for op, n in calls.get("s3", {}).items() if op not in S3_PUT_OPERATIONS) * scale
+    puts = sum(n for op, n in calls.get("s3", {}).items() if op in S3_PUT_OPERATIONS) * scale + clocked["s3_put"]
+    gets = sum(n for op, n in calls.get("s3", {}).items() if op not in S3_PUT_OPERATIONS) * scale + clocked["s3_get"]
     parts["S3"] = puts * S3_PUT_CLASS + gets * S3_GET_CLASS
     shown.append(f"S3: {puts:,.0f} PUT-class + {gets:,.0f} GET-class = ${parts['S3']:.4f}")
 
