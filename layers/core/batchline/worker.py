@@ -182,6 +182,8 @@ class ChunkRun:
                     # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
                     with observing_attempts(pacer):
                         stopped = await self._send_all(batch, provider, lines, pacer, watch, log, reading)
+                        # The lease goes back only once nothing is in flight: until then it is this worker's.
+                        await log.answered()
                 finally:
                     await watch.close()
                 return await log.finish(stopped)
@@ -403,9 +405,13 @@ class _Log:
         self._ready = []
         self.stopped.set()
 
+    async def answered(self) -> None:
+        """Until every line started is answered."""
+        await self._all_in.wait()
+
     async def finish(self, stopped: bool) -> dict[str, Any]:
         """Once every line started is answered: the last checkpoint, and where the next invocation starts."""
-        await self._all_in.wait()
+        await self.answered()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
