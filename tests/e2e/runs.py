@@ -94,6 +94,15 @@ def run(client: OpenAI, data: bytes, **kwargs: Any) -> Run:
     return results(client, wait(client, batch.id))
 
 
+def create_tenant(base_url: str, admin_key: str, name: str) -> dict[str, str]:
+    """An admin-created tenant: its id and its first API key."""
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    answer = httpx.post(f"{base_url}/admin/tenants", headers=admin, json={"name": name})
+    answer.raise_for_status()
+    created = answer.json()
+    return {"id": created["id"], "key": created["api_key"]["key"]}
+
+
 def create_job(base_url: str, admin_key: str, tenant: str, **fields: Any) -> str:
     """An admin-created job for the tenant (the SDK has no jobs resource)."""
     body = {

@@ -11,12 +11,20 @@ import statistics
 import threading
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import LocalCloudProcess, local_cloud_process
-from tests.e2e.runs import assert_each_line_once_in_order, create_job, jsonl, request_line, results, submit, wait
+from tests.e2e.runs import (
+    assert_each_line_once_in_order,
+    create_job,
+    create_tenant,
+    jsonl,
+    request_line,
+    results,
+    submit,
+    wait,
+)
 from tests.fakes.openai_server import FakeOpenAI, RecordedRequest
 
 URL = "/v1/chat/completions"
@@ -45,11 +53,7 @@ def sharing_cloud() -> Iterator[LocalCloudProcess]:
 
 @pytest.fixture(scope="module")
 def tenant(sharing_cloud: LocalCloudProcess) -> dict[str, str]:
-    admin = {"Authorization": f"Bearer {sharing_cloud.admin_key}"}
-    answer = httpx.post(f"{sharing_cloud.base_url}/admin/tenants", headers=admin, json={"name": "sharing"})
-    answer.raise_for_status()
-    created = answer.json()
-    return {"id": created["id"], "key": created["api_key"]["key"]}
+    return create_tenant(sharing_cloud.base_url, sharing_cloud.admin_key, "sharing")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.conftest import LocalCloudProcess
-from tests.e2e.runs import TERMINAL, Run, create_job, jsonl, request_line, results, submit, wait
+from tests.e2e.runs import TERMINAL, Run, create_job, create_tenant, jsonl, request_line, results, submit, wait
 from tests.fakes.openai_server import FakeOpenAI
 
 URL = "/v1/chat/completions"
@@ -38,11 +38,7 @@ CURSOR, HAS_MORE = "x-batchline-cursor", "x-batchline-has-more"
 
 @pytest.fixture(scope="module")
 def tenant(local_cloud: LocalCloudProcess) -> dict[str, str]:
-    admin = {"Authorization": f"Bearer {local_cloud.admin_key}"}
-    answer = httpx.post(f"{local_cloud.base_url}/admin/tenants", headers=admin, json={"name": "live"})
-    answer.raise_for_status()
-    created = answer.json()
-    return {"id": created["id"], "key": created["api_key"]["key"]}
+    return create_tenant(local_cloud.base_url, local_cloud.admin_key, "live")
 
 
 @pytest.fixture
@@ -83,6 +79,13 @@ class Partials:
             self.read()
 
 
+def start(client: OpenAI, job: str, prefix: str) -> tuple[list[str], str]:
+    """A batch of LINES requests whose texts are their custom_ids: those ids, and the batch's id."""
+    custom_ids = [f"{prefix}-{i}" for i in range(LINES)]
+    batch = submit(client, jsonl([request_line(c, URL, c) for c in custom_ids]), endpoint=URL, job_id=job)
+    return custom_ids, batch.id
+
+
 def texts(fake: FakeOpenAI) -> list[str]:
     return [r.body["messages"][0]["content"] for r in fake.requests]
 
@@ -96,14 +99,13 @@ def test_a_running_batch_shows_its_counts_cost_and_answers_as_it_goes(
     client: OpenAI, backend: tuple[FakeOpenAI, str]
 ) -> None:
     fake, job = backend
-    custom_ids = [f"live-{i}" for i in range(LINES)]
-    batch = submit(client, jsonl([request_line(c, URL, c) for c in custom_ids]), endpoint=URL, job_id=job)
-    partials = Partials(client, batch.id)
+    custom_ids, batch_id = start(client, job, "live")
+    partials = Partials(client, batch_id)
     polls: list[tuple[float, int, int, float]] = []  # (when, answered upstream, completed, cost)
     read_while_running = 0
     while True:
         answered = fake.count  # before the retrieve: what the batch may show is at least this late
-        seen = client.batches.retrieve(batch.id)
+        seen = client.batches.retrieve(batch_id)
         if seen.status in TERMINAL:
             break
         assert seen.request_counts is not None
@@ -111,7 +113,7 @@ def test_a_running_batch_shows_its_counts_cost_and_answers_as_it_goes(
         if seen.status == "in_progress":
             read_while_running += partials.read()
         time.sleep(1.0)  # a client's polling pace; nothing waits on it
-    run_ = results(client, wait(client, batch.id))
+    run_ = results(client, wait(client, batch_id))
     partials.to_the_end()
 
     assert run_.batch.status == "completed", run_.batch
@@ -140,14 +142,13 @@ def test_a_cancel_mid_run_keeps_every_line_the_backend_answered_and_cancels_the_
     client: OpenAI, backend: tuple[FakeOpenAI, str]
 ) -> None:
     fake, job = backend
-    custom_ids = [f"cancel-{i}" for i in range(LINES)]
-    batch = submit(client, jsonl([request_line(c, URL, c) for c in custom_ids]), endpoint=URL, job_id=job)
+    custom_ids, batch_id = start(client, job, "cancel")
     # Cancel once a checkpoint shows, well before the end.
-    while (seen := client.batches.retrieve(batch.id)).request_counts.completed == 0:  # type: ignore[union-attr]
+    while (seen := client.batches.retrieve(batch_id)).request_counts.completed == 0:  # type: ignore[union-attr]
         assert seen.status not in TERMINAL, seen
         time.sleep(0.5)
-    client.batches.cancel(batch.id)
-    run_: Run = results(client, wait(client, batch.id, timeout=300))
+    client.batches.cancel(batch_id)
+    run_: Run = results(client, wait(client, batch_id, timeout=300))
     sent = texts(fake)
 
     assert run_.batch.status == "cancelled", run_.batch
