@@ -331,6 +331,7 @@ class _Log:
         self.room.set()
         self.held = 0  # bytes of answers not yet committed
         self._ready: list[_Answer] = []  # answered, in order, from `cursor` on
+        self._ready_runs = 0  # how many runs `_ready` makes (SegmentRecord.runs), kept as it grows
         self._waiting: dict[int, _Answer] = {}  # answered past a gap, by their number in this invocation
         self._next = 0  # the number of the first line not in `_ready`
         self._started: int | None = None  # how many lines were started, once no more will be
@@ -345,7 +346,12 @@ class _Log:
         if self.held >= self.run.segment_bytes:
             self.room.clear()
         while self._next in self._waiting:
-            self._ready.append(self._waiting.pop(self._next))
+            ready = self._waiting.pop(self._next)
+            # A new run when the kind changes (the first run is of output lines, so an error starts one too);
+            # counted here, as `_runs` of the whole prefix on every answer would be quadratic in a checkpoint.
+            if not self._ready or self._ready[-1].ok != ready.ok:
+                self._ready_runs += 1 if self._ready or ready.ok else 2
+            self._ready.append(ready)
             self._next += 1
         if self._started is not None and self._next >= self._started:
             self._all_in.set()
@@ -363,7 +369,7 @@ class _Log:
         return (
             self.run.monotonic() - self._since >= self.run.checkpoint_seconds
             or self.held >= self.run.segment_bytes
-            or len(_runs(self._ready)) >= MAX_RUNS
+            or self._ready_runs >= MAX_RUNS
         )
 
     def _checkpoint_if_due(self) -> None:
@@ -382,7 +388,7 @@ class _Log:
         self._checkpoint_if_due()
 
     async def _checkpoint(self, *, done: bool) -> None:
-        answers, self._ready = self._ready, []
+        answers, self._ready, self._ready_runs = self._ready, [], 0
         self._since = self.run.monotonic()
         cursor = self.cursor
         done = done or cursor + len(answers) >= self.chunk.line_count  # the chunk's last line is in it
@@ -402,7 +408,7 @@ class _Log:
 
     def _close(self, ending: dict[str, Any]) -> None:
         self.closed, self.ending = True, ending
-        self._ready = []
+        self._ready, self._ready_runs = [], 0
         self.stopped.set()
 
     async def answered(self) -> None:
