@@ -174,3 +174,20 @@ def test_without_a_listed_permission_the_check_fails(function: str, access: str,
 def test_a_permission_the_table_does_not_list_fails_the_check(function: str, access: str, prefix: str) -> None:
     roles = principals(with_extra(sam_template(), function, access, prefix))
     assert unlisted(roles) == [(function, access, prefix)]
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "amazon.nova-lite-v1:0",  # a foundation model, in the job's region
+        "eu.anthropic.claude-3-haiku-20240307-v1:0",  # a cross-region inference profile
+        "apac.amazon.nova-micro-v1:0",
+        f"arn:aws:bedrock:ap-southeast-2:{iam.ACCOUNT_ID}:application-inference-profile/abc123",
+    ],
+)
+def test_the_worker_may_invoke_bedrock_models_and_inference_profiles_of_any_region(model_id: str) -> None:
+    # A job's provider.region may be any region, not the stack's: its profiles are the account's there.
+    worker = principals(sam_template())["WorkerFunction"]
+    for region in ("eu-west-1", "ap-southeast-2"):
+        (asked,) = iam.requests_for("bedrock-runtime", "Converse", {"modelId": model_id}, region)
+        assert iam.is_allowed(worker.statements, asked), (model_id, region)

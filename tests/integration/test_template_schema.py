@@ -95,3 +95,13 @@ def test_a_stream_record_the_sweeper_cannot_process_goes_to_a_queue_that_raises_
     alarm = alarms[0]
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+
+
+def test_the_state_machine_role_may_write_traces_when_tracing_is_on(cfn: dict[str, Any]) -> None:
+    # SAM adds X-Ray's policy to a state machine's role only for a literal `Tracing: {Enabled: true}`; ours is
+    # a condition, so the template grants it itself, under the same condition.
+    role = cfn["Resources"]["BatchStateMachineRole"]["Properties"]
+    xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+    assert {"Fn::If": ["Traced", xray, {"Ref": "AWS::NoValue"}]} in role["ManagedPolicyArns"]
+    tracing = cfn["Resources"]["BatchStateMachine"]["Properties"]["TracingConfiguration"]
+    assert tracing == {"Enabled": {"Fn::If": ["Traced", True, False]}}
