@@ -5,13 +5,18 @@ On AWS the api function sits behind an HTTP API, which refuses a request body ov
 `{"message":"Service Unavailable"}` when the integration has not answered within 30 seconds (the
 function may still be running). The Lambda proxy integration buffers both ways: the function gets the
 whole body and API Gateway sends the whole response, which is what this wrapper does too.
+
+The stage's default route throttle (the template's ApiThrottleRate and ApiThrottleBurst) is a token
+bucket shared by every client: past it API Gateway answers 429 `{"message":"Too Many Requests"}` itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -26,6 +31,45 @@ INTEGRATION_TIMEOUT_SECONDS = 30.0
 
 TOO_LARGE = (413, {"message": "Request Entity Too Large"})
 TIMED_OUT = (503, {"message": "Service Unavailable"})
+THROTTLED = (429, {"message": "Too Many Requests"})
+
+
+class TokenBucket:
+    """API Gateway's throttle: `rate` tokens a second fill a bucket of `burst`; each request takes one."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._tokens, self._at = float(burst), clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+def stage_throttle(template: Mapping[str, Any], parameters: Mapping[str, str]) -> TokenBucket | None:
+    """The bucket of the template's HTTP API's default route settings (a Ref is a parameter's value); None
+    when it sets none (API Gateway then applies only the account's limits, which no test here reaches)."""
+    declared = template.get("Parameters", {}) or {}
+
+    def value(setting: Any) -> float:
+        if isinstance(setting, Mapping) and "Ref" in setting:
+            name = setting["Ref"]
+            return float(parameters.get(name, declared[name]["Default"]))
+        return float(setting)
+
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") == "AWS::Serverless::HttpApi":
+            settings = resource.get("Properties", {}).get("DefaultRouteSettings", {})
+            if "ThrottlingRateLimit" in settings and "ThrottlingBurstLimit" in settings:
+                return TokenBucket(value(settings["ThrottlingRateLimit"]), int(value(settings["ThrottlingBurstLimit"])))
+    return None
 
 
 class _TooLarge(Exception):
@@ -33,7 +77,7 @@ class _TooLarge(Exception):
 
 
 class ApiGatewayLimits:
-    """ASGI middleware: the HTTP API's payload limit and integration timeout."""
+    """ASGI middleware: the HTTP API's stage throttle, payload limit and integration timeout."""
 
     def __init__(
         self,
@@ -41,14 +85,19 @@ class ApiGatewayLimits:
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
+        throttle: TokenBucket | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.integration_timeout = integration_timeout
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.throttle is not None and not self.throttle.take():
+            await _answer(send, *THROTTLED)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

@@ -19,8 +19,9 @@ from typing import Any, Self
 import boto3
 
 from localcloud import faults, iam, lambdas, metering, moto_fixes, stepfunctions, streams
-from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits
+from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits, stage_throttle
 from localcloud.deploy import DeployedStack, deploy
+from localcloud.template import load_template
 
 log = logging.getLogger(__name__)
 
@@ -442,7 +443,8 @@ class LocalCloud:
         # API Gateway invokes the api function: every request runs under its role, within the HTTP API's
         # limits. Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
         served = metering.Invocations(iam.ServedAs(app, function.principal), function.logical_id, function.memory_size)
-        app = faults.ControlRoutes(ApiGatewayLimits(served, integration_timeout=self.api_timeout))
+        throttle = stage_throttle(load_template(self.template), self.parameters)
+        app = faults.ControlRoutes(ApiGatewayLimits(served, integration_timeout=self.api_timeout, throttle=throttle))
         config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

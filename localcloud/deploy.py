@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from localcloud import bridges, iam, lambdas
 from localcloud.lambdas import LocalFunction
-from localcloud.template import HIDDEN_OUTPUT_PREFIX, Translation, replace_references, translate
+from localcloud.rules import RuleFailed, check_rules
+from localcloud.template import HIDDEN_OUTPUT_PREFIX, Translation, load_template, replace_references, translate
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,13 @@ def deploy(
     `client(service)` must answer boto3 clients pointed at the moto server.
     """
     parameters = dict(parameters or {})
+    # CloudFormation refuses bad parameters and failing Rules before it creates anything; moto checks neither.
+    declared = load_template(Path(template_path))
+    check_parameters(declared.get("Parameters", {}), parameters)
+    try:
+        check_rules(declared, parameters)
+    except RuleFailed as exc:
+        raise DeployError(str(exc)) from None
     s3 = client("s3")
     ensure_bucket(s3, artifacts_bucket)
     translation = translate(Path(template_path), s3=s3, bucket=artifacts_bucket, parameters=parameters)

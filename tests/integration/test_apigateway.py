@@ -1,4 +1,4 @@
-"""The local API answers as API Gateway's HTTP API does at its payload limit and integration timeout."""
+"""The local API answers as API Gateway's HTTP API does at its stage throttle, payload limit and integration timeout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
-from localcloud.apigateway import ApiGatewayLimits
+from localcloud.apigateway import ApiGatewayLimits, TokenBucket, stage_throttle
+from localcloud.template import load_template
+from tests.integration.conftest import ROOT
 
 app = FastAPI()
 
@@ -61,3 +63,33 @@ def test_an_integration_that_does_not_answer_in_time_is_a_503() -> None:
 def test_the_defaults_are_the_http_apis_quotas() -> None:
     limits = ApiGatewayLimits(app)
     assert (limits.max_body_bytes, limits.integration_timeout) == (10 * 1024 * 1024, 30.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_stage_throttle_answers_api_gateways_429_past_its_burst_and_refills_at_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=2, burst=3, clock=clock)
+
+    async def burst(api: httpx.AsyncClient) -> list[tuple[int, Any]]:
+        answers = [await api.post("/echo", content=b"x") for _ in range(4)]
+        clock.now += 0.5  # one token back at 2 a second
+        answers += [await api.post("/echo", content=b"x") for _ in range(2)]
+        return [(a.status_code, a.json()) for a in answers]
+
+    ok, throttled = (200, {"bytes": 1}), (429, {"message": "Too Many Requests"})
+    assert run(burst, throttle=bucket) == [ok, ok, ok, throttled, ok, throttled]
+
+
+def test_the_stage_throttle_is_the_templates_for_its_parameters() -> None:
+    template = load_template(ROOT / "template.yaml")
+    default = stage_throttle(template, {})
+    assert default is not None and (default.rate, default.burst) == (100, 200)
+    chosen = stage_throttle(template, {"ApiThrottleRate": "1000", "ApiThrottleBurst": "2000"})
+    assert chosen is not None and (chosen.rate, chosen.burst) == (1000, 2000)
