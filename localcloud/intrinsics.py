@@ -22,6 +22,13 @@ class Unresolvable(Exception):
     """The value uses an intrinsic, or names something, that these checks cannot evaluate."""
 
 
+class _NoValue:
+    """`Ref: AWS::NoValue`: the list item or property that holds it is left out."""
+
+
+NO_VALUE = _NoValue()
+
+
 @dataclass
 class Stack:
     """Where a template is evaluated."""
@@ -46,7 +53,9 @@ class Stack:
             "AWS::URLSuffix": "amazonaws.com",
         }
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         pseudo = self.pseudo()
         if name in pseudo:
             return pseudo[name]
@@ -96,14 +105,18 @@ class Stack:
     def resolve(self, value: Any, variables: Mapping[str, str] | None = None) -> Any:
         """The value with every intrinsic evaluated."""
         if isinstance(value, list):
-            return [self.resolve(item, variables) for item in value]
+            return [item for item in (self.resolve(item, variables) for item in value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) != 1 or not next(iter(value)).startswith(("Fn::", "Ref")):
-            return {key: self.resolve(item, variables) for key, item in value.items()}
+            resolved = {key: self.resolve(item, variables) for key, item in value.items()}
+            return {key: item for key, item in resolved.items() if item is not NO_VALUE}
         ((function, argument),) = value.items()
         if function == "Ref":
             return self.ref(argument)
+        if function == "Fn::If":
+            condition, when_true, when_false = argument
+            return self.resolve(when_true if self.condition(condition) else when_false, variables)
         if function == "Fn::GetAtt":
             target, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
             return self.get_att(target, attribute)
@@ -120,6 +133,28 @@ class Stack:
         if function == "Fn::Select":
             index, items = argument
             return self.resolve(items, variables)[int(self.resolve(index, variables))]
+        raise Unresolvable(function)
+
+    def condition(self, name: str) -> bool:
+        """The value of one of the template's Conditions."""
+        declared = self.template.get("Conditions", {})
+        if name not in declared:
+            raise Unresolvable(f"no condition {name}")
+        return self._holds(declared[name])
+
+    def _holds(self, expression: Any) -> bool:
+        ((function, argument),) = expression.items()
+        if function == "Condition":
+            return self.condition(argument)
+        if function == "Fn::Equals":
+            left, right = (str(self.resolve(side)) for side in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self._holds(argument[0])
+        if function == "Fn::And":
+            return all(self._holds(item) for item in argument)
+        if function == "Fn::Or":
+            return any(self._holds(item) for item in argument)
         raise Unresolvable(function)
 
     def _sub(self, text: str, variables: Mapping[str, str]) -> str:
