@@ -11,6 +11,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
+from batchline.store import Store
 from tests.integration.conftest import Tenant, all_items, load_function
 
 JSONL = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\r\n\n{"x": "\xc3\xa9"}'
@@ -129,6 +130,37 @@ def test_another_tenants_file_is_404(api: TestClient, tenant: Tenant, other_tena
         answer = api.get(path, headers=other_tenant.headers)
         assert answer.status_code == 404
         assert answer.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("recorded", [len(JSONL) + 7, len(JSONL) - 1, 0])
+def test_content_whose_bytes_differ_from_its_record_is_a_server_error_before_any_byte(
+    api: TestClient, tenant: Tenant, store: Store, recorded: int
+) -> None:
+    # A record whose size is not its object's: streamed under its Content-Length, the answer would break
+    # off mid-way (or run past it), which a client sees as a dropped connection, not as an error.
+    file_id = upload(api, tenant).json()["id"]
+    store.table.update("file", file_id, set_={"bytes": recorded})
+
+    answer = api.get(f"/v1/files/{file_id}/content", headers=tenant.headers)
+
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()["error"]
+    assert (error["type"], error["param"]) == ("server_error", None)
+    assert file_id in error["message"]
+    assert f"{len(JSONL)} bytes" in error["message"] and f"{recorded} bytes" in error["message"]
+
+
+def test_content_whose_bytes_are_gone_is_a_server_error_before_any_byte(
+    api: TestClient, tenant: Tenant, store: Store
+) -> None:
+    file_id = upload(api, tenant).json()["id"]
+    store.objects.delete(store.files.get(tenant.id, file_id).s3_key)
+
+    answer = api.get(f"/v1/files/{file_id}/content", headers=tenant.headers)
+
+    assert answer.status_code == 500
+    assert answer.json()["error"]["type"] == "server_error"
 
 
 def test_content_over_the_inline_limit_redirects_to_a_short_lived_s3_link(

@@ -152,7 +152,7 @@ def file_content(file_id: str, tenant: TenantId, store: StoreDep, settings: Sett
         url = store.objects.presign_get(record.s3_key, expires_in=CONTENT_LINK_SECONDS, filename=record.filename)
         return RedirectResponse(url, status_code=307)
     return StreamingResponse(
-        store.objects.stream(record.s3_key),
+        files.content(store, record),
         media_type="application/octet-stream",
         headers={"Content-Length": str(record.bytes)},
     )
