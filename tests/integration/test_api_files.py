@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import boto3
 import pytest
@@ -108,6 +109,47 @@ def test_upload_over_the_direct_limit_is_413_naming_the_other_ways_in(
     assert "/v1/uploads" in error["message"] and "inbox" in error["message"]
     assert len(all_items(settings)) == items_before
     assert s3_keys(settings) == []
+
+
+def named(api: TestClient, tenant: Tenant, filename: str) -> Any:
+    return api.post(
+        "/v1/files",
+        headers=tenant.headers,
+        files={"file": (filename, JSONL, "application/jsonl")},
+        data={"purpose": "batch"},
+    )
+
+
+@pytest.mark.parametrize("length", [513, 2000, 5000, 50_000])
+def test_a_filename_over_the_limit_is_refused_naming_the_limit(
+    api: TestClient, tenant: Tenant, settings: ApiSettings, length: int
+) -> None:
+    # Past about 4 KB the multipart parser cannot read the part at all; below it, the route reads the name.
+    items_before = len(all_items(settings))
+
+    answer = named(api, tenant, "x" * (length - 6) + ".jsonl")
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {
+        "error": {
+            "message": "Invalid 'file': its filename is too long; a filename may be at most 512 characters.",
+            "type": "invalid_request_error",
+            "param": "file",
+            "code": None,
+        }
+    }
+    assert len(all_items(settings)) == items_before
+    assert s3_keys(settings) == []
+
+
+def test_a_filename_at_the_limit_is_taken(api: TestClient, tenant: Tenant) -> None:
+    name = "é" * 506 + ".jsonl"  # 512 characters, 1,018 bytes of UTF-8
+
+    answer = named(api, tenant, name)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["filename"] == name
+    assert api.get(f"/v1/files/{answer.json()['id']}", headers=tenant.headers).json()["filename"] == name
 
 
 def test_unknown_file_is_404_in_openai_shape(api: TestClient, tenant: Tenant) -> None:

@@ -7,9 +7,16 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from batchline import ids
-from batchline.errors import PayloadTooLarge, ServerError
+from batchline.errors import InvalidRequest, PayloadTooLarge, ServerError
 from batchline.layout import file_key
-from batchline.models import MAX_FILE_BYTES, ExpiresAfter, FilePurpose, FileRecord, UploadPurpose
+from batchline.models import (
+    MAX_FILE_BYTES,
+    MAX_FILENAME_CHARS,
+    ExpiresAfter,
+    FilePurpose,
+    FileRecord,
+    UploadPurpose,
+)
 from batchline.observability import logger
 from batchline.store import Store
 
@@ -25,6 +32,14 @@ def too_large(size: int, limit: int) -> PayloadTooLarge:
         "(inbox/<job_id>/<name>.jsonl).",
         param="file",
         code="file_too_large",
+    )
+
+
+def filename_too_long(param: str = "file") -> InvalidRequest:
+    """The name of the file in the form field `param` is over the limit."""
+    return InvalidRequest(
+        f"Invalid '{param}': its filename is too long; a filename may be at most {MAX_FILENAME_CHARS} characters.",
+        param=param,
     )
 
 
