@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from batchline import ids
 from batchline.errors import BatchlineError, error_body, status_body, to_http
+from batchline.files import filename_too_long
 from batchline.observability import logger, metrics, tracer
 from routes import admin, batches, deps, files, jobs, models, uploads
 
@@ -95,8 +96,34 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(error_body(message, "invalid_request_error", param=param), status_code=422)
 
 
+def _part_headers_too_large(exc: BaseException) -> bool:
+    """The multipart parser refused a part's header line past its limit (4 KiB and a little).
+
+    The only header of a part a client makes that long is its Content-Disposition with the filename,
+    so this is a filename far over ours, which the route would have named had the part been read.
+    python-multipart has no error class of its own for it: its message is what tells.
+    """
+    from python_multipart.exceptions import MultipartParseError  # loaded already: it is what failed
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, MultipartParseError) and str(cause) == "Maximum header size exceeded":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _file_field(request: Request) -> str:
+    """The form field that carries the route's file: `file`, or an upload part's `data`."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    fields = [f.alias for f in getattr(dependant, "body_params", ()) if isinstance(f.field_info, params.File)]
+    return fields[0] if len(fields) == 1 else "file"
+
+
 @app.exception_handler(HTTPException)
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 400 and _part_headers_too_large(exc):
+        return _domain_error(request, filename_too_long(_file_field(request)))
     if exc.status_code == 400:
         # The framework's 400 is a body it could not read (JSON that is not UTF-8, broken multipart): the
         # contract's 422 for a request that fails validation, as for JSON that does not parse.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import boto3
 import pytest
@@ -11,6 +12,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
+from batchline.store import Store
 from tests.integration.conftest import Tenant, all_items, load_function
 
 JSONL = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\r\n\n{"x": "\xc3\xa9"}'
@@ -109,6 +111,47 @@ def test_upload_over_the_direct_limit_is_413_naming_the_other_ways_in(
     assert s3_keys(settings) == []
 
 
+def named(api: TestClient, tenant: Tenant, filename: str) -> Any:
+    return api.post(
+        "/v1/files",
+        headers=tenant.headers,
+        files={"file": (filename, JSONL, "application/jsonl")},
+        data={"purpose": "batch"},
+    )
+
+
+@pytest.mark.parametrize("length", [513, 2000, 5000, 50_000])
+def test_a_filename_over_the_limit_is_refused_naming_the_limit(
+    api: TestClient, tenant: Tenant, settings: ApiSettings, length: int
+) -> None:
+    # Past about 4 KB the multipart parser cannot read the part at all; below it, the route reads the name.
+    items_before = len(all_items(settings))
+
+    answer = named(api, tenant, "x" * (length - 6) + ".jsonl")
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {
+        "error": {
+            "message": "Invalid 'file': its filename is too long; a filename may be at most 512 characters.",
+            "type": "invalid_request_error",
+            "param": "file",
+            "code": None,
+        }
+    }
+    assert len(all_items(settings)) == items_before
+    assert s3_keys(settings) == []
+
+
+def test_a_filename_at_the_limit_is_taken(api: TestClient, tenant: Tenant) -> None:
+    name = "é" * 506 + ".jsonl"  # 512 characters, 1,018 bytes of UTF-8
+
+    answer = named(api, tenant, name)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["filename"] == name
+    assert api.get(f"/v1/files/{answer.json()['id']}", headers=tenant.headers).json()["filename"] == name
+
+
 def test_unknown_file_is_404_in_openai_shape(api: TestClient, tenant: Tenant) -> None:
     for path in ("/v1/files/file-nope", "/v1/files/file-nope/content"):
         answer = api.get(path, headers=tenant.headers)
@@ -129,6 +172,37 @@ def test_another_tenants_file_is_404(api: TestClient, tenant: Tenant, other_tena
         answer = api.get(path, headers=other_tenant.headers)
         assert answer.status_code == 404
         assert answer.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("recorded", [len(JSONL) + 7, len(JSONL) - 1, 0])
+def test_content_whose_bytes_differ_from_its_record_is_a_server_error_before_any_byte(
+    api: TestClient, tenant: Tenant, store: Store, recorded: int
+) -> None:
+    # A record whose size is not its object's: streamed under its Content-Length, the answer would break
+    # off mid-way (or run past it), which a client sees as a dropped connection, not as an error.
+    file_id = upload(api, tenant).json()["id"]
+    store.table.update("file", file_id, set_={"bytes": recorded})
+
+    answer = api.get(f"/v1/files/{file_id}/content", headers=tenant.headers)
+
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()["error"]
+    assert (error["type"], error["param"]) == ("server_error", None)
+    assert file_id in error["message"]
+    assert f"{len(JSONL)} bytes" in error["message"] and f"{recorded} bytes" in error["message"]
+
+
+def test_content_whose_bytes_are_gone_is_a_server_error_before_any_byte(
+    api: TestClient, tenant: Tenant, store: Store
+) -> None:
+    file_id = upload(api, tenant).json()["id"]
+    store.objects.delete(store.files.get(tenant.id, file_id).s3_key)
+
+    answer = api.get(f"/v1/files/{file_id}/content", headers=tenant.headers)
+
+    assert answer.status_code == 500
+    assert answer.json()["error"]["type"] == "server_error"
 
 
 def test_content_over_the_inline_limit_redirects_to_a_short_lived_s3_link(

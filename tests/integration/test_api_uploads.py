@@ -267,6 +267,30 @@ def test_a_part_listed_twice_is_422(api: TestClient, tenant: Tenant) -> None:
     assert "twice" in answer.json()["error"]["message"]
 
 
+def test_an_uploads_filename_is_held_to_the_files_limit(api: TestClient, tenant: Tenant) -> None:
+    answer = api.post(
+        "/v1/uploads",
+        headers=tenant.headers,
+        json={"bytes": 10, "filename": "x" * 513, "mime_type": "application/jsonl", "purpose": "batch"},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["param"] == "filename"
+    assert create(api, tenant, 10, filename="x" * 512)["filename"] == "x" * 512
+
+
+def test_a_part_whose_filename_the_parser_cannot_read_names_its_field_and_the_limit(
+    api: TestClient, tenant: Tenant
+) -> None:
+    upload = create(api, tenant, 10)
+    answer = api.post(
+        f"/v1/uploads/{upload['id']}/parts", headers=tenant.headers, files={"data": ("x" * 5000, b"0123456789")}
+    )
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "data")
+    assert "filename" in error["message"] and "512 characters" in error["message"]
+
+
 def test_md5_is_checked_when_given(api: TestClient, tenant: Tenant, settings: ApiSettings) -> None:
     data = payload(3000)
     upload = create(api, tenant, len(data))

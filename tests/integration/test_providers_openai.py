@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from batchline.jsonl import parse_request_line
 from batchline.models import JobRecord, OpenAIProvider
 from batchline.providers import REQUEST_TIMEOUT, UPSTREAM_UNAVAILABLE, Outcome, ProviderSettings, make_provider
 from batchline.providers.openai_compat import OpenAICompatProvider
@@ -99,6 +101,19 @@ def test_each_endpoint_is_posted_with_the_jobs_model(fake: FakeOpenAI, url: str)
     assert request.headers["content-type"] == "application/json"
     # "say hi" is 2 words; the fake answers "Echo: say hi", 3 words (embeddings have no completion).
     assert out.usage() == ((2, 0, 2) if url.endswith("embeddings") else (2, 3, 5))
+
+
+def test_a_lines_numbers_reach_the_upstream_as_the_line_holds_them(fake: FakeOpenAI) -> None:
+    # As the worker sends a line plan accepted: its edges of JSON numbers (past 64 bits, the largest and
+    # smallest doubles, -0.0), each read back by the upstream as the line's own reader reads it.
+    numbers = b"[123456789012345678901234567890, -18446744073709551617, 1.7976931348623157e308, 5e-324, -0.0, 0.1, 1E2]"
+    raw = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [], "n": %s}}'
+
+    send(provider(fake.base_url), parse_request_line(raw % numbers)["body"])
+
+    [request] = fake.requests
+    assert repr(request.body["n"]) == repr(json.loads(numbers))
+    assert None not in request.body["n"]
 
 
 def test_answer_text_is_the_upstreams(fake: FakeOpenAI) -> None:

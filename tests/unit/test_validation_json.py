@@ -3,7 +3,8 @@
 Validation parses with orjson where that is safe, and it differs from json at the edges: it refuses lone
 surrogate escapes, numbers that overflow to infinity and nesting past 1,024 levels (which json takes),
 turns integers beyond 64 bits into floats, and words its errors its own way. Each line below sits on
-one of those edges; the verdicts and messages are json's, as the contract has always given them.
+one of those edges; the verdicts and messages are json's, as the contract has always given them, but
+for a number that overflows: json reads it as infinity, and it is refused as NaN is (issue 20).
 """
 
 from __future__ import annotations
@@ -42,11 +43,18 @@ def not_json(detail: str) -> str:
     return f"This line is not parseable as valid JSON: {detail}."
 
 
+OVERFLOW = "%s is out of range (it overflows to infinity, which JSON cannot carry)"
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
         (b'{"a": NaN}', not_json("NaN is not valid JSON")),
         (b'{"a": -Infinity}', not_json("-Infinity is not valid JSON")),
+        (b'{"a": 1e999}', not_json(OVERFLOW % "1e999")),
+        (b'{"a": [1, {"b": -1E+400}]}', not_json(OVERFLOW % "-1E+400")),
+        (line("x", b'{"role": "user", "content": "Hi", "temperature": 1e999}'), not_json(OVERFLOW % "1e999")),
+        (b'{"a": 1' + b"0" * 400 + b".5}", not_json(OVERFLOW % ("1" + "0" * 19 + "..."))),  # shown cut short
         (b'{"a": "x\ty"}', not_json("Invalid control character at (column 9)")),
         (b'{"a": 1,}', not_json("Illegal trailing comma before end of object (column 8)")),
         (b'{"a": 01}', not_json("Expecting ',' delimiter (column 8)")),
@@ -91,8 +99,8 @@ def test_lone_surrogate_escapes_are_refused_with_their_line(escape: bytes) -> No
     "value",
     [
         b'"\\ud83d\\ude00 \\u00e9 \\ud7ff"',  # a surrogate pair, and a Hangul escape that starts with \ud
-        b"1e400",  # json takes it as infinity
-        b"-1e400",
+        b"1.7976931348623157e308",  # the largest double: the edge of overflow, on the near side
+        b"-1e-400",  # underflows to -0.0, as every JSON reader of doubles reads it
         b"12345678901234567890123",  # beyond 64 bits
         b"-9223372036854775809",
         b"[" * 2_000 + b"]" * 2_000,  # deeper than orjson goes, not than json does
@@ -124,7 +132,7 @@ def test_a_token_array_of_integers_beyond_64_bits_is_still_one_embedding_input()
 
 
 def test_a_request_line_is_read_back_with_jsons_values() -> None:
-    raw = b'{"a": 12345678901234567890123, "b": -9223372036854775809, "c": 1e400, "d": "\\ud83d\\ude00", "e": 0.1}'
+    raw = b'{"a": 12345678901234567890123, "b": -9223372036854775809, "c": 1e308, "d": "\\ud83d\\ude00", "e": 0.1}'
 
     value = parse_request_line(raw)
 

@@ -14,6 +14,7 @@ from batchline import files
 from batchline.errors import InvalidRequest
 from batchline.models import (
     MAX_EXPIRY_SECONDS,
+    MAX_FILENAME_CHARS,
     MIN_EXPIRY_SECONDS,
     Deleted,
     ExpiresAfter,
@@ -66,7 +67,10 @@ def create_file(
     store: StoreDep,
     settings: SettingsDep,
     idempotency: IdempotencyDep,
-    file: Annotated[UploadFile, File(description="The file to upload (JSONL for `batch`).")],
+    file: Annotated[
+        UploadFile,
+        File(description=f"The file to upload (JSONL for `batch`); its name at most {MAX_FILENAME_CHARS} characters."),
+    ],
     purpose: Annotated[UploadPurpose, Form(description="`batch` is the purpose Batchline processes.")],
     expires_after_anchor: Annotated[Literal["created_at"] | None, Form(alias="expires_after[anchor]")] = None,
     expires_after_seconds: Annotated[
@@ -82,6 +86,8 @@ def create_file(
     if size > settings.max_upload_bytes:
         raise files.too_large(size, settings.max_upload_bytes)
     filename = PurePath(file.filename or "file").name
+    if len(filename) > MAX_FILENAME_CHARS:
+        raise files.filename_too_long()
 
     def create() -> dict[str, Any]:
         record = files.create_file(
@@ -152,7 +158,7 @@ def file_content(file_id: str, tenant: TenantId, store: StoreDep, settings: Sett
         url = store.objects.presign_get(record.s3_key, expires_in=CONTENT_LINK_SECONDS, filename=record.filename)
         return RedirectResponse(url, status_code=307)
     return StreamingResponse(
-        store.objects.stream(record.s3_key),
+        files.content(store, record),
         media_type="application/octet-stream",
         headers={"Content-Length": str(record.bytes)},
     )

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import IO
+from collections.abc import Iterator
+from typing import IO, Any
 
 from batchline import ids
-from batchline.errors import PayloadTooLarge
+from batchline.errors import InvalidRequest, PayloadTooLarge, ServerError
 from batchline.layout import file_key
-from batchline.models import MAX_FILE_BYTES, ExpiresAfter, FilePurpose, FileRecord, UploadPurpose
+from batchline.models import (
+    MAX_FILE_BYTES,
+    MAX_FILENAME_CHARS,
+    ExpiresAfter,
+    FilePurpose,
+    FileRecord,
+    UploadPurpose,
+)
+from batchline.observability import logger
 from batchline.store import Store
 
 BATCH_FILE_DEFAULT_TTL = 30 * 24 * 3600
@@ -23,6 +32,14 @@ def too_large(size: int, limit: int) -> PayloadTooLarge:
         "(inbox/<job_id>/<name>.jsonl).",
         param="file",
         code="file_too_large",
+    )
+
+
+def filename_too_long(param: str = "file") -> InvalidRequest:
+    """The name of the file in the form field `param` is over the limit."""
+    return InvalidRequest(
+        f"Invalid '{param}': its filename is too long; a filename may be at most {MAX_FILENAME_CHARS} characters.",
+        param=param,
     )
 
 
@@ -74,3 +91,30 @@ def create_file(
     store.objects.upload(record.s3_key, body)
     store.files.put(record)
     return record
+
+
+def content(store: Store, record: FileRecord, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    """A file's bytes, a chunk at a time, once its object is known to be the size its record says.
+
+    They are answered under the record's Content-Length: an object of another size would break the answer
+    off (or run past it) after its status was sent, which a client sees as a dropped connection. Checked
+    before the first byte, it is an error the client can read instead.
+    """
+    body, size = store.objects.open_sized(record.s3_key)
+    if size != record.bytes:
+        body.close()
+        logger.error(
+            "File size differs from its record", extra={"file_id": record.id, "stored": size, "recorded": record.bytes}
+        )
+        raise ServerError(
+            f"File {record.id} cannot be served: its stored content is {size} bytes, "
+            f"but its record says {record.bytes} bytes."
+        )
+    return _chunks(body, chunk_size)
+
+
+def _chunks(body: Any, chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()

@@ -7,12 +7,14 @@ Choices where the contract is silent:
   `\\r` is blank. A UTF-8 BOM is skipped at the start of the file only. Line numbers are 1-based and
   physical: blank lines count.
 - Past a byte limit reading stops one byte after it (`TooLarge`), so a file's size is never taken on trust.
-- JSON is strict: UTF-8 only, and NaN and Infinity are rejected (they cannot be forwarded as JSON).
+- JSON is strict: UTF-8 only, and NaN and Infinity are rejected (they cannot be forwarded as JSON), written
+  out or as a number that overflows a double (`1e999`), which Python's json would read as infinity.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
@@ -129,7 +131,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# How much of an out-of-range number a message shows: a line may hold one of thousands of digits.
+_SHOWN_DIGITS = 20
+
+
+def _finite_float(text: str) -> float:
+    """Refuse a number past a double's range: json reads it as infinity, which goes on as null or Infinity,
+    never as the number the line holds. Underflow is kept: it reads as 0.0, as any reader of doubles does."""
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= _SHOWN_DIGITS else text[:_SHOWN_DIGITS] + "..."
+        raise ValueError(f"{shown} is out of range (it overflows to infinity, which JSON cannot carry)")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def decode(raw: bytes) -> Any:
@@ -147,7 +163,7 @@ def loads(raw: bytes, fallback: Callable[[bytes], Any] = json.loads) -> Any:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass  # what orjson refuses the fallback may take: a lone surrogate's escape, 1e400, UTF-16
+            pass  # what orjson refuses the fallback may take: a lone surrogate's escape, UTF-16
     return fallback(raw)
 
 

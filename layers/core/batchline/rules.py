@@ -18,7 +18,8 @@ A line is judged as Python's json judges it (its verdicts and messages are the c
 reads it first, decoding UTF-8 and parsing in one pass: where it takes a line its value is json's, but
 for integers beyond 64 bits, which become floats (only the embeddings count tells an int from a float,
 and it asks json again). Where orjson refuses a line (invalid JSON or UTF-8, lone surrogate escapes,
-numbers that overflow to infinity, nesting past 1,024 levels) json decides, and words the refusal.
+numbers that overflow to infinity, nesting past 1,024 levels) json decides, and words the refusal; a
+number that overflows, json reads as infinity, and it is refused as NaN is (`batchline.jsonl.decode`).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 from batchline.budget import Tuning
+from batchline.data.table import Backoff
 from batchline.errors import ServerError
 from batchline.jsonl import parse_request_line, request_lines
 from batchline.layout import file_key, part_keys
@@ -43,10 +44,8 @@ from batchline.store import Store
 ProviderFactory = Callable[[JobRecord], Provider]
 Span = tuple[int, int, bytes]  # a request line's start and end bytes in the input, and the line
 
-# A commit cancelled for a conflict is tried again after a jittered wait, up to about 10 s in all.
-COMMIT_ATTEMPTS = 8
-COMMIT_BACKOFF_BASE = 0.05
-COMMIT_BACKOFF_CAP = 2.0
+# A commit cancelled for a conflict is tried again after a jittered wait (Backoff), up to about 10 s in all.
+COMMIT_ATTEMPTS = Backoff.attempts
 # A segment's `runs` (alternate runs of output and error lines) stay a small list on its item: past this
 # many, it is committed at once.
 MAX_RUNS = 2000
@@ -124,9 +123,7 @@ class ChunkRun:
         )
         self.clock = clock
         self.monotonic = monotonic
-        self.sleep = sleep
-        self.random = random
-        self.commit_attempts = commit_attempts
+        self.commits = Backoff(attempts=commit_attempts, sleep=sleep, random=random)
 
     def run(
         self, batch_id: str, chunk: Chunk, cursor: int, *, job_id: str | None = None, offset: int | None = None
@@ -293,7 +290,7 @@ class ChunkRun:
         answer = {"cursor": segment.next_cursor, "offset": segment.next_offset, "done": segment.done}
         if not segment.pending:
             return answer
-        for attempt in range(self.commit_attempts):
+        for _ in self.commits.tries():
             verdict = self.store.segments.commit(segment)
             if verdict in ("recorded", "duplicate"):
                 return answer
@@ -301,10 +298,8 @@ class ChunkRun:
                 # Finalize has begun: it merges and counts what is kept itself.
                 logger.warning("Batch closed before the segment was committed", extra={"batch_id": batch_id})
                 return {"cursor": segment.cursor, "offset": None, "done": True}
-            # Full jitter: many workers that conflicted together must not all come back together.
-            self.sleep(self.random() * min(COMMIT_BACKOFF_CAP, COMMIT_BACKOFF_BASE * 2**attempt))
         # Failing the invocation is safe: the next one finds the kept segment and commits it unsent.
-        raise ServerError(f"Committing a segment of {batch_id} conflicted {self.commit_attempts} times.")
+        raise ServerError(f"Committing a segment of {batch_id} conflicted {self.commits.attempts} times.")
 
 
 class _Log:

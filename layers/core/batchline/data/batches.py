@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from batchline.data import conditions
-from batchline.data.table import TTL_ATTR, Table, absent
+from batchline.data.table import TTL_ATTR, Backoff, Table, absent, retryable
 from batchline.errors import Conflict, EnqueuedLimitReached, NotFound, ServerError
 from batchline.models import BatchRecord, Closing, Merged
 from batchline.models.batches import USAGE_PATHS
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 class Batches:
     """Batch records in the table."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, backoff: Backoff | None = None) -> None:
         self._table = table
+        self._backoff = backoff or Backoff()
 
     def put(self, record: BatchRecord) -> None:
         """Store a new batch and mark its input file in use, together: the file cannot vanish under it."""
@@ -222,25 +223,37 @@ class Batches:
         return BatchRecord.model_validate(item)
 
     def release_input(self, batch: BatchRecord) -> bool:
-        """Once per batch, whatever retries: its input file is no longer in use. False if already done."""
-        reasons = self._table.transact(
-            (
-                "Update",
-                {
-                    "Key": {"pk": batch.id, "sk": "batch"},
-                    "UpdateExpression": "SET released = :yes",
-                    "ConditionExpression": "attribute_not_exists(released)",
-                    "ExpressionAttributeValues": {":yes": True},
-                },
-            ),
-            (
-                "Update",
-                {
-                    "Key": {"pk": batch.input_file_id, "sk": "file"},
-                    "UpdateExpression": "ADD in_use :minus",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": {":minus": -1},
-                },
-            ),
-        )
-        return not reasons
+        """Once per batch, whatever retries: its input file is no longer in use. False if already done.
+
+        The file's item is shared with every batch that reads it, so DynamoDB may cancel the release for
+        contention: that is tried again, never taken for "done", which would leave the file in use for good.
+        """
+        for _ in self._backoff.tries():
+            reasons = self._table.transact(
+                (
+                    "Update",
+                    {
+                        "Key": {"pk": batch.id, "sk": "batch"},
+                        "UpdateExpression": "SET released = :yes",
+                        "ConditionExpression": "attribute_not_exists(released)",
+                        "ExpressionAttributeValues": {":yes": True},
+                    },
+                ),
+                (
+                    "Update",
+                    {
+                        "Key": {"pk": batch.input_file_id, "sk": "file"},
+                        "UpdateExpression": "ADD in_use :minus",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":minus": -1},
+                    },
+                ),
+            )
+            if not reasons:
+                return True
+            if "ConditionalCheckFailed" in reasons:
+                return False  # released before, or the file is gone: nothing holds it in use
+            if not retryable(reasons):
+                raise ServerError(f"Releasing batch {batch.id}'s input failed: {reasons}")
+        # Its callers are safe to repeat (finalize's Retry, a create that failed): they release it then.
+        raise ServerError(f"Releasing batch {batch.id}'s input conflicted {self._backoff.attempts} times.")

@@ -89,6 +89,11 @@ class Objects:
         """A streaming body of the whole object."""
         return self.client.get_object(**self._source(key, version_id))["Body"]
 
+    def open_sized(self, key: str) -> tuple[Any, int]:
+        """A streaming body of the whole object and its size as S3 answers it, known before a byte is read."""
+        answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        return answer["Body"], int(answer["ContentLength"])
+
     def stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         """The object's bytes, a chunk at a time."""
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]

@@ -11,7 +11,7 @@ import time
 from typing import Any, Literal
 
 from batchline.data import conditions
-from batchline.data.table import RETRYABLE_REASONS, Table, to_item
+from batchline.data.table import Table, retryable, to_item
 from batchline.errors import ServerError
 from batchline.models import SegmentRecord
 from batchline.models.batches import USAGE_PATHS
@@ -105,7 +105,7 @@ class Segments:
             return "duplicate"
         if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
             return "closed"
-        if set(reasons) <= {"None", None, *RETRYABLE_REASONS}:
+        if retryable(reasons):
             return "retry"
         raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
 

@@ -9,7 +9,10 @@ A failed condition becomes a domain error here, so no aggregate handles a Client
 from __future__ import annotations
 
 import json
+import random
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -65,6 +68,30 @@ def _typed_item(exc: ClientError) -> dict[str, Any]:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def retryable(reasons: list[str | None]) -> bool:
+    """DynamoDB cancelled a transaction only for contention or throttling, which a later try may pass."""
+    return bool(reasons) and set(reasons) <= {"None", None, *RETRYABLE_REASONS}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The tries of a write that DynamoDB cancels for contention: full-jitter waits between them, about 10 s
+    in all by default, so that writers that collided do not all come back together."""
+
+    attempts: int = 8
+    base: float = 0.05
+    cap: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
+
+    def tries(self) -> Iterator[int]:
+        """Each try's number; the caller stops when one passes, or says so when they run out."""
+        for attempt in range(self.attempts):
+            if attempt:
+                self.sleep(self.random() * min(self.cap, self.base * 2 ** (attempt - 1)))
+            yield attempt
 
 
 def _failed_condition(exc: ClientError) -> bool:

@@ -41,7 +41,14 @@ from batchline.models.common import (
     canonical_path,
     public,
 )
-from batchline.models.files import MAX_FILE_BYTES, FileObject, FilePurpose, FileRecord, UploadPurpose
+from batchline.models.files import (
+    MAX_FILE_BYTES,
+    MAX_FILENAME_CHARS,
+    FileObject,
+    FilePurpose,
+    FileRecord,
+    UploadPurpose,
+)
 from batchline.models.jobs import (
     BedrockProvider,
     JobCreate,
@@ -91,6 +98,7 @@ __all__ = [
     "MAX_ERRORS_BYTES",
     "MAX_ERROR_MESSAGE_CHARS",
     "MAX_EXPIRY_SECONDS",
+    "MAX_FILENAME_CHARS",
     "MAX_FILE_BYTES",
     "MAX_ID_CHARS",
     "MIN_EXPIRY_SECONDS",

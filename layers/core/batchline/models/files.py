@@ -10,6 +10,10 @@ from batchline.models.common import Model, example
 
 # OpenAI's batch input limit; the Uploads API and the S3 inbox take files up to this size.
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# A file's name, on every way in that takes one from the client (POST /v1/files, the Uploads API): far
+# more than any name a file system gives, and well within what the record (DynamoDB, 400 KB) and the
+# download link's Content-Disposition carry.
+MAX_FILENAME_CHARS = 512
 
 # What a client may upload; the others (`batch_output`, ...) only the service produces.
 UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]

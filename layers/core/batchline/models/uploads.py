@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from batchline.models.common import ExpiresAfter, Model, Strict, example
-from batchline.models.files import MAX_FILE_BYTES, FileObject, UploadPurpose
+from batchline.models.files import MAX_FILE_BYTES, MAX_FILENAME_CHARS, FileObject, UploadPurpose
 
 UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 
@@ -20,7 +20,7 @@ class UploadCreate(Strict):
     )
 
     bytes: int = Field(gt=0, description=f"Size of the whole file; at most {MAX_FILE_BYTES} bytes.")
-    filename: str = Field(min_length=1, max_length=512)
+    filename: str = Field(min_length=1, max_length=MAX_FILENAME_CHARS)
     mime_type: str = Field(min_length=1, max_length=255, description="E.g. `application/jsonl`.")
     purpose: UploadPurpose = Field(description="The File's purpose; `batch` is the one Batchline processes.")
     expires_after: ExpiresAfter | None = Field(default=None, description="Expiry policy of the File.")
