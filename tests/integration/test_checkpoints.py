@@ -55,7 +55,7 @@ class Upstream:
 
     def __init__(self, fake: FakeOpenAI, clock: Clock, kill_after: int | None = None) -> None:
         self.fake, self.clock, self.kill_after = fake, clock, kill_after
-        self.answered = 0
+        self.answered = self.started = 0
 
     def __call__(self, job: Any) -> Any:
         provider = OpenAICompatProvider(
@@ -64,6 +64,7 @@ class Upstream:
         send = provider.send
 
         async def send_then_maybe_die(url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+            self.started += 1  # counted here: the server may record a request cut off by the crash late, or never
             # The worker's deadline is on the test's clock; the provider's is on the real one.
             outcome = await send(url, body, deadline=time.monotonic() + 30.0)
             await checkpoints_landed()
@@ -110,9 +111,10 @@ def test_a_worker_killed_mid_chunk_resends_only_what_it_answered_after_its_last_
     chunk = planned(store, batch, lines_per_chunk=40)[0]
     clock = Clock()
     with FakeOpenAI() as fake:
+        killed = Upstream(fake, clock, kill_after)
         with pytest.raises(Killed):
-            invocation(store, Upstream(fake, clock, kill_after), clock, in_flight).run(batch.id, chunk, 0)
-        sent_before, kept = fake.count, committed_lines(store, batch)
+            invocation(store, killed, clock, in_flight).run(batch.id, chunk, 0)
+        sent_before, kept = killed.started, committed_lines(store, batch)
         # Live: what the killed worker recorded is on the batch already, its cost with it.
         running = store.batches.get_unscoped(batch.id)
         assert running.status == "in_progress"
