@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import faults, iam, lambdas, metering, moto_fixes, stepfunctions, streams
+from localcloud import faults, iam, lambdas, metering, moto_fixes, signatures, stepfunctions, streams
 from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits, stage_throttle
 from localcloud.deploy import DeployedStack, deploy
 from localcloud.template import load_template
@@ -258,6 +258,8 @@ class LocalCloud:
             lambdas.limits.reset(self.account_concurrency)
             stepfunctions.install(retry_interval_scale=self.retry_interval_scale)
             moto_fixes.install()
+            # S3 checks presigned URLs and refuses the anonymous: moto's server does neither.
+            signatures.install({FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
             self._stack = deploy(
                 self.template,
                 self.client,
@@ -302,6 +304,7 @@ class LocalCloud:
         iam.uninstall()
         faults.uninstall()
         stepfunctions.uninstall()
+        signatures.uninstall()
         moto_fixes.uninstall()
         if self._moto is not None:
             try:
