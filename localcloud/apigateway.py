@@ -27,11 +27,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# "Total combined size of request line and header values": 10240 bytes, not adjustable. The quota page does
+# not say what API Gateway answers past it; this answers HTTP's own status for it, 431.
+MAX_HEADER_BYTES = 10240
 INTEGRATION_TIMEOUT_SECONDS = 30.0
 
 TOO_LARGE = (413, {"message": "Request Entity Too Large"})
 TIMED_OUT = (503, {"message": "Service Unavailable"})
 THROTTLED = (429, {"message": "Too Many Requests"})
+HEADERS_TOO_LARGE = (431, {"message": "Request Header Fields Too Large"})
+
+
+def header_bytes(scope: Scope) -> int:
+    """The request line and the header values, as API Gateway counts them against MAX_HEADER_BYTES."""
+    target = scope.get("raw_path") or scope.get("path", "").encode()
+    query = scope.get("query_string") or b""
+    line = len(scope.get("method", "")) + 1 + len(target) + (len(query) + 1 if query else 0) + len(" HTTP/1.1")
+    return line + sum(len(value) for _, value in scope.get("headers") or [])
 
 
 class TokenBucket:
@@ -77,7 +89,7 @@ class _TooLarge(Exception):
 
 
 class ApiGatewayLimits:
-    """ASGI middleware: the HTTP API's stage throttle, payload limit and integration timeout."""
+    """ASGI middleware: the HTTP API's stage throttle, header and payload limits and integration timeout."""
 
     def __init__(
         self,
@@ -86,9 +98,11 @@ class ApiGatewayLimits:
         max_body_bytes: int = MAX_BODY_BYTES,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         throttle: TokenBucket | None = None,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
         self.integration_timeout = integration_timeout
         self.throttle = throttle
 
@@ -98,6 +112,9 @@ class ApiGatewayLimits:
             return
         if self.throttle is not None and not self.throttle.take():
             await _answer(send, *THROTTLED)
+            return
+        if header_bytes(scope) > self.max_header_bytes:
+            await _answer(send, *HEADERS_TOO_LARGE)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

@@ -93,3 +93,11 @@ def test_the_stage_throttle_is_the_templates_for_its_parameters() -> None:
     assert default is not None and (default.rate, default.burst) == (100, 200)
     chosen = stage_throttle(template, {"ApiThrottleRate": "1000", "ApiThrottleBurst": "2000"})
     assert chosen is not None and (chosen.rate, chosen.burst) == (1000, 2000)
+
+
+def test_headers_over_api_gateways_10_kb_are_refused_before_the_app() -> None:
+    # The request line and header values count together; 10,240 bytes in all pass.
+    fits = run(lambda api: api.post("/echo", content=b"x", headers={"x-pad": "p" * 9000}))
+    assert fits.status_code == 200
+    big = run(lambda api: api.post("/echo", content=b"x", headers={"x-pad": "p" * 100_000}))
+    assert (big.status_code, big.json()) == (431, {"message": "Request Header Fields Too Large"})
