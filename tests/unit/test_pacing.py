@@ -6,6 +6,8 @@ import asyncio
 import random
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from batchline.budget import Tuning
 from batchline.data.budgets import BudgetContended, Budgets
 from batchline.models import BatchRecord, JobRecord
@@ -192,6 +194,37 @@ def test_a_pacer_keeps_its_grant_while_its_lease_lasts_and_none_after_when_renew
         return sizes
 
     assert asyncio.run(main()) == [6, 6, 0]
+
+
+class ThrottledBudgets(Budgets):
+    """DynamoDB throttles the budget's partition (its reads or writes) until `throttled` calls have failed."""
+
+    def __init__(self, throttled: int) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # never reaches a table
+        self.throttled, self.calls = throttled, 0
+
+    def _renew(self, *args: Any, **kwargs: Any) -> int:
+        self.calls += 1
+        if self.calls <= self.throttled:
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}}
+            raise ClientError(error, "Query")  # what botocore raises once its own retries are spent
+        return 5
+
+
+def test_a_throttled_first_read_of_the_budget_is_waited_out_like_a_contended_one_not_raised() -> None:
+    pacer = Pacer(ThrottledBudgets(throttled=2), JOB, BATCH, tuning=Tuning(interval=2.0, lease_seconds=10.0),
+                  holder="w1", clock=lambda: 1000.0)  # fmt: skip
+
+    async def main() -> list[int]:
+        # No grant yet, so nothing is sent; the next renewals (every status check) try again.
+        sizes = [await pacer.acquire(25)]
+        await pacer.renew()
+        sizes.append(pacer.limiter.size)
+        await pacer.renew()
+        sizes.append(pacer.limiter.size)
+        return sizes
+
+    assert asyncio.run(main()) == [0, 0, 5]
 
 
 class RecordingBudgets:

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from batchline import budget as logic
 from batchline.budget import Budget, Claim, Lease, Report, Tuning
 from batchline.data import conditions
-from batchline.data.table import Table
+from batchline.data.table import Table, throttled
 from batchline.errors import ServerError
 
 KIND = "budget"
@@ -171,8 +173,29 @@ class Budgets:
     ) -> int:
         """Acquire (report None) or renew the holding's lease; its grant. `summary`: as the poll just read it.
 
-        BudgetContended if every attempt lost to another writer.
+        BudgetContended if every attempt lost to another writer, or DynamoDB throttled the job's partition:
+        either way the holder keeps what its lease still gives and tries again at its next renewal.
         """
+        try:
+            return self._renew(job_id, holding, claim, report, now=now, tuning=tuning, ceiling=ceiling,
+                               summary=summary)  # fmt: skip
+        except ClientError as exc:
+            if not throttled(exc):
+                raise
+            raise BudgetContended(f"DynamoDB throttled job {job_id}'s budget: {exc}") from exc
+
+    def _renew(
+        self,
+        job_id: str,
+        holding: Holding,
+        claim: Claim,
+        report: Report | None,
+        *,
+        now: float,
+        tuning: Tuning,
+        ceiling: int,
+        summary: Budget | None,
+    ) -> int:
         budget = self._view(job_id, holding, summary, ceiling)
         adapting = True
         for attempt in range(self._attempts):

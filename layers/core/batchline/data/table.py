@@ -33,6 +33,17 @@ TTL_ATTR = "ttl"
 ADMIN_OWNER = "admin"
 # Why DynamoDB cancels a transaction that the same transaction, tried again later, may pass.
 RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+# What DynamoDB answers a call when a partition (or the table) is over its throughput, once botocore's own
+# retries are spent: a moment's wait, like a lost race, not a fault.
+THROTTLED_ERRORS = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def throttled(exc: Exception) -> bool:
+    """True for a ClientError that says DynamoDB throttled the call."""
+    response = getattr(exc, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") in THROTTLED_ERRORS
+
+
 # DynamoDB's limit for a partition key value (2048) less room for the prefixes some keys carry.
 MAX_KEY_BYTES = 1024
 
