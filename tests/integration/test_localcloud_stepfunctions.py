@@ -322,15 +322,15 @@ def test_an_invocation_beyond_reserved_concurrency_is_throttled(cloud: Cloud, ga
 
 
 def test_unreserved_functions_share_what_the_account_limit_leaves(cloud: Cloud, gate: ModuleType) -> None:
-    lambdas.limits.reset(account_limit=3)
+    lambdas.limits.reset(account_limit=102)
     held = cloud.function("held")
     echo = cloud.function("echo")
-    cloud.function("echo", reserved=2)  # leaves one for the others
+    cloud.function("echo", reserved=2)  # leaves 100 for the others, the least Lambda allows
     in_flight = threading.Thread(target=lambda: cloud.lam.invoke(FunctionName=held, Payload=b"{}"))
     in_flight.start()
     assert gate.entered.wait(10)  # type: ignore[attr-defined]
 
-    with pytest.raises(ClientError) as throttled:
+    with lambdas.limits.hold("other-workloads", 99), pytest.raises(ClientError) as throttled:
         cloud.lam.invoke(FunctionName=echo, Payload=b"{}")
     gate.release.set()  # type: ignore[attr-defined]
     in_flight.join(10)
@@ -348,13 +348,22 @@ def test_step_functions_sees_a_throttled_invocation_as_lambda_too_many_requests(
     assert output(execution)["fault"]["Error"] == "Lambda.TooManyRequestsException"
 
 
-def test_reservations_that_leave_less_than_100_unreserved_are_refused() -> None:
-    limits = lambdas.ConcurrencyLimits()
-    limits.reset(account_limit=1000)
-    limits.check_reservations({"ApiFunction": 900})
+def test_a_reservation_that_leaves_less_than_100_unreserved_is_refused_as_lambda_refuses_it(cloud: Cloud) -> None:
+    lambdas.limits.reset(account_limit=1000)
+    first = cloud.function("echo", reserved=890)
+    cloud.function("fail", reserved=10)  # 100 left unreserved: the least Lambda allows
 
-    with pytest.raises(ValueError, match="minimum value of \\[100\\]"):
-        limits.check_reservations({"ApiFunction": 901})
+    with pytest.raises(ClientError) as refused:
+        cloud.function("sized", reserved=1)
+    # A function's new reservation replaces its own old one.
+    cloud.lam.put_function_concurrency(FunctionName=first, ReservedConcurrentExecutions=889)
+
+    error = refused.value.response["Error"]
+    assert error["Code"] == "InvalidParameterValueException"
+    assert error["Message"] == (
+        "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution "
+        "below its minimum value of [100]."
+    )
 
 
 # -------------------------------------------------------------------------------------- retry scale
