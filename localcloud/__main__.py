@@ -1,4 +1,5 @@
-"""`python -m localcloud [--port 8000] [--moto-port N] [--state FILE]`: run the local cloud until SIGINT/SIGTERM."""
+"""`python -m localcloud [--port 8000] [--moto-port N] [--state FILE] [--account-concurrency N]`: run the local
+cloud until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from types import FrameType
 
 from localcloud.cloud import LocalCloud, LocalCloudError
+from localcloud.deploy import DeployError
+from localcloud.lambdas import NEW_ACCOUNT_CONCURRENCY
 
 SNIPPET = """\
 from openai import OpenAI
@@ -49,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a JSON file that keeps the demo API key, admin key and job id across restarts (make local: "
         ".localcloud/state.json); made on the first start",
     )
+    parser.add_argument(
+        "--account-concurrency",
+        type=int,
+        default=NEW_ACCOUNT_CONCURRENCY,
+        help=f"Lambda's concurrency quota of the account (default: {NEW_ACCOUNT_CONCURRENCY}, a brand-new "
+        "account's); Lambda keeps 100 of it unreserved",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
     return parser.parse_args(argv)
 
@@ -78,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         api_timeout=args.api_timeout,
         state_file=args.state,
+        account_concurrency=args.account_concurrency,
     )
     try:
         cloud.start()
-    except LocalCloudError as exc:
+    except (LocalCloudError, DeployError) as exc:
         print(f"localcloud: {exc}", file=sys.stderr, flush=True)
         return 1
     try:

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import faults, iam, lambdas, metering, moto_fixes, signatures, stepfunctions, streams
+from localcloud import cloudformation, faults, iam, lambdas, metering, moto_fixes, signatures, stepfunctions, streams
 from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits, stage_throttle
 from localcloud.deploy import DeployedStack, deploy
 from localcloud.template import load_template
@@ -120,8 +120,7 @@ class LocalCloud:
         seed: bool = True,
         log_level: str = "warning",
         startup_timeout: float = 60.0,
-        account_concurrency: int = lambdas.DEFAULT_ACCOUNT_CONCURRENCY,
-        min_unreserved_concurrency: int = lambdas.MIN_UNRESERVED_CONCURRENCY,
+        account_concurrency: int = lambdas.NEW_ACCOUNT_CONCURRENCY,
         retry_interval_scale: float = 1.0,
         ttl_interval: float | None = 60.0,
         api_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
@@ -140,10 +139,9 @@ class LocalCloud:
         self.seed_on_start = seed
         self.log_level = log_level
         self.startup_timeout = startup_timeout
-        # Lambda's account concurrency limit, and the unreserved part AWS keeps (100): tests that run a
-        # small account lower both explicitly.
+        # Lambda's concurrency quota of the account, a brand-new one's (10) unless told: the stack must deploy
+        # and run there. Lambda keeps 100 of it unreserved, so a reservation needs a larger account.
         self.account_concurrency = account_concurrency
-        self.min_unreserved_concurrency = min_unreserved_concurrency
         # Multiplies every ASL Retry interval (1 = as on AWS); see localcloud.stepfunctions.
         self.retry_interval_scale = retry_interval_scale
         # How often DynamoDB's TTL runs (None: only when expire_ttl is called).
@@ -260,6 +258,7 @@ class LocalCloud:
             moto_fixes.install()
             # S3 checks presigned URLs and refuses the anonymous: moto's server does neither.
             signatures.install({FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+            cloudformation.install()
             self._stack = deploy(
                 self.template,
                 self.client,
@@ -268,7 +267,6 @@ class LocalCloud:
                 region=REGION,
                 timeout=self.startup_timeout,
             )
-            self._check_reserved_concurrency()
             self._apply_function_environment()
             self._enforce_iam()
             if self.ttl_interval:
@@ -306,6 +304,7 @@ class LocalCloud:
         stepfunctions.uninstall()
         signatures.uninstall()
         moto_fixes.uninstall()
+        cloudformation.uninstall()
         if self._moto is not None:
             try:
                 # Backends and config are process-wide: leave them as found for whatever runs next.
@@ -376,19 +375,6 @@ class LocalCloud:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             text = response.read().decode() or "null"
         return json.loads(text) if text.lstrip().startswith(("{", "[")) else text
-
-    def _check_reserved_concurrency(self) -> None:
-        # AWS refuses the stack when its reservations leave the account too little unreserved concurrency.
-        lam = self.client("lambda")
-        reserved: dict[str, int] = {}
-        for function in self.stack.functions.values():
-            answer = lam.get_function_concurrency(FunctionName=function.name)
-            if "ReservedConcurrentExecutions" in answer:
-                reserved[function.logical_id] = int(answer["ReservedConcurrentExecutions"])
-        try:
-            lambdas.limits.check_reservations(reserved, self.min_unreserved_concurrency)
-        except ValueError as exc:
-            raise LocalCloudError(f"the stack cannot be deployed: {exc}") from exc
 
     def _apply_function_environment(self) -> None:
         stack = self.stack

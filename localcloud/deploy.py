@@ -89,8 +89,15 @@ def wait_for_stack(cf: Any, stack_name: str, timeout: float = 60.0) -> dict[str,
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
     if status != "CREATE_COMPLETE":
-        reason = stack.get("StackStatusReason", "")
-        raise DeployError(f"stack {stack_name} ended {status}: {reason}")
+        # What failed and why is in the events of the resources that failed, as `sam deploy` shows them.
+        events = cf.describe_stack_events(StackName=stack_name)["StackEvents"]
+        failed = [
+            f"{event['LogicalResourceId']} {event['ResourceStatus']}: {event.get('ResourceStatusReason', '')}"
+            for event in events
+            if event["ResourceStatus"].endswith("_FAILED")
+        ]
+        reasons = "; ".join([stack.get("StackStatusReason", ""), *failed]).strip("; ")
+        raise DeployError(f"stack {stack_name} ended {status}: {reasons}")
     return stack
 
 

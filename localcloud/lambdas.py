@@ -22,6 +22,9 @@ silently running the first one's code.
 
 Limits: `LambdaFunction.invoke` is wrapped too, with Lambda's 6 MB request and response payloads and its
 concurrency (an account limit and each function's ReservedConcurrentExecutions); see `ConcurrencyLimits`.
+A reservation (PutFunctionConcurrency, or a function created with one, as CloudFormation creates it) is
+refused as Lambda refuses it when it would leave the account less than 100 unreserved: moto refuses it only
+when told a quota, and never for a function CloudFormation creates.
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ _extracted: dict[str, Path] = {}
 _lock = threading.RLock()
 _original_invoke: Callable[..., tuple[str, bool, str]] | None = None
 _original_function_invoke: Callable[..., Any] | None = None
+_original_create_function: Callable[..., Any] | None = None
+_original_put_function_concurrency: Callable[..., Any] | None = None
 
 
 def register(function: LocalFunction) -> None:
@@ -154,9 +159,9 @@ def apply_environment(environment: Mapping[str, str]) -> None:
 
 
 def install() -> None:
-    """Replace moto's Docker-based `_invoke_lambda` with the in-process runner (idempotent)."""
-    global _original_invoke, _original_function_invoke
-    from moto.awslambda.models import LambdaFunction
+    """Replace moto's Docker-based `_invoke_lambda` with the in-process runner, with Lambda's limits (idempotent)."""
+    global _original_invoke, _original_function_invoke, _original_create_function, _original_put_function_concurrency
+    from moto.awslambda.models import LambdaBackend, LambdaFunction
 
     with _lock:
         if _original_invoke is None:
@@ -165,12 +170,18 @@ def install() -> None:
         if _original_function_invoke is None:
             _original_function_invoke = LambdaFunction.invoke
             LambdaFunction.invoke = _moto_function_invoke  # type: ignore[method-assign]
+        if _original_create_function is None:
+            _original_create_function = LambdaBackend.create_function
+            LambdaBackend.create_function = _moto_create_function  # type: ignore[method-assign]
+        if _original_put_function_concurrency is None:
+            _original_put_function_concurrency = LambdaBackend.put_function_concurrency
+            LambdaBackend.put_function_concurrency = _moto_put_function_concurrency  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    """Restore moto's own `_invoke_lambda` and forget registrations and extracted code."""
-    global _original_invoke, _original_function_invoke
-    from moto.awslambda.models import LambdaFunction
+    """Restore moto's own Lambda and forget registrations and extracted code."""
+    global _original_invoke, _original_function_invoke, _original_create_function, _original_put_function_concurrency
+    from moto.awslambda.models import LambdaBackend, LambdaFunction
 
     with _lock:
         if _original_invoke is not None:
@@ -179,6 +190,12 @@ def uninstall() -> None:
         if _original_function_invoke is not None:
             LambdaFunction.invoke = _original_function_invoke  # type: ignore[method-assign]
             _original_function_invoke = None
+        if _original_create_function is not None:
+            LambdaBackend.create_function = _original_create_function  # type: ignore[method-assign]
+            _original_create_function = None
+        if _original_put_function_concurrency is not None:
+            LambdaBackend.put_function_concurrency = _original_put_function_concurrency  # type: ignore[method-assign]
+            _original_put_function_concurrency = None
         limits.reset()
         _functions.clear()
         for folder in _extracted.values():
@@ -456,9 +473,15 @@ def _moto_invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
 # ------------------------------------------------------------------------------------------ limits
 # Lambda's synchronous invocation payload quota, request and response: 6 MB.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-# AWS's default account concurrency, and the part of it Lambda never lets reservations take.
+# Lambda's documented default account concurrency; what a brand-new account starts with (the local cloud's
+# account unless told otherwise); and the part of any account Lambda never lets reservations take.
 DEFAULT_ACCOUNT_CONCURRENCY = 1000
+NEW_ACCOUNT_CONCURRENCY = 10
 MIN_UNRESERVED_CONCURRENCY = 100
+RESERVATION_REFUSED = (
+    "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution "
+    f"below its minimum value of [{MIN_UNRESERVED_CONCURRENCY}]."
+)
 
 
 def _json_error(code: int, error_type: str, message: str) -> Exception:
@@ -513,15 +536,9 @@ class ConcurrencyLimits:
             with self._lock:
                 self.in_flight[name] -= count
 
-    def check_reservations(self, reserved: Mapping[str, int], min_unreserved: int = MIN_UNRESERVED_CONCURRENCY) -> None:
-        """Refuse reservations that leave less unreserved concurrency than Lambda allows."""
-        unreserved = self.account_limit - sum(reserved.values())
-        if unreserved < min_unreserved:
-            raise ValueError(
-                f"Specified ReservedConcurrentExecutions for functions {sorted(reserved)} decrease the account's "
-                f"UnreservedConcurrentExecution below its minimum value of [{min_unreserved}] "
-                f"(account concurrency limit {self.account_limit})"
-            )
+    def allows(self, reservations: Mapping[str, int]) -> bool:
+        """Whether the account can give these reservations and keep Lambda's unreserved minimum."""
+        return self.account_limit - sum(reservations.values()) >= MIN_UNRESERVED_CONCURRENCY
 
     @contextmanager
     def slot(self, name: str, reservations: Mapping[str, int], throttle: bool) -> Iterator[None]:
@@ -558,6 +575,31 @@ def reservations_in(backend: Any) -> dict[str, int]:
         for fn in backend.list_functions()
         if fn.reserved_concurrency is not None and str(fn.reserved_concurrency) != ""
     }
+
+
+def _refuse_unless_allowed(backend: Any, name: str, reserved: Any) -> None:
+    """Lambda's InvalidParameterValueException for a reservation the account cannot give."""
+    from moto.awslambda.exceptions import InvalidParameterValueException
+
+    # The function's own reservation, if it has one, is the one being replaced.
+    if not limits.allows({**reservations_in(backend), name: int(reserved)}):
+        raise InvalidParameterValueException(RESERVATION_REFUSED)
+
+
+def _moto_create_function(self: Any, spec: dict[str, Any]) -> Any:
+    """Drop-in for `LambdaBackend.create_function`: CloudFormation's functions bring their reservation along."""
+    assert _original_create_function is not None  # installed together
+    reserved = spec.get("ReservedConcurrentExecutions")
+    if reserved is not None and str(reserved) != "":
+        _refuse_unless_allowed(self, spec["FunctionName"], reserved)
+    return _original_create_function(self, spec)
+
+
+def _moto_put_function_concurrency(self: Any, function_name: str, reserved_concurrency: str) -> Any:
+    """Drop-in for `LambdaBackend.put_function_concurrency`, with Lambda's unreserved minimum."""
+    assert _original_put_function_concurrency is not None  # installed together
+    _refuse_unless_allowed(self, self.get_function(function_name).function_name, reserved_concurrency)
+    return _original_put_function_concurrency(self, function_name, reserved_concurrency)
 
 
 def _synchronous(request_headers: Any) -> bool:

@@ -1,8 +1,8 @@
 """Service quotas moto does not enforce, refused before the call as the service refuses it.
 
-moto accepts a PutItem of any size, a transaction over 4 MB and a PutEvents entry of any size; AWS refuses
-each with a ValidationException. Checked for every caller (quotas apply to everyone), from the same botocore
-hook that authorizes calls (localcloud.iam).
+moto accepts a PutItem of any size, a transaction over 4 MB, a PutEvents entry of any size and a
+StartExecution input of any size; AWS refuses each with a ValidationException. Checked for every caller
+(quotas apply to everyone), from the same botocore hook that authorizes calls (localcloud.iam).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ DYNAMODB_ITEM_BYTES = 400 * 1024
 DYNAMODB_TRANSACTION_BYTES = 4 * 1024 * 1024
 DYNAMODB_TRANSACTION_ITEMS = 100
 EVENTBRIDGE_ENTRY_BYTES = 256 * 1024
+STEP_FUNCTIONS_INPUT_BYTES = 256 * 1024
 
 _TYPES = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
 
@@ -97,6 +98,14 @@ def check(service: str, operation: str, params: Mapping[str, Any]) -> None:
                 total += size
         if total > DYNAMODB_TRANSACTION_BYTES:
             raise _refuse(operation, "Transaction request cannot be larger than 4 MB")
+    elif service == "stepfunctions" and operation == "StartExecution":
+        # The API's length constraint on `input`, in bytes of UTF-8 (botocore checks only minimum lengths).
+        if len(str(params.get("input", "")).encode("utf-8", "surrogatepass")) > STEP_FUNCTIONS_INPUT_BYTES:
+            raise _refuse(
+                operation,
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: "
+                f"Member must have size less than or equal to {STEP_FUNCTIONS_INPUT_BYTES} bytes in UTF-8 encoding",
+            )
     elif service == "events" and operation == "PutEvents":
         total = sum(_entry_bytes(entry) for entry in params.get("Entries", []))
         if total > EVENTBRIDGE_ENTRY_BYTES:

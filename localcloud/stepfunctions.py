@@ -15,6 +15,12 @@ is lenient where AWS is not. `install()` patches it, `uninstall()` restores it; 
   does not save it; moto did not check) -> `States.DataLimitExceeded`.
 - `States.ALL` (and `States.TaskFailed`) neither retry nor catch `States.DataLimitExceeded` or
   `States.Runtime`, as AWS documents: those fail the execution unless a Retrier/Catcher names them.
+- An execution's history holds at most 25,000 events, as AWS's does: once it has 24,999, the next event
+  must be its end (ExecutionSucceeded); any other fails it with `States.Runtime`, its ExecutionFailed the
+  25,000th event. moto kept every history unbounded. Events are moto's (LocalStack's, which follow
+  AWS's: entered and exited per state, scheduled, started and succeeded or failed per task attempt). A
+  Distributed Map child is an execution of its own on AWS, its history its own: here each child counts
+  its own events, its ExecutionStarted included (moto pooled all children's events in one list).
 - Every state entered (Map children included) and every retry attempt is counted as a state
   transition, as AWS bills Standard workflows (localcloud.metering).
 - moto's interpreter built a new boto3 client for every Task and ItemReader it ran (about 10 ms of CPU
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from localcloud import metering
@@ -40,6 +48,10 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 POOLED_CONNECTIONS = 100
 TERMINAL_ERRORS = ("States.DataLimitExceeded", "States.Runtime")
 TOLERATED_FAILURE_CAUSE = "The specified tolerated failure threshold was exceeded"
+MAX_HISTORY_EVENTS = 25_000
+HISTORY_LIMIT_CAUSE = f"The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+# The events that may take a history's last place: the execution's end.
+CLOSING_EVENTS = frozenset({"ExecutionSucceeded", "ExecutionFailed"})
 
 _lock = threading.RLock()
 # (owner, attribute name) -> the original attribute, for uninstall.
@@ -98,6 +110,31 @@ def data_limit_exceeded(env: Any, what: str, size: int) -> Exception:
 def tolerated_failure_exceeded(env: Any) -> Exception:
     """The failure a Distributed Map raises once too many of its children failed."""
     return _execution_failure(env, "StatesExceedToleratedFailureThreshold", TOLERATED_FAILURE_CAUSE)
+
+
+def history_admits(recorded: int, event_type: str) -> bool:
+    """Whether a history of `recorded` events takes one more `event_type`: its last place is for its end."""
+    if recorded < MAX_HISTORY_EVENTS - 1:
+        return True
+    return recorded == MAX_HISTORY_EVENTS - 1 and event_type in CLOSING_EVENTS
+
+
+@dataclass
+class _History:
+    """The history of one execution (a Distributed Map child is one): whom it fails, how long it is."""
+
+    execution: Any  # the execution's Environment (a child's is its job frame)
+    recorded: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# moto's EventManager of each execution -> its history.
+_histories: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
+
+
+def _keep_history(events: Any, execution: Any) -> None:
+    with _lock:
+        _histories[events] = _History(execution)
 
 
 def exceeds_tolerance(failed: int, total: int, tolerated_count: int, tolerated_percentage: float) -> bool:
@@ -170,17 +207,20 @@ def _patch_map_aggregate() -> None:
 
 
 def _patch_distributed_child_failure() -> None:
+    from moto.stepfunctions.parser.api import HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import EvalTimeoutError
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
         distributed_item_processor_worker as worker_module,
     )
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
     from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramStopped
     from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
 
     worker_class = worker_module.DistributedItemProcessorWorker
 
     def _eval_job(self: Any, env: Any, job: Any) -> None:
-        # moto's own version, except that a failed item counts against the Map's tolerance.
+        # moto's own version, except that a failed item counts against the Map's tolerance, and that the
+        # child keeps a history of its own (frames opened from here on take its event manager).
         record = self._map_run_record
         record.item_counter.total.count()
         record.item_counter.running.count()
@@ -188,7 +228,14 @@ def _patch_distributed_child_failure() -> None:
         record.execution_counter.running.count()
         job_output: Any = None
         failed = False
+        env.event_manager = EventManager()
+        _keep_history(env.event_manager, env)
         try:
+            env.event_manager.add_event(
+                context=env.event_history_context,
+                event_type=HistoryEventType.ExecutionStarted,
+                update_source_event_id=False,
+            )
             env.states.context_object.context_object_data["Map"] = MapData(
                 Item=ItemData(Index=job.job_index, Value=job.job_input)
             )
@@ -232,6 +279,54 @@ def _patch_distributed_child_failure() -> None:
         job.job_output = job_output
 
     _patch(worker_class, "_eval_job", _eval_job)
+
+
+def _patch_history_limit() -> None:
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    add = _originals.get((EventManager, "add_event")) or EventManager.add_event
+    environment = (
+        _originals.get((ExecutionWorker, "_get_evaluation_environment")) or ExecutionWorker._get_evaluation_environment
+    )
+
+    def _get_evaluation_environment(self: Any) -> Any:
+        env = environment(self)
+        _keep_history(env.event_manager, env)
+        return env
+
+    def add_event(
+        self: Any,
+        context: Any,
+        event_type: Any,
+        event_details: Any = None,
+        timestamp: Any = None,
+        update_source_event_id: bool = True,
+    ) -> int:
+        history = _histories.get(self)
+        if history is None:
+            return int(add(self, context, event_type, event_details, timestamp, update_source_event_id))
+        with history.lock:
+            if history.recorded >= MAX_HISTORY_EVENTS:
+                # Its last event is written (its end, or the ExecutionFailed below): nothing follows it.
+                return int(context.last_published_event_id)
+            admitted = history_admits(history.recorded, event_type)
+            # A refused event's place is the ExecutionFailed's, written below.
+            history.recorded += 1
+        if admitted:
+            return int(add(self, context, event_type, event_details, timestamp, update_source_event_id))
+        details = ExecutionFailedEventDetails(error="States.Runtime", cause=HISTORY_LIMIT_CAUSE)
+        add(self, context, HistoryEventType.ExecutionFailed, EventDetails(executionFailedEventDetails=details))
+        # Raised where the event was to be written, so the state that wrote it goes no further.
+        failure = _execution_failure(history.execution, "StatesRuntime", HISTORY_LIMIT_CAUSE)
+        # AWS's cause names no state; moto would prefix the state's to any States.Runtime.
+        failure.get_execution_failed_event_details = lambda: details  # type: ignore[attr-defined]
+        raise failure
+
+    _patch(ExecutionWorker, "_get_evaluation_environment", _get_evaluation_environment)
+    _patch(EventManager, "add_event", add_event)
 
 
 def _patch_transition_count() -> None:
@@ -335,6 +430,7 @@ def install(*, retry_interval_scale: float = 1.0) -> None:
         _patch_size_quotas()
         _patch_map_aggregate()
         _patch_distributed_child_failure()
+        _patch_history_limit()
         _patch_retry_sleep()
         _patch_transition_count()
         _patch_client_reuse()

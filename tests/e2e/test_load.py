@@ -28,11 +28,14 @@ CLIENTS = 8
 # make test run. So this cloud stretches the integration timeout; test_api_gateway.py and
 # test_apigateway.py pin the 30 s.
 API_TIMEOUT_SECONDS = "600"
+# 300 batches at once are a large account's load: on a new account's quota (10), the local cloud's default,
+# most of their invocations would wait out throttling instead (tests/integration/test_batch_throttling.py).
+ACCOUNT_CONCURRENCY = "1000"
 
 
 @pytest.fixture(scope="module")
 def loaded_cloud() -> Iterator[LocalCloudProcess]:
-    yield from local_cloud_process("--api-timeout", API_TIMEOUT_SECONDS)
+    yield from local_cloud_process("--api-timeout", API_TIMEOUT_SECONDS, "--account-concurrency", ACCOUNT_CONCURRENCY)
 
 
 # uvicorn's access log line of a 5xx answer, or anything logged with a traceback.

@@ -1,7 +1,7 @@
 """Throttling slows a batch, never fails it, and never starves the API (the real stack on the local cloud).
 
-The local cloud runs a small account (Lambda concurrency 30, of which the template reserves some for the
-api function) with ASL retry intervals scaled down (`retry_interval_scale`), so that long retry
+The local cloud runs the smallest account that can reserve concurrency for the api function (Lambda keeps
+100 of any account unreserved) with ASL retry intervals scaled down (`retry_interval_scale`), so that long retry
 policies run in seconds. Throttles are injected deterministically (`limits.inject_throttles`: the next N
 worker invocations are refused with TooManyRequestsException, as a full account refuses them), and the
 account's unreserved concurrency is taken by another workload (`limits.hold`) where a test needs it full.
@@ -24,8 +24,8 @@ from localcloud.cloud import LocalCloud
 from tests.e2e.runs import assert_each_line_once_in_order, create_job, jsonl, request_line, run
 
 ROOT = Path(__file__).resolve().parents[2]
-ACCOUNT_CONCURRENCY = 30
 API_RESERVED = 5
+ACCOUNT_CONCURRENCY = 100 + API_RESERVED
 WORKER_CONCURRENCY = 4
 LINES_PER_CHUNK = 10
 URL = "/v1/chat/completions"
@@ -38,12 +38,8 @@ def cloud() -> Iterator[LocalCloud]:
         "WorkerConcurrency": str(WORKER_CONCURRENCY),
         "ApiReservedConcurrency": str(API_RESERVED),
     }
-    # AWS keeps 100 unreserved, which a 30-concurrency account could not: lowered explicitly here.
     with LocalCloud(
-        parameters=parameters,
-        account_concurrency=ACCOUNT_CONCURRENCY,
-        min_unreserved_concurrency=10,
-        retry_interval_scale=0.0005,
+        parameters=parameters, account_concurrency=ACCOUNT_CONCURRENCY, retry_interval_scale=0.0005
     ) as running:
         yield running
 

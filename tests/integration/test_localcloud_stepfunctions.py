@@ -24,8 +24,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from localcloud import lambdas, metering, stepfunctions
+from localcloud import iam, lambdas, metering, stepfunctions
 from localcloud.lambdas import LocalFunction
+from localcloud.patching import installed
 
 KIB = 1024
 HANDLERS = """
@@ -279,6 +280,62 @@ def test_a_lambda_payload_over_256_kib_from_step_functions_fails_before_the_invo
     assert execution["error"] == "States.DataLimitExceeded"
 
 
+# --------------------------------------------------------------------------------- execution limits
+HISTORY_LIMIT = ("States.Runtime", "The execution reached the maximum number of history events (25000).")
+# A state that only ever goes back to itself: every visit is two events, and nothing but the limit ends it.
+FOREVER = {"StartAt": "Again", "States": {"Again": {"Type": "Pass", "Next": "Again"}}}
+# ExecutionStarted and 12,499 visits are 24,999 events: the next visit would have been the 25,000th.
+VISITS_TO_THE_LIMIT = 12_500
+
+
+def test_an_execution_input_over_256_kib_is_refused_at_start(cloud: Cloud) -> None:
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    arn = cloud.sfn.create_state_machine(name="sm", definition=json.dumps(definition), roleArn=cloud.role)
+    over = json.dumps({"s": "x" * (256 * KIB)})
+
+    # The hook every call of the local cloud goes through (localcloud.iam) holds the quotas.
+    with installed(iam), pytest.raises(ClientError) as refused:
+        cloud.sfn.start_execution(stateMachineArn=arn["stateMachineArn"], name="big", input=over)
+
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert cloud.sfn.list_executions(stateMachineArn=arn["stateMachineArn"])["executions"] == []
+
+
+def test_an_execution_fails_when_its_history_reaches_25000_events(cloud: Cloud) -> None:
+    before = metering.snapshot()
+
+    execution = cloud.run(FOREVER, {})
+
+    assert execution["status"] == "FAILED"
+    assert (execution["error"], execution["cause"]) == HISTORY_LIMIT
+    # (moto answers GetExecutionHistory whole, 25,000 events in some ten seconds: its visits tell the count.)
+    assert metering.difference(metering.snapshot(), before)["state_transitions"] == {"Again": VISITS_TO_THE_LIMIT}
+
+
+def test_a_distributed_map_child_has_a_history_of_its_own_and_fails_alone_at_its_limit(cloud: Cloud) -> None:
+    forever = distributed_map(FOREVER["States"], "Again")
+    definition = {"StartAt": "Chunks", "States": {"Chunks": caught(forever), "Finalize": FINALIZE}}
+    before = metering.snapshot()
+
+    execution = cloud.run(definition, {"items": [{}]})
+
+    # The child failed at its own limit; the parent, a few events long, caught the Map's failure.
+    assert execution["status"] == "SUCCEEDED"
+    assert output(execution)["fault"]["Error"] == "States.ExceedToleratedFailureThreshold"
+    counted = metering.difference(metering.snapshot(), before)["state_transitions"]
+    assert counted == {"Chunks": 1, "Again": VISITS_TO_THE_LIMIT, "Finalize": 1}
+
+
+def test_the_last_place_in_a_history_is_kept_for_the_executions_end() -> None:
+    last = stepfunctions.MAX_HISTORY_EVENTS - 1
+
+    assert stepfunctions.history_admits(last - 1, "PassStateEntered")
+    assert not stepfunctions.history_admits(last, "PassStateEntered")
+    assert stepfunctions.history_admits(last, "ExecutionSucceeded")
+    assert stepfunctions.history_admits(last, "ExecutionFailed")
+    assert not stepfunctions.history_admits(last + 1, "ExecutionSucceeded")
+
+
 # ------------------------------------------------------------------------------------- Lambda limits
 def test_a_lambda_request_over_6_mb_is_refused_with_413(cloud: Cloud) -> None:
     echo = cloud.function("echo")
@@ -322,15 +379,15 @@ def test_an_invocation_beyond_reserved_concurrency_is_throttled(cloud: Cloud, ga
 
 
 def test_unreserved_functions_share_what_the_account_limit_leaves(cloud: Cloud, gate: ModuleType) -> None:
-    lambdas.limits.reset(account_limit=3)
+    lambdas.limits.reset(account_limit=102)
     held = cloud.function("held")
     echo = cloud.function("echo")
-    cloud.function("echo", reserved=2)  # leaves one for the others
+    cloud.function("echo", reserved=2)  # leaves 100 for the others, the least Lambda allows
     in_flight = threading.Thread(target=lambda: cloud.lam.invoke(FunctionName=held, Payload=b"{}"))
     in_flight.start()
     assert gate.entered.wait(10)  # type: ignore[attr-defined]
 
-    with pytest.raises(ClientError) as throttled:
+    with lambdas.limits.hold("other-workloads", 99), pytest.raises(ClientError) as throttled:
         cloud.lam.invoke(FunctionName=echo, Payload=b"{}")
     gate.release.set()  # type: ignore[attr-defined]
     in_flight.join(10)
@@ -348,13 +405,22 @@ def test_step_functions_sees_a_throttled_invocation_as_lambda_too_many_requests(
     assert output(execution)["fault"]["Error"] == "Lambda.TooManyRequestsException"
 
 
-def test_reservations_that_leave_less_than_100_unreserved_are_refused() -> None:
-    limits = lambdas.ConcurrencyLimits()
-    limits.reset(account_limit=1000)
-    limits.check_reservations({"ApiFunction": 900})
+def test_a_reservation_that_leaves_less_than_100_unreserved_is_refused_as_lambda_refuses_it(cloud: Cloud) -> None:
+    lambdas.limits.reset(account_limit=1000)
+    first = cloud.function("echo", reserved=890)
+    cloud.function("fail", reserved=10)  # 100 left unreserved: the least Lambda allows
 
-    with pytest.raises(ValueError, match="minimum value of \\[100\\]"):
-        limits.check_reservations({"ApiFunction": 901})
+    with pytest.raises(ClientError) as refused:
+        cloud.function("sized", reserved=1)
+    # A function's new reservation replaces its own old one.
+    cloud.lam.put_function_concurrency(FunctionName=first, ReservedConcurrentExecutions=889)
+
+    error = refused.value.response["Error"]
+    assert error["Code"] == "InvalidParameterValueException"
+    assert error["Message"] == (
+        "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution "
+        "below its minimum value of [100]."
+    )
 
 
 # -------------------------------------------------------------------------------------- retry scale

@@ -1,4 +1,4 @@
-"""localcloud.quotas refuses what DynamoDB and EventBridge refuse, and only that."""
+"""localcloud.quotas refuses what DynamoDB, EventBridge and Step Functions refuse, and only that."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ def test_an_event_over_256_kb_is_refused() -> None:
     check("events", "PutEvents", {"Entries": [{**entry, "Detail": "x" * room}]})
     with pytest.raises(ClientError, match="over the limit"):
         check("events", "PutEvents", {"Entries": [{**entry, "Detail": json.dumps({"s": "é" * (room // 2)})}]})
+
+
+def test_an_execution_input_over_256_kib_of_utf8_is_refused_as_step_functions_refuses_it() -> None:
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:batch"
+    at_the_limit = json.dumps({"s": "x" * (256 * 1024 - len('{"s": ""}'))})
+    check("stepfunctions", "StartExecution", {"stateMachineArn": arn, "input": at_the_limit})
+    # As many characters, some of them two bytes in UTF-8: what counts is bytes.
+    over = at_the_limit.replace("x", "é", 1)
+
+    with pytest.raises(ClientError) as refused:
+        check("stepfunctions", "StartExecution", {"stateMachineArn": arn, "input": over})
+
+    assert refused.value.response["Error"] == {
+        "Code": "ValidationException",
+        "Message": "1 validation error detected: Value at 'input' failed to satisfy constraint: "
+        "Member must have size less than or equal to 262144 bytes in UTF-8 encoding",
+    }
