@@ -12,6 +12,10 @@ worker run as its baseline: the same upstream and machine load, and the per-requ
 - worker CPU per line: this process's CPU time (every thread) over the run, per line; the bare loop's CPU
   per request in the same run is the baseline.
 - AWS calls per line: every DynamoDB and S3 call the chunk cost.
+- worker MemorySize / what it needs: the worker's peak memory (the handler as Lambda loads it, in a fresh
+  interpreter, plus what a chunk at 100 in flight with 16 KB answers adds, in another: an upper bound, as
+  that one's moto keeps the parts it is sent) and the memory at which Lambda gives the CPU share it used at
+  100 in flight; the template's MemorySize should be twice each.
 
     .venv/bin/python benchmarks/bench_worker.py [--rounds 30] [--latency 0.2] [--json PATH]
 """
@@ -30,6 +34,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +95,9 @@ class Upstream:
         self.process.wait(timeout=30)
 
 
-def request_body(i: int, latency: float) -> dict[str, object]:
-    return {"messages": [{"role": "user", "content": f"q{i} [[fault:slow={latency}]]"}]}
+def request_body(i: int, latency: float, pad: int = 0) -> dict[str, object]:
+    # `pad` characters of text: the fake echoes them back, so the answer is about as long.
+    return {"messages": [{"role": "user", "content": f"q{i} {'x' * pad}[[fault:slow={latency}]]"}]}
 
 
 @dataclass
@@ -176,11 +182,11 @@ class Bench:
         self.store.jobs.put(job)
         self.job_id = job.id
 
-    def input_file(self, lines: int, latency: float) -> tuple[str, Chunk]:
-        file_id = f"file-bench{lines}"
+    def input_file(self, lines: int, latency: float, pad: int = 0) -> tuple[str, Chunk]:
+        file_id = f"file-bench{lines}-{pad}"
         data = b"".join(
             json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                        "body": request_body(i, latency)}).encode() + b"\n"
+                        "body": request_body(i, latency, pad)}).encode() + b"\n"
             for i in range(lines)
         )  # fmt: skip
         self.store.objects.put_bytes(file_key("tenant_bench", file_id), data)
@@ -190,10 +196,19 @@ class Bench:
         return file_id, chunk
 
     def run(
-        self, lines: int, in_flight: int, latency: float, profiler: cProfile.Profile | None = None
+        self,
+        lines: int,
+        in_flight: int,
+        latency: float,
+        profiler: cProfile.Profile | None = None,
+        *,
+        pad: int = 0,
+        ready: Callable[[], None] | None = None,
     ) -> tuple[Measured, Counter[str]]:
-        """Answer a whole chunk of `lines` lines with `in_flight` in flight; its time and its AWS calls."""
-        file_id, chunk = self.input_file(lines, latency)
+        """Answer a whole chunk of `lines` lines with `in_flight` in flight; its time and its AWS calls.
+
+        `ready` is called once the input is in place, just before the worker starts."""
+        file_id, chunk = self.input_file(lines, latency, pad)
         batch_id = ids.batch_id()
         batch = BatchRecord(id=batch_id, endpoint="/v1/chat/completions", input_file_id=file_id,
                             completion_window="unlimited", status="in_progress", created_at=0, job_id=self.job_id,
@@ -227,6 +242,8 @@ class Bench:
         run = ChunkRun(self.store, provider,
                        requests_in_flight=in_flight, remaining_seconds=lambda: 900, reserve_seconds=20,
                        status_check_interval=2.0)  # fmt: skip
+        if ready is not None:
+            ready()
         started, cpu = time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()
@@ -245,6 +262,90 @@ class Bench:
         # Every line answered by the upstream: a refused backend would "finish" without sending anything.
         assert self.store.batches.get_unscoped(batch_id).request_counts.completed == lines
         return measured, calls
+
+
+# ------------------------------------------------------------------------------------------ memory
+# What the memory figure is measured at (the issue's worst case a worker is sized for).
+MEMORY_IN_FLIGHT = 100
+ANSWER_BYTES = 16 * 1024
+MEMORY_ROUNDS = 10
+# Lambda gives a function one vCPU at 1,769 MB and CPU in proportion below it.
+MB_PER_VCPU = 1769
+HEADROOM = 2.0
+
+
+def _rss_mib() -> float:
+    """This process's resident set now (Linux), in MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mib() -> float:
+    """This process's peak resident set (Linux's VmHWM, which starts afresh at exec, unlike ru_maxrss), in MiB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+# The worker function as Lambda loads it (handler, provider, clients), in an interpreter that imported
+# nothing else (this script imports moto, which the worker never does).
+IMPORTED = """
+import os, sys
+sys.path[:0] = [{core!r}, {worker!r}]
+os.environ.update(TABLE_NAME="bench", BUCKET_NAME="bench-files", ALLOW_PRIVATE_BACKENDS="true",
+                  AWS_DEFAULT_REGION="us-east-1", POWERTOOLS_TRACE_DISABLED="true")
+import boto3, app
+from batchline.providers.openai_compat import OpenAICompatProvider
+boto3.client("s3"), boto3.client("dynamodb")
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")][0])
+"""
+
+
+def run_rss(base_url: str, latency: float) -> None:
+    """In a fresh interpreter: one chunk at MEMORY_IN_FLIGHT with ANSWER_BYTES answers; print the RSS the
+    run added over what was there just before it (moto and the input file are this process's too)."""
+    with mock_aws():
+        bench = Bench(base_url)
+        before: list[float] = []
+        bench.run(MEMORY_IN_FLIGHT * MEMORY_ROUNDS, MEMORY_IN_FLIGHT, latency, pad=ANSWER_BYTES,
+                  ready=lambda: before.append(_rss_mib()))  # fmt: skip
+    print(_peak_mib() - before[0])
+
+
+def _child(*args: str) -> float:
+    """The last number a child interpreter printed: this script with `args`, or `-c` code."""
+    command = [sys.executable, *args] if args[0] == "-c" else [sys.executable, __file__, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603  # our own interpreter
+    return float(done.stdout.split()[-1])
+
+
+def memory_row(base_url: str, latency: float, cpu_ms: float) -> Row:
+    """The worker's MemorySize against its measured peak and the CPU share it needs at MEMORY_IN_FLIGHT."""
+    loaded = (
+        _child("-c", IMPORTED.format(core=str(ROOT / "layers" / "core"), worker=str(ROOT / "functions" / "worker")))
+        / 1024
+    )  # kB
+    added = _child("--run-rss", base_url, str(latency))
+    peak = loaded + added
+    template = load_template(ROOT / "template.yaml")
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    memory = int(worker.get("MemorySize", template["Globals"]["Function"]["MemorySize"]))
+    vcpu = cpu_ms / 1000 * MEMORY_IN_FLIGHT / latency  # of one vCPU, at the pace the upstream allows
+    cpu_mb = vcpu * MB_PER_VCPU
+    met = memory >= HEADROOM * peak and memory >= HEADROOM * cpu_mb
+    detail = (f"peak {peak:.0f} MiB = {loaded:.0f} MiB loaded (handler, provider, clients) + {added:.0f} MiB "
+              f"running {MEMORY_IN_FLIGHT} in flight with {ANSWER_BYTES // 1024} KB answers; CPU {cpu_ms:.3f} ms/line "
+              f"x {MEMORY_IN_FLIGHT / latency:.0f} lines/s = {vcpu:.2f} vCPU, which Lambda gives at "
+              f"{cpu_mb:.0f} MB; MemorySize {memory} MB is {memory / peak:.1f}x the peak and "
+              f"{memory / cpu_mb:.1f}x the CPU's memory (target: {HEADROOM:g}x each)")  # fmt: skip
+    return Row(
+        "worker MemorySize / what it needs",
+        round(memory / max(peak, cpu_mb), 2),
+        "x",
+        f"≥ {HEADROOM:g}x peak RSS and CPU",
+        met,
+        f"peak RSS {peak:.0f} MiB, CPU {cpu_mb:.0f} MB",
+        detail,
+    )
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -275,10 +376,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per upstream answer")
     parser.add_argument("--profile", type=Path, help="also write a cProfile of a 100-in-flight run to this file")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--run-rss", nargs=2, help=argparse.SUPPRESS)
     json_argument(parser)
     args = parser.parse_args()
     if args.serve:
         serve()
+        return
+    if args.run_rss:
+        run_rss(args.run_rss[0], float(args.run_rss[1]))
         return
     top = max(IN_FLIGHT)
     with mock_aws(), Upstream() as upstream:
@@ -306,6 +411,7 @@ def main() -> None:
         cause = (
             profiled(bench, top, max(args.rounds // 4, 2), args.latency, args.profile) if missed or args.profile else ""
         )
+        memory = memory_row(upstream.base_url, args.latency, worker[top].cpu_ms)
     print(f"{args.latency * 1000:.0f} ms per upstream answer, {args.rounds} rounds per run")
     rows: list[Row] = []
     for n in IN_FLIGHT:
@@ -348,6 +454,8 @@ def main() -> None:
         detail += f"; missed by {w.cpu_ms - TARGET_CPU_MS:.2f} ms; profile: {cause}"
     rows.append(Row("worker CPU per line", round(w.cpu_ms, 3), "ms/line", f"≤ {TARGET_CPU_MS:g} ms", met,
                     f"bare keep-alive HTTP loop {b.cpu_ms:.3f} ms/request, {top} in flight", detail))  # fmt: skip
+    print(f"{memory.goal}: {memory.value} x; {memory.detail}")
+    rows.append(memory)
     write_rows(args.json, rows)
 
 
