@@ -164,18 +164,59 @@ def test_sdk_upload_crossing_the_s3_part_minimum_is_joined_by_server_side_copies
     path = tmp_path / "big.jsonl"
     path.write_bytes(data)
 
-    # 5.5 + 5.5 + 1 MiB: two parts S3 copies itself, then a small last one through the buffer.
+    # 5.5 + 5.5 + 1 MiB: each part joined to the chain as it comes, S3 copying every piece of 5 MiB or more.
     upload = sdk(api, tenant).uploads.upload_file_chunked(
         file=path, mime_type="application/jsonl", purpose="batch", part_size=5 * MiB + 512 * KiB
     )
 
     assert upload.status == "completed" and upload.file is not None
     joined = s3_calls[:]
-    assert names(joined).count("UploadPartCopy") == 2
-    assert names(joined).count("UploadPart") == 1
+    assert names(joined).count("UploadPartCopy") == 3  # part 1 and part 2 for the second link, the 11 MiB chain
+    assert names(joined).count("UploadPart") == 1  # the small last part, through the function
     assert ranged_bytes(joined) == 1 * MiB
-    assert final_etag(settings, upload.file.id).endswith("-3")
+    assert names(joined).count("CopyObject") == 1  # completion: the chain becomes the File
     assert content(api, tenant, upload.file.id) == data
+
+
+def test_parts_completed_in_the_order_they_came_make_the_file_by_one_copy_whatever_its_size(
+    api: TestClient, tenant: Tenant, settings: ApiSettings, s3_calls: list[Call]
+) -> None:
+    # 12 parts of the api's 4 MiB, under S3's 5 MiB part minimum: joined only at completion, all 48 MiB
+    # would pass through that one invocation (200 MB would not fit API Gateway's 30 s).
+    raise_limit(api, settings, 4 * MiB)  # the stack's MaxUploadBytes
+    data = payload(48 * MiB, seed=5)
+    upload = create(api, tenant, len(data))
+    parts, read = [], []
+    for start in range(0, len(data), 4 * MiB):
+        s3_calls.clear()
+        parts.append(part_id(api, tenant, upload["id"], data[start : start + 4 * MiB]))
+        read.append(ranged_bytes(s3_calls))
+    s3_calls.clear()
+
+    answer = complete(api, tenant, upload["id"], parts)
+
+    assert answer.status_code == 200, answer.text
+    # Completion: one server-side copy, the staged objects listed and deleted; no byte read.
+    assert names(s3_calls) == ["CopyObject", "ListObjectsV2", "DeleteObjects"]
+    # Each part's own invocation reads it back once, to send it as the chain's last piece (S3 copies only
+    # pieces of 5 MiB or more); the second also reads the first, to make a chain S3 can copy from then on.
+    assert read == [0, 8 * MiB] + [4 * MiB] * (len(parts) - 2)
+    assert content(api, tenant, answer.json()["file"]["id"]) == data
+    assert s3_keys(settings, "uploads/") == []
+
+
+def test_parts_completed_in_another_order_than_they_came_are_joined_at_completion(
+    api: TestClient, tenant: Tenant, settings: ApiSettings
+) -> None:
+    data = payload(3 * 64 * KiB, seed=3)
+    upload = create(api, tenant, len(data))
+    pieces = [data[i : i + 64 * KiB] for i in range(0, len(data), 64 * KiB)]
+    ids = {piece: part_id(api, tenant, upload["id"], piece) for piece in (pieces[1], pieces[0], pieces[2])}
+
+    answer = complete(api, tenant, upload["id"], [ids[p] for p in pieces])
+
+    assert answer.status_code == 200, answer.text
+    assert content(api, tenant, answer.json()["file"]["id"]) == data
 
 
 # ----------------------------------------------------------------------------------------- joining

@@ -199,12 +199,17 @@ def run_api(stack: stack_module.Stack, settings: ApiSettings, store: Store, tena
                 json={"bytes": 3, "filename": "u.jsonl", "mime_type": "application/jsonl", "purpose": "batch"},
             )
             assert staged.status_code == 200, staged.text
-            part = api.post(
-                f"/v1/uploads/{staged.json()['id']}/parts", headers=headers, files={"data": ("blob", b"abc")}
-            )
-            assert part.status_code == 200, part.text
+            # Two parts, completed in another order than they came: the chain of the first order is no use,
+            # so completion lists the staged parts and joins them.
+            parts = [
+                api.post(f"/v1/uploads/{staged.json()['id']}/parts", headers=headers, files={"data": ("blob", data)})
+                for data in (b"c", b"ab")
+            ]
+            assert all(part.status_code == 200 for part in parts), [part.text for part in parts]
             done = api.post(
-                f"/v1/uploads/{staged.json()['id']}/complete", headers=headers, json={"part_ids": [part.json()["id"]]}
+                f"/v1/uploads/{staged.json()['id']}/complete",
+                headers=headers,
+                json={"part_ids": [parts[1].json()["id"], parts[0].json()["id"]]},
             )
             assert done.status_code == 200, done.text
             presigned = api.post(

@@ -32,6 +32,11 @@ def upload_part_key(tenant_id: str, upload_id: str, part_id: str) -> str:
     return f"{upload_prefix(tenant_id, upload_id)}parts/{part_id}"
 
 
+def upload_chain_key(tenant_id: str, upload_id: str, parts: int) -> str:
+    """The staged join of an upload's first `parts` parts, in the order they came."""
+    return f"{upload_prefix(tenant_id, upload_id)}chain/{parts}"
+
+
 def upload_object_key(tenant_id: str, upload_id: str) -> str:
     """Where a presigned PUT puts the whole file."""
     return f"{upload_prefix(tenant_id, upload_id)}object"

@@ -4,6 +4,11 @@ Each part is its own S3 object under `uploads/<tenant>/<upload>/parts/<part>`; a
 directly sends the whole file to `uploads/<tenant>/<upload>/object` through a presigned URL instead.
 Completion joins the parts, in the order the client names, into the File's object (data.assembly:
 S3 copies the large parts itself), so the file is never held in memory.
+
+Parts come through the api function, at most 4 MiB each, under S3's 5 MiB minimum for a part it copies:
+joined only at completion, every byte of a 200 MB file would pass through one invocation within API
+Gateway's 30 s. So each part is also joined, as it comes, to the chain of the parts before it (S3 copies
+the chain, the function sends only the new part): completion in that order is one server-side copy.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from batchline.models import (
     FileObject,
     FileRecord,
     PresignedUpload,
+    UploadChain,
     UploadComplete,
     UploadCreate,
     UploadObject,
@@ -39,6 +45,8 @@ UPLOAD_TTL_SECONDS = 3600
 PRESIGNED_URL_TTL_SECONDS = 900
 _PART_ID = re.compile(r"part_[A-Za-z0-9]{1,64}")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
+# A chain names its parts on the upload's item (about 30 bytes each): bounded well under DynamoDB's 400 KB.
+MAX_CHAINED_PARTS = 2000
 # A failed If-Match means a staged object was PUT again meanwhile: a conflict, not our fault.
 _CHANGED = "A staged part changed while the upload was completing; complete it again."
 
@@ -100,8 +108,35 @@ def add_part(
         )
     _require_pending(upload, now)
     part = UploadPartObject(id=ids.part_id(), created_at=now, upload_id=upload.id)
-    store.objects.upload(layout.upload_part_key(tenant_id, upload.id, part.id), body)
+    key = layout.upload_part_key(tenant_id, upload.id, part.id)
+    store.objects.upload(key, body)
+    _chain(store, upload, Source(key, size, None))
     return part
+
+
+def _chain(store: Store, upload: UploadRecord, part: Source) -> None:
+    """Join the part to the chain of the parts before it; best effort, as completion can always join them."""
+    before = upload.chain
+    part_id = part.key.rsplit("/", 1)[-1]
+    if before is None:
+        chain = UploadChain(parts=[part_id], key=part.key, bytes=part.size)  # the part is the chain
+    elif len(before.parts) >= MAX_CHAINED_PARTS:
+        return
+    else:
+        key = layout.upload_chain_key(upload.tenant_id, upload.id, len(before.parts) + 1)
+        try:
+            assemble(store.objects, [Source(before.key, before.bytes, None), part], key, content_type=upload.mime_type)
+        except (BotoCoreError, ClientError, Changed):
+            logger.warning("Could not extend the upload's chain", extra={"upload_id": upload.id}, exc_info=True)
+            return
+        chain = UploadChain(parts=[*before.parts, part_id], key=key, bytes=before.bytes + part.size)
+    if not store.uploads.extend_chain(upload.id, before, chain):
+        # Another part came at the same time and extended it first: this one is joined at completion.
+        if chain.key != part.key:
+            store.objects.delete_quietly([chain.key])
+        return
+    if before is not None and len(before.parts) > 1:
+        store.objects.delete_quietly([before.key])  # an earlier join (not a part), which no completion will use
 
 
 def cancel_upload(store: Store, tenant_id: str, upload_id: str) -> UploadObject:
@@ -137,7 +172,12 @@ def complete_upload(store: Store, tenant_id: str, upload_id: str, request: Uploa
     now = _now()
     upload = get_upload(store, tenant_id, upload_id)
     _require_pending(upload, now)
-    sources = _sources(store, upload, request.part_ids)
+    chain = upload.chain
+    if chain is not None and chain.parts == request.part_ids and chain.bytes == upload.bytes:
+        # The parts in the order they came: joined already, one server-side copy makes the File.
+        sources = [Source(chain.key, chain.bytes, None)]
+    else:
+        sources = _sources(store, upload, request.part_ids)
     total = sum(s.size for s in sources)
     if total != upload.bytes:
         got = f"The parts add up to {total}" if request.part_ids else f"The object PUT has {total}"

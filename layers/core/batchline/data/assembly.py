@@ -19,11 +19,12 @@ READ_CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class Source:
-    """One object to join, as it was listed: a different ETag by the time it is read is `Changed`."""
+    """One object to join, as it was listed: a different ETag by the time it is read is `Changed`
+    (None: an object this function wrote itself, read as it is)."""
 
     key: str
     size: int
-    etag: str
+    etag: str | None
 
 
 def _take(objects: Objects, writer: Writer, source: Source, start: int, length: int) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from batchline.data import conditions
 from batchline.data.table import Table
-from batchline.models import FileObject, UploadRecord
+from batchline.errors import Conflict
+from batchline.models import FileObject, UploadChain, UploadRecord
 
 
 class Uploads:
@@ -41,6 +42,24 @@ class Uploads:
             conflict=f"Upload {upload_id} was completed or cancelled meanwhile.",
         )
         return UploadRecord.model_validate(item)
+
+    def extend_chain(self, upload_id: str, before: UploadChain | None, chain: UploadChain) -> bool:
+        """Record `chain` if the upload is pending and its chain is still `before`; False if another part's
+        extension (or the completion) came first."""
+        if before is None:
+            unchanged = conditions.Attr("chain").not_exists() | conditions.Attr("chain").eq(None)
+        else:
+            unchanged = conditions.Attr("chain.key").eq(before.key)
+        try:
+            self._table.update(
+                "upload",
+                upload_id,
+                set_={"chain": chain.model_dump(mode="json")},
+                condition=conditions.Attr("status").eq("pending") & unchanged,
+            )
+        except Conflict:
+            return False
+        return True
 
     def reopen(self, upload_id: str, file_id: str) -> None:
         """completed -> pending again, when the File it claimed could not be recorded."""

@@ -82,6 +82,7 @@ from batchline.models.tenants import (
 )
 from batchline.models.uploads import (
     PresignedUpload,
+    UploadChain,
     UploadComplete,
     UploadCreate,
     UploadObject,
@@ -148,6 +149,7 @@ __all__ = [
     "TenantLimitsUpdate",
     "TenantRecord",
     "TenantUpdate",
+    "UploadChain",
     "UploadComplete",
     "UploadCreate",
     "UploadObject",

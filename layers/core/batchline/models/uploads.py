@@ -66,12 +66,25 @@ class UploadObject(Model):
     file: FileObject | None = Field(default=None, description="The File, once the upload is completed.")
 
 
+class UploadChain(Model):
+    """The parts added so far, joined in the order they came, as one staged object (`key`, `bytes` long).
+
+    A client that completes with the parts in that order (as the SDK's upload_file_chunked does) gets its
+    File by one server-side copy, however large; any other order is joined part by part at completion.
+    """
+
+    parts: list[str]
+    key: str
+    bytes: int
+
+
 class UploadRecord(UploadObject):
     """An Upload as kept in DynamoDB; its status stays `pending` after expiry, shown as `expired`."""
 
     tenant_id: str
     mime_type: str
     expires_after: ExpiresAfter | None = None
+    chain: UploadChain | None = None
 
     def view(self, now: int) -> UploadObject:
         """The object as the client sees it at `now`."""
