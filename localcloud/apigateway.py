@@ -19,6 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from localcloud.intrinsics import Stack
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -68,19 +70,12 @@ class TokenBucket:
 def stage_throttle(template: Mapping[str, Any], parameters: Mapping[str, str]) -> TokenBucket | None:
     """The bucket of the template's HTTP API's default route settings (a Ref is a parameter's value); None
     when it sets none (API Gateway then applies only the account's limits, which no test here reaches)."""
-    declared = template.get("Parameters", {}) or {}
-
-    def value(setting: Any) -> float:
-        if isinstance(setting, Mapping) and "Ref" in setting:
-            name = setting["Ref"]
-            return float(parameters.get(name, declared[name]["Default"]))
-        return float(setting)
-
+    stack = Stack(template, parameters=parameters)
     for resource in template.get("Resources", {}).values():
         if resource.get("Type") == "AWS::Serverless::HttpApi":
-            settings = resource.get("Properties", {}).get("DefaultRouteSettings", {})
+            settings = stack.resolve(resource.get("Properties", {}).get("DefaultRouteSettings", {}))
             if "ThrottlingRateLimit" in settings and "ThrottlingBurstLimit" in settings:
-                return TokenBucket(value(settings["ThrottlingRateLimit"]), int(value(settings["ThrottlingBurstLimit"])))
+                return TokenBucket(float(settings["ThrottlingRateLimit"]), int(settings["ThrottlingBurstLimit"]))
     return None
 
 

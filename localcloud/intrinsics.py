@@ -140,22 +140,30 @@ class Stack:
         declared = self.template.get("Conditions", {})
         if name not in declared:
             raise Unresolvable(f"no condition {name}")
-        return self._holds(declared[name])
+        return self.holds(declared[name])
 
-    def _holds(self, expression: Any) -> bool:
+    def holds(self, expression: Any) -> bool:
+        """A condition function's value (Fn::And, Fn::Or, Fn::Not, Fn::Equals, Condition), or a Rules
+        function's (those and Fn::Contains, Fn::EachMemberEquals, Fn::EachMemberIn), compared as strings."""
         ((function, argument),) = expression.items()
         if function == "Condition":
             return self.condition(argument)
-        if function == "Fn::Equals":
-            left, right = (str(self.resolve(side)) for side in argument)
-            return left == right
         if function == "Fn::Not":
-            return not self._holds(argument[0])
+            return not self.holds(argument[0])
         if function == "Fn::And":
-            return all(self._holds(item) for item in argument)
+            return all(self.holds(item) for item in argument)
         if function == "Fn::Or":
-            return any(self._holds(item) for item in argument)
-        raise Unresolvable(function)
+            return any(self.holds(item) for item in argument)
+        if function not in ("Fn::Equals", "Fn::Contains", "Fn::EachMemberEquals", "Fn::EachMemberIn"):
+            raise Unresolvable(function)
+        first, second = (self.resolve(side) for side in argument)
+        if function == "Fn::Equals":
+            return str(first) == str(second)
+        if function == "Fn::Contains":
+            return str(second) in [str(item) for item in first]
+        if function == "Fn::EachMemberEquals":
+            return all(str(member) == str(second) for member in first)
+        return all(str(member) in [str(item) for item in second] for member in first)  # Fn::EachMemberIn
 
     def _sub(self, text: str, variables: Mapping[str, str]) -> str:
         def replace(match: re.Match[str]) -> str:
