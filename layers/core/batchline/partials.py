@@ -167,18 +167,14 @@ def _part_lines(store: Store, key: str | None) -> Generator[bytes]:
     """A part file's lines, each with its newline; opened on the first line asked for."""
     if key is None:
         return
-    body = store.objects.open(key)
-    try:
-        rest = b""
-        for block in body.iter_chunks(finalizing.READ_BLOCK):
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield line + b"\n"
-        if rest:
-            yield rest
-    finally:
-        body.close()
+    rest = b""
+    for block in store.objects.stream(key, finalizing.READ_BLOCK):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
 
 
 def _read_segment(store: Store, segment: SegmentRecord, position: int, page: _Page) -> int:

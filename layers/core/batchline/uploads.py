@@ -110,14 +110,13 @@ def add_part(
     part = UploadPartObject(id=ids.part_id(), created_at=now, upload_id=upload.id)
     key = layout.upload_part_key(tenant_id, upload.id, part.id)
     store.objects.upload(key, body)
-    _chain(store, upload, Source(key, size, None))
+    _chain(store, upload, part.id, Source(key, size, None))
     return part
 
 
-def _chain(store: Store, upload: UploadRecord, part: Source) -> None:
+def _chain(store: Store, upload: UploadRecord, part_id: str, part: Source) -> None:
     """Join the part to the chain of the parts before it; best effort, as completion can always join them."""
     before = upload.chain
-    part_id = part.key.rsplit("/", 1)[-1]
     if before is None:
         chain = UploadChain(parts=[part_id], key=part.key, bytes=part.size)  # the part is the chain
     elif len(before.parts) >= MAX_CHAINED_PARTS:
