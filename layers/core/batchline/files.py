@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from batchline import ids
+from batchline.data.objects import body_chunks
 from batchline.errors import InvalidRequest, PayloadTooLarge, ServerError
 from batchline.layout import file_key
 from batchline.models import (
@@ -110,11 +111,4 @@ def content(store: Store, record: FileRecord, chunk_size: int = 1024 * 1024) -> 
             f"File {record.id} cannot be served: its stored content is {size} bytes, "
             f"but its record says {record.bytes} bytes."
         )
-    return _chunks(body, chunk_size)
-
-
-def _chunks(body: Any, chunk_size: int) -> Iterator[bytes]:
-    try:
-        yield from body.iter_chunks(chunk_size)
-    finally:
-        body.close()
+    return body_chunks(body, chunk_size)

@@ -34,6 +34,14 @@ STREAM_DROPS = (HTTPClientError, IncompleteReadError)
 STREAM_DROPS_IN_A_ROW = 3
 
 
+def body_chunks(body: Any, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    """A GET's streaming body, a chunk at a time; closed once read, or once the reader stops."""
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
 class Changed(Exception):
     """An If-Match failed: the object was written again since its ETag was read."""
 
@@ -95,12 +103,8 @@ class Objects:
         return answer["Body"], int(answer["ContentLength"])
 
     def stream(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        """The object's bytes, a chunk at a time."""
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        try:
-            yield from body.iter_chunks(chunk_size)
-        finally:
-            body.close()
+        """The object's bytes, a chunk at a time; the GET is made when the first chunk is asked for."""
+        yield from body_chunks(self.client.get_object(Bucket=self.bucket, Key=key)["Body"], chunk_size)
 
     def read_range(self, key: str, start: int, end: int, *, if_match: str | None = None) -> Any:
         """A streaming body of bytes [start, end); with `if_match`, Changed unless the ETag still is that."""
