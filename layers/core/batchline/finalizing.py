@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from batchline import files, ids, layout, result_lines
 from batchline.data.objects import Writer
+from batchline.data.segments import following
 from batchline.errors import Conflict
 from batchline.jsonl import iter_request_lines, parse_request_line
 from batchline.models import (
@@ -240,13 +241,10 @@ class Left:
 
 def chain(chunk: Chunk, segments: Iterable[SegmentRecord]) -> tuple[list[SegmentRecord], Left]:
     """The chunk's segments that follow each other from its start, in order, and what they leave unanswered."""
-    found = []
+    found = following(segments, 0)
     covered = 0  # lines of the chunk answered
     offset: int | None = chunk.start_byte  # the byte after them
-    for segment in sorted(segments, key=lambda s: s.cursor):
-        if segment.cursor != covered:
-            continue  # not part of the chain from the chunk's start (cannot happen with one writer per cursor)
-        found.append(segment)
+    for segment in found:
         covered = segment.next_cursor
         # A segment from before offsets were kept: read the chunk from its start, and skip.
         offset = segment.next_offset if segment.next_offset is not None and offset is not None else None

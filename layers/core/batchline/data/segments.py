@@ -8,6 +8,7 @@ neither lose nor double a line.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from batchline.data import conditions
@@ -28,6 +29,17 @@ def _pk(batch_id: str) -> str:
 
 def _sk(chunk: int, cursor: int) -> str:
     return f"{chunk:06d}#{cursor:06d}"
+
+
+def following(segments: Iterable[SegmentRecord], cursor: int) -> list[SegmentRecord]:
+    """Of one chunk's segments, those that follow each other from `cursor` on, each starting where the one
+    before ended (one segment per cursor: its key is the chunk and the cursor)."""
+    by_cursor = {segment.cursor: segment for segment in segments}
+    chain: list[SegmentRecord] = []
+    while (segment := by_cursor.get(cursor)) is not None and segment.next_cursor != cursor:
+        chain.append(segment)
+        cursor = segment.next_cursor
+    return chain
 
 
 class Segments:
@@ -120,13 +132,8 @@ class Segments:
             & conditions.Key("sk").between(_sk(first.chunk, first.cursor), _sk(first.chunk, 999_999)),
             "ConsistentRead": True,
         }
-        after = {
-            segment.cursor: segment for segment in map(SegmentRecord.model_validate, self._table.query_all(**query))
-        }
-        chain = [first]
-        while (following := after.get(chain[-1].next_cursor)) is not None and following.cursor != following.next_cursor:
-            chain.append(following)
-        return chain
+        queried = map(SegmentRecord.model_validate, self._table.query_all(**query))
+        return following([first, *queried], first.cursor)  # as read now, when the query holds it
 
     def of_batch(self, batch_id: str) -> list[SegmentRecord]:
         """Every kept segment of a batch (committed, or `pending` until it is), in chunk then cursor order."""
