@@ -45,7 +45,7 @@ from batchline.models import (
     SegmentRecord,
     public,
 )
-from batchline.models.batches import USAGE_PATHS, processing_cost
+from batchline.models.batches import USAGE_PATHS
 from batchline.observability import logger
 from batchline.store import Store
 
@@ -139,8 +139,7 @@ def _end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None) -> Batc
     fields: dict[str, Any] = {
         "output_file_id": output_file_id,
         "error_file_id": error_file_id,
-        "processing_cost": processing_cost(batch.usage.total_tokens, batch.price_1m_tokens),
-    }
+    }  # processing_cost is not kept: every batch object derives it from its usage
     reasons = []
     if merged.input_missing:
         status = "failed" if status == "completed" else status
