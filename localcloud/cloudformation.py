@@ -10,12 +10,12 @@ ends ROLLBACK_COMPLETE. Here it ends so too. What was created before the failure
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
-_lock = threading.Lock()
-_originals: dict[tuple[Any, str], Any] = {}
+from localcloud.patching import Patches
+
+_patches = Patches()
 
 
 class ResourceFailed(Exception):
@@ -79,28 +79,18 @@ def _rolled_back(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_resources
 
 
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    original = getattr(owner, name)
-    _originals[(owner, name)] = original
-    setattr(owner, name, make(original))
-
-
 def install() -> None:
     """Fail and roll back a stack whose resource its service refuses (idempotent)."""
     from moto.cloudformation import parsing
     from moto.cloudformation.models import Stack
 
-    with _lock:
-        if _originals:
-            return
+    with _patches.lock:
         # ResourceMap looks the function up on its module at call time.
-        _patch(parsing, "parse_and_create_resource", _named_failures)
-        _patch(Stack, "create_resources", _rolled_back)
+        _patches.patch(parsing, "parse_and_create_resource", _named_failures)
+        _patches.patch(Stack, "create_resources", _rolled_back)
 
 
 def uninstall() -> None:
     """Restore what install() replaced."""
-    with _lock:
-        for (owner, name), original in _originals.items():
-            setattr(owner, name, original)
-        _originals.clear()
+    with _patches.lock:
+        _patches.undo()

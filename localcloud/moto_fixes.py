@@ -66,6 +66,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from localcloud import streams
+from localcloud.patching import Patches
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,7 @@ S3_LOCK = ServiceLock("s3")
 _held = threading.local()
 # Set while moto's server (not the in-process mock) answers a request, and while it answers a GetObject.
 _serving = threading.local()
-_originals: dict[tuple[Any, str], Any] = {}
-_install_lock = threading.Lock()
+_patches = Patches()
 
 
 @contextmanager
@@ -143,16 +143,7 @@ def _hold(deliver: Callable[[], None]) -> bool:
     return True
 
 
-# An attribute the owner inherits: uninstall() removes the patch rather than set the inherited one on it.
-_INHERITED = object()
-
-
-def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
-    if (owner, name) in _originals:
-        return
-    original = owner.__dict__.get(name, _INHERITED)
-    _originals[(owner, name)] = original
-    setattr(owner, name, make(getattr(owner, name) if original is _INHERITED else original))
+_patch = _patches.patch
 
 
 def _serialized(lock: ServiceLock) -> Callable[[Any], Any]:
@@ -647,7 +638,7 @@ def install() -> None:
     from moto.s3.responses import S3Response
     from werkzeug.wsgi import LimitedStream
 
-    with _install_lock:
+    with _patches.lock:
         _patch(DomainDispatcherApplication, "get_backend_for_host", _cached_routing)
         _patch(DynamoHandler, "call_action", _serialized(DYNAMODB_LOCK))
         _patch(DynamoHandler, "serialized", _plain_dynamodb_answers)
@@ -670,10 +661,5 @@ def install() -> None:
 
 def uninstall() -> None:
     """Restore what install() replaced."""
-    with _install_lock:
-        for (owner, name), original in _originals.items():
-            if original is _INHERITED:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
-        _originals.clear()
+    with _patches.lock:
+        _patches.undo()

@@ -14,15 +14,15 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from localcloud.patching import Patches
+
 ALGORITHM = "AWS4-HMAC-SHA256"
-_lock = threading.Lock()
-_original: Any = None
+_patches = Patches()
 # The access keys this cloud's clients sign with, and their secrets.
 _secrets: dict[str, str] = {}
 
@@ -124,23 +124,15 @@ def _checked(original: Callable[..., Iterable[bytes]], clock: Callable[[], float
 
 def install(secrets: Mapping[str, str], clock: Callable[[], float] = time.time) -> None:
     """Check every request moto's server receives; `secrets`: access key id -> secret access key."""
-    global _original
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-    with _lock:
+    with _patches.lock:
         _secrets.clear()
         _secrets.update(secrets)
-        if _original is None:
-            _original = DomainDispatcherApplication.__call__
-            DomainDispatcherApplication.__call__ = _checked(_original, clock)  # type: ignore[method-assign]
+        _patches.patch(DomainDispatcherApplication, "__call__", lambda original: _checked(original, clock))
 
 
 def uninstall() -> None:
-    global _original
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
-    with _lock:
-        if _original is not None:
-            DomainDispatcherApplication.__call__ = _original  # type: ignore[method-assign]
-            _original = None
+    with _patches.lock:
+        _patches.undo()
         _secrets.clear()
