@@ -1,5 +1,5 @@
-"""Job budgets in DynamoDB: a summary with a room counter and a lease item per holder, written so holders
-seldom contend and never overcommit.
+"""Job budgets in DynamoDB: a summary with a room counter, and per batch a partition with its share and a lease
+item per holder, written so holders seldom contend, never overcommit, and never meet on one partition.
 
 Interleavings are driven by hand: a holder renews from what it read before another holder wrote, and the
 conditional writes must refuse what would overcommit the limit or count a holding twice, and the holder must
@@ -15,6 +15,7 @@ import pytest
 
 from batchline import budget as budget_logic
 from batchline.budget import Claim, Report, Tuning
+from batchline.data import budgets as budgets_data
 from batchline.data.budgets import BudgetContended, Budgets, Holding
 from batchline.models import BatchRecord
 from batchline.store import Store
@@ -48,6 +49,15 @@ def renew(budgets: Budgets, holding: Holding, batch: str, report: Report | None,
     return budgets.renew(JOB, holding, claim(batch), report, now=now, tuning=TUNING, ceiling=8, **kwargs)
 
 
+def polled(store: Store, batch: str) -> dict[str, Any]:
+    """What a worker's poll reads of the budget: the summary and its batch's share (eventually consistent)."""
+    summary, share = store.table.get_keys([Budgets.key(JOB), Budgets.share_key(JOB, batch)])
+    return {
+        "summary": budgets_data.summary_from_item(summary) if summary else None,
+        "share": budgets_data.share_from_item(share) if share else None,
+    }
+
+
 def assert_room_exact(store: Store) -> None:
     """The counter and the leases agree: the room is the limit less what every lease holds."""
     kept = store.budgets.get(JOB)
@@ -73,31 +83,37 @@ def test_a_polled_renewal_with_nobody_joining_or_leaving_reads_no_lease_and_writ
     budgets = store.budgets
     a = Holding("a1")
     renew(budgets, a, "batch_a", None, 0.0)
-    summary = budgets.get(JOB)
     calls = Calls(store)
-    renew(budgets, a, "batch_a", Report(), 2.0, summary=summary)
-    assert calls.seen == []  # nothing moved: the poll's summary was all it needed, and nothing to write
-    renew(budgets, a, "batch_a", Report(), 6.0, summary=summary)
-    assert calls.seen == ["PutItem"]  # half its lease gone: its own lease's times, and nothing else
-    # Another holder joins: the summary's members move, so the next renewal reads the leases again.
+    renew(budgets, a, "batch_a", Report(), 2.0, **polled(store, "batch_a"))
+    assert calls.seen == ["BatchGetItem"]  # the poll; nothing moved, so nothing else to read or write
+    calls.seen.clear()
+    renew(budgets, a, "batch_a", Report(), 6.0, **polled(store, "batch_a"))
+    assert calls.seen == ["BatchGetItem", "PutItem"]  # half its lease gone: its own lease's times, nothing else
+    # A holder of another batch joins: the summary's members move, so the next renewal reads the other
+    # batches' shares again (not any lease: those of other batches are never read).
     renew(budgets, Holding("b1"), "batch_b", None, 6.5)
     calls.seen.clear()
-    renew(budgets, a, "batch_a", Report(in_flight=8), 7.0, summary=budgets.get(JOB))
-    assert calls.seen[:1] == ["Query"]
+    renew(budgets, a, "batch_a", Report(in_flight=8), 7.0, **polled(store, "batch_a"))
+    assert "Query" not in calls.seen and calls.seen.count("BatchGetItem") == 2
+    # A holder of its own batch joins: its share's members move, so it reads its batch's leases again.
+    renew(budgets, Holding("a2"), "batch_a", None, 7.5)
+    calls.seen.clear()
+    renew(budgets, a, "batch_a", Report(in_flight=4), 8.0, **polled(store, "batch_a"))
+    assert calls.seen.count("Query") == 1
 
 
-def test_a_hundred_holders_on_one_job_each_cost_a_read_and_a_write_to_join_and_one_to_leave(store: Store) -> None:
+def test_a_hundred_holders_on_one_job_keep_to_their_batches_partitions(store: Store) -> None:
     budgets = store.budgets
     holdings = [Holding(f"h{i}") for i in range(HOLDERS)]
     calls = Calls(store)
-    grants = [renew(budgets, holding, f"batch_{i}", None, 0.0) for i, holding in enumerate(holdings)]
-    # The first creates the summary; no holder ever lost a race and wrote again.
-    assert calls.seen.count("TransactWriteItems") == HOLDERS
-    assert calls.seen.count("Query") == HOLDERS + 1
+    # Twelve batches of ten: each batch's first holder makes its share, every holder writes its lease once.
+    grants = [renew(budgets, holding, f"batch_{i % 12}", None, 0.0) for i, holding in enumerate(holdings)]
+    assert calls.seen.count("TransactWriteItems") == HOLDERS + 12
+    assert calls.seen.count("Query") == HOLDERS
     assert sum(grants) == 8
     for holding in holdings:
         budgets.release(JOB, holding)
-    assert calls.seen.count("TransactWriteItems") == 2 * HOLDERS
+    assert calls.seen.count("TransactWriteItems") == 2 * HOLDERS + 12
     kept = budgets.get(JOB)
     assert kept is not None
     assert (kept.leases, kept.room) == ({}, 8)
@@ -107,15 +123,16 @@ def test_two_holders_growing_from_the_same_read_never_take_more_than_the_limit(s
     budgets = store.budgets
     a, b = Holding("a1"), Holding("b1")
     renew(budgets, a, "batch_a", None, 0.0)
+    renew(budgets, b, "batch_b", None, 0.1)  # gets 0: a1 holds all 8
     budgets.release(JOB, a)  # the room is all 8 again; both holders are about to read that
-    summary = budgets.get(JOB)
-    a = Holding("a2")
-    b.leases, b.members = {}, summary.members if summary else None  # b read before a2 joined
-    assert renew(budgets, a, "batch_a", None, 1.0) == 8
+    stale = polled(store, "batch_b")
+    b.shares = {}  # b read the other batches' shares before a2 joined: it thinks it is alone
+    assert renew(budgets, Holding("a2"), "batch_a", None, 1.0) == 4  # half: b1 wants 8 too
     calls = Calls(store)
-    # b steps from its stale view (room 8): the room's condition refuses it, and it steps again from the table.
-    assert renew(budgets, b, "batch_b", None, 1.1, summary=summary) == 0
-    assert calls.seen == ["TransactWriteItems", "Query", "TransactWriteItems"]
+    # b steps from its stale view (room 8, nobody else): the room's condition refuses taking 8, and it steps
+    # again from the table, where a2 holds 4.
+    assert renew(budgets, b, "batch_b", Report(), 1.1, **stale) == 4
+    assert calls.seen.count("TransactWriteItems") == 2
     assert_room_exact(store)
 
 
@@ -155,18 +172,34 @@ def test_a_renewal_that_loses_every_race_says_so(store: Store) -> None:
     with pytest.raises(BudgetContended):
         renew(budgets, Holding("b1"), "batch_b", None, 6.0)
     assert len(tried) == 3
-    assert len(sleeps) == 3 and all(0 <= s <= 0.5 for s in sleeps)
+    assert len(sleeps) == 2 and all(0 <= s <= 0.5 for s in sleeps)  # between attempts, none after the last
 
 
 def test_a_dead_holders_expired_lease_goes_and_its_holding_comes_back_to_the_room(store: Store) -> None:
     budgets = store.budgets
     renew(budgets, Holding("dead"), "batch_a", None, 0.0)  # holds 8, never renews
     late = Holding("late")
-    assert renew(budgets, late, "batch_b", None, 5.0) == 0
-    assert renew(budgets, late, "batch_b", Report(), 10.5) == 8  # dead's lease ended at 10
+    assert renew(budgets, late, "batch_a", None, 5.0) == 0
+    assert renew(budgets, late, "batch_a", Report(), 10.5) == 8  # dead's lease ended at 10
     kept = budgets.get(JOB)
     assert kept is not None
     assert set(kept.leases) == {"late"}
+    assert_room_exact(store)
+
+
+def test_a_dead_holder_of_another_batch_is_given_back_when_its_batch_ends(store: Store) -> None:
+    # Holders read only their own batch's leases: another batch's dead lease comes back when that batch's
+    # retried worker finds it, or at the latest when the batch ends.
+    budgets = store.budgets
+    renew(budgets, Holding("dead"), "batch_a", None, 0.0)
+    late = Holding("late")
+    assert renew(budgets, late, "batch_b", None, 5.0) == 0
+    assert renew(budgets, late, "batch_b", Report(), 10.5) == 0
+    budgets.release_batch(JOB, "batch_a")
+    assert renew(budgets, late, "batch_b", Report(), 12.5) == 8
+    kept = budgets.get(JOB)
+    assert kept is not None and set(kept.leases) == {"late"}
+    assert store.table.get_key(Budgets.share_key(JOB, "batch_a")) is None
     assert_room_exact(store)
 
 
@@ -175,11 +208,12 @@ def test_a_lease_renewed_while_another_holder_would_reclaim_it_stays_and_is_coun
     slow = Holding("slow")
     renew(budgets, slow, "batch_a", None, 0.0)  # holds 8 until 10
     other = Holding("other")
-    renew(budgets, other, "batch_b", None, 1.0)
+    renew(budgets, other, "batch_a", None, 1.0)
     # slow renews at 9.9 (its lease now ends at 19.9); other, whose view still says it ends at 10, tries to
     # reclaim it at 10.5: refused, it reads again and finds slow alive.
+    stale = polled(store, "batch_a")
     renew(budgets, slow, "batch_a", Report(in_flight=8), 9.9)
-    assert renew(budgets, other, "batch_b", Report(), 10.5, summary=budgets.get(JOB)) == 0
+    assert renew(budgets, other, "batch_a", Report(), 10.5, **stale) == 0
     kept = budgets.get(JOB)
     assert kept is not None
     assert set(kept.leases) == {"slow", "other"}
@@ -190,7 +224,7 @@ def test_a_holder_whose_lease_was_reclaimed_joins_again_and_is_not_counted_twice
     budgets = store.budgets
     slow = Holding("slow")
     renew(budgets, slow, "batch_a", None, 0.0)
-    renew(budgets, Holding("other"), "batch_b", None, 10.5)  # reclaims slow's expired lease, takes all 8
+    renew(budgets, Holding("other"), "batch_a", None, 10.5)  # reclaims slow's expired lease, takes all 8
     # slow comes back late: its lease is gone, so it joins afresh rather than rewrite what it held.
     assert renew(budgets, slow, "batch_a", Report(in_flight=0), 11.0) == 0
     kept = budgets.get(JOB)
@@ -222,23 +256,28 @@ def test_increases_from_several_holders_all_count_and_a_stale_decrease_is_redone
     renew(budgets, b, "batch_b", Report(throttled=1), 2.1, summary=stale)  # the same congestion: no second cut
     kept = budgets.get(JOB)
     assert kept is not None and kept.limit == 4
-    # Both report success with their grants in use: each adds its part, and neither refuses the other.
-    summary = budgets.get(JOB)
+    # Both report success with their grants in use: each adds its part, gathered until a whole unit is there
+    # to write, and neither refuses the other.
     calls = Calls(store)
-    for holding, now in ((a, 4.0), (b, 4.1)):
-        renew(budgets, holding, "batch_" + holding.holder[0], Report(successes=5, saturated=True,
-              in_flight=holding.lease.held if holding.lease else 0), now, summary=summary)  # fmt: skip
+    for now in (4.0, 6.0):
+        for holding, at in ((a, now), (b, now + 0.1)):
+            batch_id = "batch_" + holding.holder[0]
+            renew(budgets, holding, batch_id, Report(successes=5, saturated=True,
+                  in_flight=holding.lease.held if holding.lease else 0), at, **polled(store, batch_id))  # fmt: skip
     assert "Query" not in calls.seen
+    # a (grant 2 of 4) added half a unit a round and wrote the whole one it gathered; b's parts wait.
+    assert calls.seen.count("UpdateItem") == 1
+    assert b.pending == pytest.approx(0.45)
     kept = budgets.get(JOB)
-    assert kept is not None and kept.limit > 4
+    assert kept is not None and kept.limit == 5
     assert_room_exact(store)
     # A decrease decided from a summary read before another holder's cut is refused, and redone from the
     # summary the refusal returns: the limit is halved once, not twice.
     before = budgets.get(JOB)
-    renew(budgets, a, "batch_a", Report(throttled=1, in_flight=2), 6.0)
+    renew(budgets, a, "batch_a", Report(throttled=1, in_flight=2), 8.0)
     halved = budgets.get(JOB)
     assert before is not None and halved is not None and halved.limit == pytest.approx(max(1, before.limit / 2))
-    renew(budgets, b, "batch_b", Report(throttled=1), 6.1, summary=before)
+    renew(budgets, b, "batch_b", Report(throttled=1), 8.1, summary=before)
     kept = budgets.get(JOB)
     assert kept is not None and kept.limit == halved.limit
     assert_room_exact(store)
@@ -249,12 +288,13 @@ def test_a_sending_worker_reads_its_batch_state_and_its_jobs_budget_in_one_call(
 ) -> None:
     store.budgets.renew(batch.job_id, Holding("a1"), claim(batch.id), None, now=0.0, tuning=TUNING, ceiling=8)
     calls = Calls(store)
-    status, expires_at, summary = store.poll(batch.id, batch.job_id)
+    look = store.poll(batch.id, batch.job_id)
     assert calls.seen == ["BatchGetItem"]
-    assert (status, expires_at) == (batch.status, batch.expires_at)
-    assert summary is not None and summary.room == 0
+    assert (look.status, look.expires_at) == (batch.status, batch.expires_at)
+    assert look.summary is not None and look.summary.room == 0
+    assert look.share is not None and (look.share.want, look.share.holders) == (8, 1)
     # A job no worker has joined yet has no budget item.
-    assert store.poll(batch.id, "job-none")[2] is None
+    assert store.poll(batch.id, "job-none").summary is None
 
 
 def test_a_worker_asks_its_jobs_budget_for_what_is_left_of_its_chunk_and_gives_its_lease_back(

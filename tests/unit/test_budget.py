@@ -6,13 +6,19 @@ import random
 
 import pytest
 
-from batchline.budget import Budget, Claim, Lease, Report, Tuning, max_min_fair, release, renew, split
+from batchline.budget import Budget, Claim, Lease, Report, Share, Tuning, max_min_fair, release, renew, split
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
 
 
-def lease(batch: str, want: int, *, urgent: bool = False, deadline: float | None = None, held: int = 0) -> Lease:
-    return Lease(batch, want, held, held, urgent, deadline, renewed=0.0, expires=100.0)
+def lease(
+    batch: str, want: int, *, urgent: bool = False, deadline: float | None = None, held: int = 0, grant: int = 1
+) -> Lease:
+    return Lease(batch, want, grant, held, urgent, deadline, renewed=0.0, expires=100.0)
+
+
+# A share for a batch whose leases are in view: the leases count, not it.
+SHARE_IGNORED = Share(want=1000, holders=9, urgent=True, deadline=None)
 
 
 def claim(batch: str, want: int, *, urgent: bool = False, deadline: float | None = None) -> Claim:
@@ -49,11 +55,19 @@ def test_between_24h_batches_the_earliest_deadline_gets_the_odd_unit() -> None:
 
 
 def test_batches_share_fairly_however_many_holders_each_has() -> None:
-    # Batch a runs three workers, b one: the batches get half each, a's half split between its workers.
-    leases = {"a1": lease("a", 4), "a2": lease("a", 4), "a3": lease("a", 4), "b1": lease("b", 8)}
+    # Batch a runs three workers, b one: the batches get half each, a's half packed into as few workers as it
+    # fills (a worker waiting with a quarter of its want is billed as if full), those holding a grant first.
+    leases = {"a1": lease("a", 4, grant=0), "a2": lease("a", 4), "a3": lease("a", 4), "b1": lease("b", 8)}
     shares = split(12, leases)
     assert shares["b1"] == 6
-    assert sorted(shares[h] for h in ("a1", "a2", "a3")) == [2, 2, 2]
+    assert (shares["a2"], shares["a3"], shares["a1"]) == (4, 2, 0)
+
+
+def test_a_batch_known_only_by_its_share_takes_its_part_of_the_split() -> None:
+    # A holder reads only its own batch's leases: the other batches come as shares, wants summed.
+    leases = {"a1": lease("a", 8)}
+    shares = split(12, leases, {"b": Share(want=20, holders=3, urgent=False, deadline=None), "a": SHARE_IGNORED})
+    assert shares == {"a1": 6}
 
 
 # ------------------------------------------------------------------------------------------ the grants
@@ -207,11 +221,21 @@ def test_a_cut_limit_takes_room_away_and_a_holder_over_it_shrinks() -> None:
     assert (after.limit, grant, after.leases["w"].held, after.room) == (4.0, 4, 4, 0.0)
 
 
+def test_many_small_holders_seeing_congestion_decide_one_decrease_a_few_times_not_each() -> None:
+    budget, _ = renew(Budget.fresh(100), "w", claim("a", 1), None, now=0.0, tuning=TUNING, ceiling=100)
+    report = Report(throttled=1, in_flight=1)
+    # A holder of 1 of 100 decides with a chance of 8 in 100: most draws leave the limit to others.
+    after, _ = renew(budget, "w", claim("a", 1), report, now=2.0, tuning=TUNING, ceiling=100, draw=0.5)
+    assert after.limit == 100
+    after, _ = renew(budget, "w", claim("a", 1), report, now=2.0, tuning=TUNING, ceiling=100, draw=0.05)
+    assert after.limit == 50
+
+
 def test_a_released_lease_gives_what_it_held_back_to_the_room() -> None:
     budget = running(ceiling=8)
     assert budget.room == 0
     after = release(budget, "w")
-    assert (after.room, after.leases, after.members) == (8.0, {}, budget.members + 1)
+    assert (after.room, after.leases) == (8.0, {})
 
 
 def test_a_quiet_renewal_that_changes_nothing_writes_nothing_until_half_the_lease_is_gone() -> None:

@@ -3,20 +3,27 @@
 A job's backend is shared by all of the job's running batches. Each worker invocation holds a lease on the
 job's budget: what it wants in flight, what it holds, and until when the lease holds, so that the share of a
 worker that died comes back by itself. Every `renew` is one step over plain data: a `Budget` is the job's
-summary (its limit and the `room` the limit leaves once every lease's holding is counted) and the leases as
-the holder last read them. data/budgets.py keeps the summary in one small item and each lease in an item of
-its own, and turns the step into writes that commute: the room is a counter, so holders rarely contend.
+summary (its limit and the `room` the limit leaves once every lease's holding is counted), the leases of the
+holder's batch as it last read them, and a `Share` (what its holders want together) for each other batch.
+data/budgets.py keeps the summary in one small item and each batch's share and leases in a partition of the
+batch's own, so that a thousand holders never meet on one partition, and turns the step into writes that
+commute: the room is a counter, so holders rarely contend.
 
 - the limit adapts to the backend: additive increase while the holders' requests succeed with their whole
   grant in flight, multiplicative decrease on 429s and 503s or on a median latency over `latency_factor` times
   the best seen, at most once per interval job-wide;
 - the limit is split with batches of a 24h window served before `unlimited` ones, max-min fair between the
   batches of a class (a unit that does not divide evenly goes to the earliest deadline), and each batch's
-  share max-min fair between its holders;
+  share packed into as few of its holders as it takes: each in turn gets its whole want. A worker is billed
+  for its memory while it waits, so a batch holding a quarter of what it planned for runs a quarter of its
+  workers, not all of them a quarter full (a worker left with nothing leaves; see worker.py);
 - a holder's grant never makes what the holders count against the limit exceed it: it takes no more than the
   room left. A holder still counts what it has in flight above a shrunken grant (it cannot take those
   requests back), so what the backend sees in flight stays within the limit; a holder over its share shrinks
-  at its own next renewal.
+  at its own next renewal;
+- a decrease is decided by the holders that see the congestion, each with a chance that grows with its
+  share of the limit (`draw`): a thousand small holders make a handful of attempts at the summary, not a
+  thousand, and one holder with the whole limit always decides.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 URGENT_WINDOW = "24h"
+# How many holders' worth of the limit, together, decide a decrease (see adapt).
+DECIDERS = 8
 # Statuses a backend answers when it is overloaded, not when a request is wrong.
 THROTTLE_STATUSES = frozenset({429, 503})
 
@@ -54,6 +63,17 @@ class Lease:
     deadline: float | None
     renewed: float  # when it last renewed (epoch seconds): its report covers the time since
     expires: float  # a holder that does not renew by then is gone, and its share with it
+
+
+@dataclass(frozen=True)
+class Share:
+    """A batch's entry in its job's budget, as holders of other batches see it: its holders' wants together."""
+
+    want: int
+    holders: int
+    urgent: bool
+    deadline: float | None
+    members: int = 0  # moves whenever one of its leases joins, leaves or changes what it wants
 
 
 @dataclass(frozen=True)
@@ -86,11 +106,12 @@ class Budget:
     ceiling: int  # the job's max_concurrency
     limit: float  # adaptive, in [1, ceiling]; grants split its integer part
     room: float  # the limit less what every lease holds: negative while holders finish above a cut limit
-    leases: Mapping[str, Lease] = field(default_factory=dict)
+    leases: Mapping[str, Lease] = field(default_factory=dict)  # the holder's batch's, or every batch's
+    shares: Mapping[str, Share] = field(default_factory=dict)  # the batches whose leases are not in `leases`
     best_latency: float | None = None
     decreased_at: float | None = None
     decreased_for: str | None = None  # "throttled" or "latency"
-    members: int = 0  # moves whenever a lease joins, leaves or changes what it wants: the leases to read again
+    members: int = 0  # moves whenever a batch joins the budget or leaves it: the shares to read again
     version: int = 0  # moves with every step that has something to write
 
     @classmethod
@@ -113,12 +134,14 @@ def renew(
     *,
     ceiling: int,
     adapting: bool = True,
+    draw: float = 0.0,
 ) -> tuple[Budget, int]:
     """The budget after `holder` acquires (report None) or renews its lease, and the holder's new grant.
 
     Leases found expired are dropped and their holding goes back to the room. The same budget back (its
     version unchanged) when there is nothing to write: the renewal changes nothing but its lease's times and
-    half its lease is left. `adapting` False: the report's effect on the limit is written already.
+    half its lease is left. `adapting` False: the report's effect on the limit is written already. `draw`: a
+    uniform number in [0, 1) that decides whether this holder decides a decrease (see adapt).
     """
     original = budget
     budget = _with_limit(budget, min(budget.limit, float(ceiling)), ceiling=ceiling)
@@ -127,25 +150,22 @@ def renew(
     if expired:
         leases = {k: v for k, v in budget.leases.items() if k not in expired}
         freed = sum(v.held for v in expired.values())
-        budget = dataclasses.replace(budget, leases=leases, room=budget.room + freed, members=budget.members + 1)
+        budget = dataclasses.replace(budget, leases=leases, room=budget.room + freed)
     if report is not None and previous is not None and adapting:
-        budget = adapt(budget, previous, report, now, tuning)
+        budget = adapt(budget, previous, report, now, tuning, draw=draw)
     want = max(0, claim.want)
-    candidate = Lease(claim.batch_id, want, 0, 0, claim.urgent, claim.deadline, now, now + tuning.lease_seconds)
-    target = split(budget.capacity, {**budget.leases, holder: candidate})[holder]
+    # Its grant as it was, only to keep its place among its batch's holders (split).
+    place = previous.grant if previous is not None else 0
+    candidate = Lease(claim.batch_id, want, place, 0, claim.urgent, claim.deadline, now, now + tuning.lease_seconds)
+    target = split(budget.capacity, {**budget.leases, holder: candidate}, budget.shares)[holder]
     had = previous.held if previous is not None else 0
     # What the others hold is what the room does not say is free: a grant takes no more than the room.
     grant = max(0, min(target, had + math.floor(budget.room)))
     in_flight = report.in_flight if report is not None else 0
     lease = dataclasses.replace(candidate, grant=grant, held=max(grant, in_flight))
-    joined_or_moved = previous is None or previous.want != lease.want
-    after = dataclasses.replace(
-        budget,
-        leases={**budget.leases, holder: lease},
-        room=budget.room - (lease.held - had),
-        members=budget.members + (1 if joined_or_moved else 0),
-        version=budget.version + 1,
-    )
+    leases = {**budget.leases, holder: lease}
+    room = budget.room - (lease.held - had)
+    after = dataclasses.replace(budget, leases=leases, room=room, version=budget.version + 1)
     if previous is not None and previous.expires - now > tuning.lease_seconds / 2:
         # A steady worker on a steady backend: if only its lease's times would move, the write can wait until
         # half its lease is gone (a write per holder per interval is most of the budget's cost).
@@ -161,9 +181,7 @@ def release(budget: Budget, holder: str) -> Budget:
     if lease is None:
         return budget
     leases = {k: v for k, v in budget.leases.items() if k != holder}
-    return dataclasses.replace(
-        budget, leases=leases, room=budget.room + lease.held, members=budget.members + 1, version=budget.version + 1
-    )
+    return dataclasses.replace(budget, leases=leases, room=budget.room + lease.held, version=budget.version + 1)
 
 
 def _with_limit(budget: Budget, limit: float, **changes: Any) -> Budget:
@@ -171,8 +189,12 @@ def _with_limit(budget: Budget, limit: float, **changes: Any) -> Budget:
     return dataclasses.replace(budget, limit=limit, room=budget.room + limit - budget.limit, **changes)
 
 
-def adapt(budget: Budget, previous: Lease, report: Report, now: float, tuning: Tuning) -> Budget:
-    """The limit after one holder's report on the interval since `previous.renewed`."""
+def adapt(budget: Budget, previous: Lease, report: Report, now: float, tuning: Tuning, *, draw: float = 0.0) -> Budget:
+    """The limit after one holder's report on the interval since `previous.renewed`.
+
+    Congestion seen by many holders at once is one decrease: each that sees it decides with a chance of
+    DECIDERS times its share of the limit (`draw` below it), so the summary gets a few attempts, not one a holder.
+    """
     median = report.median_latency
     best = budget.best_latency
     slow = median is not None and best is not None and median > tuning.latency_factor * max(best, tuning.latency_floor)
@@ -182,6 +204,8 @@ def adapt(budget: Budget, previous: Lease, report: Report, now: float, tuning: T
     # Only what was sent after the last decrease says the decreased limit is still too high: several
     # holders reporting the same congestion make one decrease, and the next waits at least an interval.
     after_last_decrease = budget.decreased_at is None or previous.renewed >= budget.decreased_at
+    deciding = draw < DECIDERS * max(previous.grant, 1) / budget.capacity
+    after_last_decrease = after_last_decrease and deciding
     if report.throttled:
         if not after_last_decrease:
             return budget
@@ -205,26 +229,42 @@ def _decreased(budget: Budget, now: float, tuning: Tuning, why: str) -> Budget:
     return _with_limit(budget, max(1.0, budget.limit * tuning.decrease), decreased_at=now, decreased_for=why)
 
 
-def split(capacity: int, leases: Mapping[str, Lease]) -> dict[str, int]:
-    """Each holder's share of `capacity`: 24h batches first, max-min fair between batches, then holders."""
+def split(capacity: int, leases: Mapping[str, Lease], shares: Mapping[str, Share] | None = None) -> dict[str, int]:
+    """Each holder's share of `capacity`: 24h batches first, max-min fair between batches, then packed.
+
+    `shares` stand for the batches none of whose leases are in `leases` (the holder reads only its own batch's).
+    """
     by_batch: dict[str, list[str]] = {}
     for holder in sorted(leases):
         by_batch.setdefault(leases[holder].batch_id, []).append(holder)
+    batches = {b: s for b, s in (shares or {}).items() if b not in by_batch}
+    for batch_id, holders in by_batch.items():
+        first = leases[holders[0]]
+        want = sum(leases[h].want for h in holders)
+        batches[batch_id] = Share(want, len(holders), first.urgent, first.deadline)
 
     def priority(batch_id: str) -> tuple[bool, float, str]:
-        first = leases[by_batch[batch_id][0]]
-        return (not first.urgent, first.deadline if first.deadline is not None else math.inf, batch_id)
+        share = batches[batch_id]
+        return (not share.urgent, share.deadline if share.deadline is not None else math.inf, batch_id)
 
-    shares: dict[str, int] = {}
+    given: dict[str, int] = {}
     left = capacity
     for urgent in (True, False):
-        batches = sorted((b for b, hs in by_batch.items() if leases[hs[0]].urgent is urgent), key=priority)
-        wants = {b: sum(leases[h].want for h in by_batch[b]) for b in batches}
-        for batch_id, share in max_min_fair(left, batches, wants).items():
+        order = sorted((b for b, s in batches.items() if s.urgent is urgent), key=priority)
+        for batch_id, share in max_min_fair(left, order, {b: batches[b].want for b in order}).items():
             left -= share
-            holders = by_batch[batch_id]
-            shares.update(max_min_fair(share, holders, {h: leases[h].want for h in holders}))
-    return shares
+            given.update(pack(share, by_batch.get(batch_id, []), leases))
+    return given
+
+
+def pack(share: int, holders: Sequence[str], leases: Mapping[str, Lease]) -> dict[str, int]:
+    """A batch's share in as few of its holders as it takes: each in turn its whole want, those that hold a
+    grant first (a share that shrinks is taken from the last of them, and a steady one moves nobody)."""
+    given: dict[str, int] = {}
+    for holder in sorted(holders, key=lambda h: (leases[h].grant == 0, h)):
+        given[holder] = min(leases[holder].want, share)
+        share -= given[holder]
+    return given
 
 
 def max_min_fair[K: Hashable](capacity: int, order: Sequence[K], wants: Mapping[K, int]) -> dict[K, int]:

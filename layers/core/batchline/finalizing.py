@@ -359,6 +359,8 @@ def _fault_error(fault: dict[str, Any]) -> BatchError:
 def _after(store: Store, publish: Publish, batch: BatchRecord) -> None:
     """What follows the terminal status, each step safe to repeat."""
     store.batches.release_input(batch)
+    # A worker that died holding its lease leaves its share counted until it expires; a batch's end ends it.
+    store.budgets.release_batch(batch.job_id, batch.id)
     store.files.restore_expiry(batch.input_file_id)  # every time: a retry after a crash between the two writes
     if batch.inbox_key:
         _to_outbox(store, batch)

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from batchline.budget import THROTTLE_STATUSES, URGENT_WINDOW, Budget, Claim, Report, Tuning
+from batchline.budget import THROTTLE_STATUSES, URGENT_WINDOW, Budget, Claim, Report, Share, Tuning
 from batchline.data.budgets import BudgetContended, Budgets, Holding
 from batchline.models import BatchRecord, JobRecord
 from batchline.observability import logger
@@ -180,10 +180,11 @@ class Pacer:
         """Join the budget wanting `want` in flight; the grant sizes the limiter."""
         self.want = want
         self._interval_began = self.monotonic()
-        return await self._renew(None, None)
+        return await self._renew(None, None, None)
 
-    async def renew(self, summary: Budget | None = None) -> int:
-        """Report the interval and take the new grant; `summary`: the budget's summary as just polled."""
+    async def renew(self, summary: Budget | None = None, share: Share | None = None) -> int:
+        """Report the interval and take the new grant; `summary` and `share`: the budget's summary and the
+        batch's share of it, as just polled."""
         # The grant was used (as many attempts at the backend at once) while the holder kept within it the
         # whole interval: only then do successes say the backend has room for more.
         within = self.limiter.within_since
@@ -193,20 +194,20 @@ class Pacer:
         # The renewal runs off the event loop, which keeps admitting under the current grant until the new
         # one comes back: what the holder may have in flight by then is its grant, if more than it has now.
         report = self.interval.take(in_flight=max(self.limiter.in_flight, self.limiter.size), saturated=saturated)
-        return await self._renew(report, summary)
+        return await self._renew(report, summary, share)
 
     def lapse(self) -> None:
         """A renewal failed: keep the grant while its lease lasts, none after (others may have it by then)."""
         if self.clock() >= self._lease_ends:
             self.limiter.resize(0)
 
-    async def _renew(self, report: Report | None, summary: Budget | None) -> int:
+    async def _renew(self, report: Report | None, summary: Budget | None, share: Share | None) -> int:
         claim = Claim(self.batch_id, self.want, self.urgent, self.deadline)
         now = self.clock()
         try:
             grant = await asyncio.to_thread(
                 self.budgets.renew, self.job_id, self.holding, claim, report,
-                now=now, tuning=self.tuning, ceiling=self.ceiling, summary=summary,
+                now=now, tuning=self.tuning, ceiling=self.ceiling, summary=summary, share=share,
             )  # fmt: skip
         except BudgetContended:
             logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holding.holder})

@@ -6,9 +6,9 @@ and each aggregate's module knows its own items. A function builds one Store and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from batchline.budget import Budget
+from batchline.budget import Budget, Share
 from batchline.config import CoreSettings
 from batchline.data import budgets
 from batchline.data.batches import Batches
@@ -57,12 +57,29 @@ class Store:
         segment = SegmentRecord.model_validate(kept) if kept is not None else None
         return segment, BatchRecord.model_validate(batch), JobRecord.model_validate(job)
 
-    def poll(self, batch_id: str, job_id: str) -> tuple[str, float | None, Budget | None]:
-        """A sending worker's look, in one read: its batch's status and expiry, and its job's budget's summary.
+    def poll(self, batch_id: str, job_id: str) -> Poll:
+        """A sending worker's look, in one read: its batch's status and expiry, its job's budget's summary, and
+        its batch's share of the budget.
 
         Eventually consistent: a cancel is seen an interval later at worst, and a grant's write is conditional
         on the room it takes, so a stale read costs a refused write, never a grant over the limit.
         """
-        batch, budget = self.table.get_keys([Batches.key(batch_id), Budgets.key(job_id)])
+        batch, summary, share = self.table.get_keys(
+            [Batches.key(batch_id), Budgets.key(job_id), Budgets.share_key(job_id, batch_id)]
+        )
         status, expires_at = Batches.state_of(batch_id, batch)
-        return status, expires_at, budgets.summary_from_item(budget) if budget is not None else None
+        return Poll(
+            status,
+            expires_at,
+            budgets.summary_from_item(summary) if summary is not None else None,
+            budgets.share_from_item(share) if share is not None else None,
+        )
+
+
+class Poll(NamedTuple):
+    """What a sending worker reads every interval."""
+
+    status: str
+    expires_at: float | None
+    summary: Budget | None
+    share: Share | None

@@ -510,11 +510,11 @@ class _Watch:
                 await asyncio.wait_for(self._closing.wait(), self.interval)
                 return
             try:
-                status, expires_at, budget = await asyncio.to_thread(self.store.poll, self.batch.id, self.batch.job_id)
-                self.state = (status, expires_at)
-                if stopped_reason(status, expires_at, self.clock()):
+                look = await asyncio.to_thread(self.store.poll, self.batch.id, self.batch.job_id)
+                self.state = (look.status, look.expires_at)
+                if stopped_reason(look.status, look.expires_at, self.clock()):
                     self.stopped.set()
-                await self.pacer.renew(budget)
+                await self.pacer.renew(look.summary, look.share)
             except Exception:  # noqa: BLE001  # a failed poll must not lose the lines in flight; the next may pass
                 logger.exception("Status and budget poll failed", extra={"batch_id": self.batch.id})
                 self.pacer.lapse()

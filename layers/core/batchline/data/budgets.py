@@ -1,18 +1,25 @@
-"""Job budgets: a small summary item per job beside the job's record, and an item per lease.
+"""Job budgets: a small summary item per job, and a partition per batch that holds the job: its share (what its
+holders want together) and an item per lease.
 
-The summary keeps the adaptive limit and the room it leaves (the limit less what every lease holds); each
-lease is an item of its own, so no holder rewrites another's. A renewal reads the summary (with the worker's
-status poll) and the leases only when the summary's `members` moved, takes the pure step of
-`batchline.budget`, and writes what changed so that holders seldom contend:
+A thousand holders on one job must not meet on one partition (DynamoDB serves 3,000 read and 1,000 write
+units a second per partition), so each holder reads and writes its own batch's partition, and the job's only
+shared items are the summary and a registry of the batches in the budget:
 
-- the holder's lease and the room it takes or gives back, in one transaction conditional on the room holding
-  what it takes (two holders growing at once never take more than the limit) and on the lease still being
-  there (one a reclaimer removed is joined afresh, never counted twice);
+- the poll (store.poll) reads the summary and the holder's batch's share with its batch's status, eventually
+  consistent; the holder queries its batch's leases only when the share's `members` moved, and reads the
+  other batches' shares only when a batch joined or left (the summary's `members`) or half a lease has gone
+  by (the split between batches is that stale at worst);
+- a lease change is one transaction: the lease, its batch's share (conditional on it being there), and the
+  summary's room only when what the lease holds moved (conditional on the room holding what it takes, so two
+  holders growing at once never take more than the limit). The lease is conditional on still being there
+  (one a reclaimer removed is joined afresh, never counted twice);
 - a limit the report moved: an increase adds to the limit and the room together (it commutes with other
-  holders' increases; one that would pass the ceiling is dropped); a decrease is conditional on the summary
-  as read, and redone from the summary the refusal returns;
-- an expired lease's removal and its holding back to the room, in one transaction conditional on the lease
-  as read, so one reclaimer wins and a lease renewed meanwhile stays.
+  holders' increases; one that would pass the ceiling is dropped), and is written once a whole unit has
+  gathered, so a thousand holders adding a thousandth each do not write a thousand times; a decrease is
+  conditional on the summary as read, and redone from the summary the refusal returns;
+- an expired lease of the holder's batch goes with its holding back to the room, in one transaction
+  conditional on the lease as read, so one reclaimer wins and a lease renewed meanwhile stays; when a batch
+  ends, finalize gives back whatever its partition still holds (`release_batch`).
 
 A renewal that changes nothing but its lease's times writes nothing until half its lease is gone.
 """
@@ -22,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,16 +37,19 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batchline import budget as logic
-from batchline.budget import Budget, Claim, Lease, Report, Tuning
+from batchline.budget import Budget, Claim, Lease, Report, Share, Tuning
 from batchline.data import conditions
 from batchline.data.table import Table, throttled
 from batchline.errors import ServerError
 
 KIND = "budget"
 LEASE_PREFIX = f"{KIND}#"
+REGISTRY = f"{KIND}#batches"
 RENEW_ATTEMPTS = 8
 RENEW_BACKOFF_BASE = 0.01
 RENEW_BACKOFF_CAP = 0.5
+# At most this many keys in one BatchGetItem.
+BATCH_GET_KEYS = 100
 # The summary's attributes the limit's adaptation writes ("limit" is a DynamoDB reserved word).
 ADAPTED = {"#limit": "limit", "#best": "best_latency", "#at": "decreased_at", "#for": "decreased_for"}
 
@@ -58,8 +68,13 @@ class Holding:
 
     holder: str
     lease: Lease | None = None  # as written: its `held` is what the room counts for it
-    leases: dict[str, Lease] | None = None  # every lease as last read
-    members: int | None = None  # the summary's `members` that `leases` goes with
+    leases: dict[str, Lease] | None = None  # its batch's leases as last read
+    members: int | None = None  # its batch's share's `members` that `leases` goes with
+    leases_read: float = 0.0  # when
+    shares: dict[str, Share] | None = None  # the other batches' shares as last read
+    batches: int | None = None  # the summary's `members` that `shares` goes with
+    shares_read: float = 0.0  # when
+    pending: float = 0.0  # increases to the limit not written yet (see Budgets._adapt)
 
 
 def _number(value: float | None) -> Decimal | None:
@@ -81,7 +96,7 @@ def summary_item(job_id: str, budget: Budget) -> dict[str, Any]:
 
 
 def summary_from_item(item: dict[str, Any]) -> Budget:
-    """The summary as kept; its leases are read apart."""
+    """The summary as kept; its leases and shares are read apart."""
     return Budget(
         ceiling=int(item["ceiling"]),
         limit=float(item["limit"]),
@@ -93,9 +108,19 @@ def summary_from_item(item: dict[str, Any]) -> Budget:
     )
 
 
+def share_from_item(item: dict[str, Any]) -> Share:
+    return Share(
+        want=int(item.get("want", 0)),
+        holders=int(item.get("holders", 0)),
+        urgent=bool(item["urgent"]),
+        deadline=_float(item.get("deadline")),
+        members=int(item.get("members", 0)),
+    )
+
+
 def lease_item(job_id: str, holder: str, lease: Lease) -> dict[str, Any]:
     return {
-        **Budgets.lease_key(job_id, holder),
+        **Budgets.lease_key(job_id, lease.batch_id, holder),
         "batch_id": lease.batch_id,
         "want": lease.want,
         "grant": lease.grant,
@@ -136,28 +161,73 @@ class Budgets:
         self._random = random
         self._attempts = attempts
 
+    # ------------------------------------------------------------------------------------------ keys
+
     @staticmethod
     def key(job_id: str) -> dict[str, str]:
+        """The job's summary."""
         return {"pk": job_id, "sk": KIND}
 
     @staticmethod
-    def lease_key(job_id: str, holder: str) -> dict[str, str]:
-        return {"pk": job_id, "sk": LEASE_PREFIX + holder}
+    def registry_key(job_id: str) -> dict[str, str]:
+        """The set of batches with a share in the job's budget."""
+        return {"pk": job_id, "sk": REGISTRY}
+
+    @staticmethod
+    def partition(job_id: str, batch_id: str) -> str:
+        return f"{job_id}#{KIND}#{batch_id}"
+
+    @classmethod
+    def share_key(cls, job_id: str, batch_id: str) -> dict[str, str]:
+        return {"pk": cls.partition(job_id, batch_id), "sk": KIND}
+
+    @classmethod
+    def lease_key(cls, job_id: str, batch_id: str, holder: str) -> dict[str, str]:
+        return {"pk": cls.partition(job_id, batch_id), "sk": LEASE_PREFIX + holder}
+
+    # ------------------------------------------------------------------------------------------ reads
 
     def get(self, job_id: str) -> Budget | None:
-        """The summary and every lease, in one consistent query (paged past 1 MB); None before its first holder."""
-        summary: Budget | None = None
+        """The summary with every batch's leases, read consistently (a test's or a report's look, not a
+        holder's); None before its first holder."""
+        found = self._table.get_key(self.key(job_id), consistent=True)
+        if found is None:
+            return None
+        leases: dict[str, Lease] = {}
+        for batch_id in self._registered(job_id):
+            leases.update(self._batch(job_id, batch_id)[1])
+        return dataclasses.replace(summary_from_item(found), leases=leases)
+
+    def _registered(self, job_id: str) -> set[str]:
+        item = self._table.get_key(self.registry_key(job_id), consistent=True)
+        return set(item.get("batches", ())) if item is not None else set()
+
+    def _batch(self, job_id: str, batch_id: str) -> tuple[Share | None, dict[str, Lease]]:
+        """A batch's share and leases, in one consistent query of its partition (paged past 1 MB)."""
+        share: Share | None = None
         leases: dict[str, Lease] = {}
         for item in self._table.query_all(
-            KeyConditionExpression=conditions.Key("pk").eq(job_id) & conditions.Key("sk").begins_with(KIND),
-            ConsistentRead=True,
+            KeyConditionExpression=conditions.Key("pk").eq(self.partition(job_id, batch_id)), ConsistentRead=True
         ):
             if item["sk"] == KIND:
-                summary = summary_from_item(item)
+                share = share_from_item(item)
             else:
                 leases[item["sk"].removeprefix(LEASE_PREFIX)] = lease_from_item(item)
-        # Leases are only written with the summary's room, so none is there without it.
-        return dataclasses.replace(summary, leases=leases) if summary is not None else None
+        return share, leases
+
+    def _shares(self, job_id: str, besides: str) -> dict[str, Share]:
+        """Every other batch's share, eventually consistent: what the split between batches needs."""
+        others = sorted(self._registered(job_id) - {besides})
+        shares: dict[str, Share] = {}
+        for start in range(0, len(others), BATCH_GET_KEYS):
+            batch = others[start : start + BATCH_GET_KEYS]
+            found = self._table.get_keys([self.share_key(job_id, b) for b in batch])
+            for batch_id, item in zip(batch, found, strict=True):
+                if item is not None:
+                    shares[batch_id] = share_from_item(item)
+        return shares
+
+    # ------------------------------------------------------------------------------------------ renew
 
     def renew(
         self,
@@ -170,15 +240,17 @@ class Budgets:
         tuning: Tuning,
         ceiling: int,
         summary: Budget | None = None,
+        share: Share | None = None,
     ) -> int:
-        """Acquire (report None) or renew the holding's lease; its grant. `summary`: as the poll just read it.
+        """Acquire (report None) or renew the holding's lease; its grant. `summary` and `share` (its batch's):
+        as the poll just read them.
 
-        BudgetContended if every attempt lost to another writer, or DynamoDB throttled the job's partition:
-        either way the holder keeps what its lease still gives and tries again at its next renewal.
+        BudgetContended if every attempt lost to another writer, or DynamoDB throttled a partition: either
+        way the holder keeps what its lease still gives and tries again at its next renewal.
         """
         try:
             return self._renew(job_id, holding, claim, report, now=now, tuning=tuning, ceiling=ceiling,
-                               summary=summary)  # fmt: skip
+                               summary=summary, share=share)  # fmt: skip
         except ClientError as exc:
             if not throttled(exc):
                 raise
@@ -195,34 +267,106 @@ class Budgets:
         tuning: Tuning,
         ceiling: int,
         summary: Budget | None,
+        share: Share | None,
     ) -> int:
-        budget = self._view(job_id, holding, summary, ceiling)
+        batch_id = claim.batch_id
+        budget: Budget | None = None
         adapting = True
         for attempt in range(self._attempts):
+            if attempt:
+                # The room, a lease or the batch's share was not as read: read them again. Full jitter:
+                # holders that collided must not all come back together.
+                self._sleep(self._random() * min(RENEW_BACKOFF_CAP, RENEW_BACKOFF_BASE * 2 ** (attempt - 1)))
+                holding.leases = None
+                summary = share = None
+            if budget is None:
+                budget = self._view(job_id, holding, claim, summary, share, ceiling, now, tuning)
+                if budget is None:
+                    continue  # its batch's share could not be made: another writer met it
             if holding.lease is not None:
                 # Its own lease as it wrote it, whatever an eventually consistent read said.
                 budget = dataclasses.replace(budget, leases={**budget.leases, holding.holder: holding.lease})
-            after, grant = logic.renew(
-                budget, holding.holder, claim, report, now, tuning, ceiling=ceiling, adapting=adapting
-            )
+            after, grant = logic.renew(budget, holding.holder, claim, report, now, tuning, ceiling=ceiling,
+                                       adapting=adapting, draw=self._random())  # fmt: skip
             if after.version == budget.version:
                 return grant  # nothing to write (see budget.renew)
             if adapting:
-                refused = self._adapt(job_id, budget, after)
+                refused = self._adapt(job_id, holding, budget, after)
                 if refused is not None:
-                    budget = dataclasses.replace(refused, leases=budget.leases)
+                    budget = dataclasses.replace(refused, leases=budget.leases, shares=budget.shares)
                     continue  # another holder moved the limit: the step again, from the summary as it is
                 adapting = False
-            if self._reclaim(job_id, budget, after) and self._write_lease(job_id, holding, after):
+            if self._reclaim(job_id, holding, batch_id, budget, after) and self._write_lease(job_id, holding, after):
                 holding.lease = after.leases[holding.holder]
                 holding.leases = dict(after.leases)
-                holding.members = after.members
                 return grant
-            # The room or a lease was not as read: read both again. Full jitter: holders that collided
-            # must not all come back together.
-            self._sleep(self._random() * min(RENEW_BACKOFF_CAP, RENEW_BACKOFF_BASE * 2**attempt))
-            budget = self._view(job_id, holding, None, ceiling)
+            budget = None
         raise BudgetContended(f"Renewing a lease on job {job_id}'s budget conflicted {self._attempts} times.")
+
+    def _view(
+        self,
+        job_id: str,
+        holding: Holding,
+        claim: Claim,
+        summary: Budget | None,
+        share: Share | None,
+        ceiling: int,
+        now: float,
+        tuning: Tuning,
+    ) -> Budget | None:
+        """The budget to step from: the polled summary, the batch's leases and the other batches' shares as
+        last read, each read again only when it moved (or a lease ago: a batch-mate that died is found
+        then, and the split between batches is that stale at worst). None if its batch's share could not be
+        made (the transaction met another)."""
+        batch_id = claim.batch_id
+        stale = tuning.lease_seconds
+        if summary is None:
+            found = self._table.get_key(self.key(job_id), consistent=True)
+            summary = summary_from_item(found) if found is not None else None
+        if summary is None:
+            # The job's first holder (or one racing another first holder): whoever's put lands, both use it.
+            found = self._table.put_if(summary_item(job_id, Budget.fresh(ceiling)), conditions.Attr("pk").not_exists())
+            summary = summary_from_item(found) if found else Budget.fresh(ceiling)
+        members = summary.members  # the summary's, with its own batch's join if it makes it now
+        made = False
+        if (holding.leases is None or share is None or share.members != holding.members
+                or now - holding.leases_read >= stale):  # fmt: skip
+            share, leases = self._batch(job_id, batch_id)
+            if share is None:
+                reasons = self._join(job_id, claim)
+                if reasons and reasons[0] != "ConditionalCheckFailed":
+                    return None
+                made = not reasons
+                members += 1 if made else 0
+                # Made now (nothing in it), or by a batch-mate just before: then read what it holds.
+                share, leases = (
+                    (Share(0, 0, claim.urgent, claim.deadline), {}) if not reasons else self._batch(job_id, batch_id)
+                )
+                if share is None:
+                    return None
+            holding.leases = leases
+            holding.members = share.members
+            holding.leases_read = now
+        if holding.shares is None or members != holding.batches or now - holding.shares_read >= stale:
+            # A summary no batch has joined but its own has no registry to read.
+            holding.shares = self._shares(job_id, batch_id) if members > 1 or not made else {}
+            holding.batches = members
+            holding.shares_read = now
+        return dataclasses.replace(summary, leases=holding.leases, shares=holding.shares)
+
+    def _join(self, job_id: str, claim: Claim) -> list[str | None]:
+        """A batch's first holder: its share, and its name in the registry, so other batches' holders split
+        with it. Refused on its first action when another of its holders made it first; [] when made."""
+        return self._table.transact(
+            ("Put", {"Item": {**self.share_key(job_id, claim.batch_id), "batch_id": claim.batch_id, "want": 0,
+                              "holders": 0, "members": 0, "urgent": claim.urgent,
+                              "deadline": _number(claim.deadline)},
+                     "ConditionExpression": "attribute_not_exists(sk)"}),
+            ("Update", {"Key": self.registry_key(job_id), "UpdateExpression": "ADD batches :b",
+                        "ExpressionAttributeValues": {":b": {claim.batch_id}}}),
+            ("Update", {"Key": self.key(job_id), "UpdateExpression": "ADD members :one",
+                        "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeValues": {":one": 1}}),
+        )  # fmt: skip
 
     def release(self, job_id: str, holding: Holding) -> None:
         """Give the lease back at once: it goes, and what it held goes back to the room, together."""
@@ -231,40 +375,63 @@ class Budgets:
             return
         holding.lease = None
         # Cancelled only when a reclaimer took the expired lease (and its holding) first: nothing left to do.
+        self._table.transact(*self._leaving(job_id, holding.holder, lease, "attribute_exists(sk)", {}))
+
+    def release_batch(self, job_id: str, batch_id: str) -> None:
+        """A batch has ended: whatever its partition still holds (a worker that died with its lease) goes back
+        to the room, and the batch leaves the budget."""
+        share, leases = self._batch(job_id, batch_id)
+        for holder, lease in leases.items():
+            self._table.transact(*self._leaving(job_id, holder, lease, "attribute_exists(sk)", {}))
+        if share is None:
+            return
+        # Conditional on nobody holding it: a worker still running (a retry after the end) keeps its share.
         self._table.transact(
-            ("Delete", {"Key": self.lease_key(job_id, holding.holder), "ConditionExpression": "attribute_exists(sk)"}),
-            self._room_update(job_id, lease.held, moved=True),
-        )
+            ("Delete", {"Key": self.share_key(job_id, batch_id), "ConditionExpression": "holders = :none",
+                        "ExpressionAttributeValues": {":none": 0}}),
+            ("Update", {"Key": self.registry_key(job_id), "UpdateExpression": "DELETE batches :b",
+                        "ExpressionAttributeValues": {":b": {batch_id}}}),
+            ("Update", {"Key": self.key(job_id), "UpdateExpression": "ADD members :one",
+                        "ExpressionAttributeValues": {":one": 1}}),
+        )  # fmt: skip
 
-    def _view(self, job_id: str, holding: Holding, summary: Budget | None, ceiling: int) -> Budget:
-        """The budget to step from: the polled summary with the leases as last read, unless they moved."""
-        if summary is not None and holding.leases is not None and summary.members == holding.members:
-            return dataclasses.replace(summary, leases=holding.leases)
-        budget = self.get(job_id)
-        if budget is None:
-            # The job's first holder (or one racing another first holder): whoever's put lands, both use it.
-            self._table.put_if(summary_item(job_id, Budget.fresh(ceiling)), conditions.Attr("pk").not_exists())
-            budget = self.get(job_id) or Budget.fresh(ceiling)
-        holding.leases = dict(budget.leases)
-        holding.members = budget.members
-        return budget
+    def _leaving(
+        self, job_id: str, holder: str, lease: Lease, condition: str, values: dict[str, Any]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """A lease's removal: the lease (on `condition`), its batch's share, and its holding back to the room."""
+        key = self.lease_key(job_id, lease.batch_id, holder)
+        delete: dict[str, Any] = {"Key": key, "ConditionExpression": condition}
+        if values:
+            delete["ExpressionAttributeValues"] = values
+        yield "Delete", delete
+        yield self._share_update(job_id, lease.batch_id, -lease.want, -1)
+        yield self._room_update(job_id, lease.held)
 
-    def _adapt(self, job_id: str, before: Budget, after: Budget) -> Budget | None:
-        """Write the limit's move; None when written or dropped, else the summary that refused it."""
+    def _adapt(self, job_id: str, holding: Holding, before: Budget, after: Budget) -> Budget | None:
+        """Write the limit's move; None when written, gathered or dropped, else the summary that refused it."""
         fields = ("limit", "best_latency", "decreased_at", "decreased_for")
         if all(getattr(after, f) == getattr(before, f) for f in fields):
             return None
         old, new = _number(before.limit), _number(after.limit)
         assert old is not None and new is not None  # a limit is always a number
-        values: dict[str, Any] = {":step": new - old}
+        values: dict[str, Any] = {}
         best, best_before = after.best_latency, before.best_latency
         better = best == best_before or best_before is None or (best is not None and best < best_before)
         same_cut = (after.decreased_at, after.decreased_for) == (before.decreased_at, before.decreased_for)
         if new >= old and better and same_cut:
             # An increase, or a better latency seen: it adds to what other holders added meanwhile. One that
             # would pass the ceiling, or a latency another holder beat first, is dropped: the next one counts.
+            # A holder's part of an increase is its share of the limit: it gathers them until a whole unit
+            # is there to write, so a thousand small holders write about once an interval between them.
+            holding.pending += float(new - old)
+            step = _number(holding.pending) if holding.pending >= 1 else Decimal(0)
+            assert step is not None
+            if after.best_latency == before.best_latency and not step:
+                return None
+            holding.pending -= float(step)
+            values[":step"] = step
             condition = "#limit <= :top"
-            values[":top"] = Decimal(after.ceiling) - values[":step"]
+            values[":top"] = Decimal(after.ceiling) - step
             expression = "ADD #limit :step, room :step"
             if after.best_latency != before.best_latency:
                 condition += " AND (attribute_not_exists(#best) OR #best > :best)"
@@ -273,16 +440,17 @@ class Budgets:
             self._table.update_or_current(self.key(job_id), expression, condition, _names(expression), values)
             return None
         # A decrease, or a new latency baseline, is decided from the summary as read: conditional on it.
+        values[":step"] = new - old
         sets, removes = ["#limit = :new"], []
         values[":new"] = new
-        for name, field, value in (("#best", "best_latency", after.best_latency),
-                                   ("#at", "decreased_at", after.decreased_at),
-                                   ("#for", "decreased_for", after.decreased_for)):  # fmt: skip
+        for name, attribute, value in (("#best", "best_latency", after.best_latency),
+                                       ("#at", "decreased_at", after.decreased_at),
+                                       ("#for", "decreased_for", after.decreased_for)):  # fmt: skip
             if value is None:
                 removes.append(name)
             else:
-                sets.append(f"{name} = :{field}")
-                values[f":{field}"] = value if isinstance(value, str) else _number(value)
+                sets.append(f"{name} = :{attribute}")
+                values[f":{attribute}"] = value if isinstance(value, str) else _number(value)
         expression = f"SET {', '.join(sets)} ADD room :step" + (f" REMOVE {', '.join(removes)}" if removes else "")
         condition = "#limit = :old"
         values[":old"] = old
@@ -295,48 +463,64 @@ class Budgets:
         found = self._table.update_or_current(self.key(job_id), expression, condition, names, values)
         return summary_from_item(found) if found else None
 
-    def _reclaim(self, job_id: str, before: Budget, after: Budget) -> bool:
-        """Remove the leases the step found expired, each with its holding back to the room; False if one was
-        not as read (renewed, or reclaimed by another holder first)."""
+    def _reclaim(self, job_id: str, holding: Holding, batch_id: str, before: Budget, after: Budget) -> bool:
+        """Remove the leases of the holder's batch the step found expired, each with its holding back to the
+        room; False if one was not as read (renewed, or reclaimed by another holder first)."""
         for holder, lease in before.leases.items():
-            if holder in after.leases:
+            if holder in after.leases or lease.batch_id != batch_id:
                 continue
-            reasons = self._table.transact(
-                ("Delete", {"Key": self.lease_key(job_id, holder), "ConditionExpression": "expires = :read",
-                            "ExpressionAttributeValues": {":read": _number(lease.expires)}}),
-                self._room_update(job_id, lease.held, moved=True),
-            )  # fmt: skip
-            if reasons:
+            values = {":read": _number(lease.expires)}
+            if self._table.transact(*self._leaving(job_id, holder, lease, "expires = :read", values)):
                 return False
+            holding.members = None if holding.members is None else holding.members + 1
         return True
 
     def _write_lease(self, job_id: str, holding: Holding, after: Budget) -> bool:
-        """Write the holder's lease, and what it takes from or gives back to the room; False if refused."""
+        """Write the holder's lease, its batch's share when what it wants moved, and what it takes from or
+        gives back to the room when what it holds moved; False if refused."""
         lease = after.leases[holding.holder]
         previous = holding.lease
         taken = lease.held - (previous.held if previous is not None else 0)
-        moved = previous is None or previous.want != lease.want
+        wanted = lease.want - (previous.want if previous is not None else 0)
+        joined = previous is None
         # A lease that is gone was reclaimed as expired, its holding with it: written afresh, it would be
         # counted twice. Refused, the holder joins again from what it reads.
-        there = "attribute_not_exists(sk)" if previous is None else "attribute_exists(sk)"
+        there = "attribute_not_exists(sk)" if joined else "attribute_exists(sk)"
         item = lease_item(job_id, holding.holder, lease)
-        if taken == 0 and not moved:
-            # Only its times (so it holds a lease already): the room does not move.
+        if taken == 0 and not wanted and not joined:
+            # Only its times (so it holds a lease already): neither the room nor its batch's share moves.
             written = self._table.put_if(item, conditions.Attr("sk").exists()) is None
         else:
-            reasons = self._table.transact(
-                ("Put", {"Item": item, "ConditionExpression": there}), self._room_update(job_id, -taken, moved=moved)
-            )
+            actions = [("Put", {"Item": item, "ConditionExpression": there})]
+            if wanted or joined:
+                actions.append(self._share_update(job_id, lease.batch_id, wanted, 1 if joined else 0))
+            if taken:
+                actions.append(self._room_update(job_id, -taken))
+            reasons = self._table.transact(*actions)
             written = not reasons
             if reasons and reasons[0] != "ConditionalCheckFailed":
-                return False  # the room did not hold what it takes
+                return False  # the room or the share did not hold what it takes
+            if written and (wanted or joined) and holding.members is not None:
+                holding.members += 1  # its own move of the share: nothing to read again for it
         if not written and previous is not None:
             holding.lease = None  # reclaimed as expired: it joins again
         return written
 
-    def _room_update(self, job_id: str, given: int, *, moved: bool) -> tuple[str, dict[str, Any]]:
+    def _share_update(self, job_id: str, batch_id: str, wanted: int, joined: int) -> tuple[str, dict[str, Any]]:
+        """A batch's share's part of a lease change: what its holders want together, and how many they are."""
+        return (
+            "Update",
+            {
+                "Key": self.share_key(job_id, batch_id),
+                "UpdateExpression": "ADD want :wanted, holders :joined, members :one",
+                "ConditionExpression": "attribute_exists(sk)",
+                "ExpressionAttributeValues": {":wanted": wanted, ":joined": joined, ":one": 1},
+            },
+        )
+
+    def _room_update(self, job_id: str, given: int) -> tuple[str, dict[str, Any]]:
         """The summary's part of a lease change: `given` back to the room (negative: taken, if it is there)."""
-        values = {":given": given, ":moved": 1 if moved else 0}
+        values: dict[str, Any] = {":given": given}
         condition = "attribute_exists(pk)"
         if given < 0:
             condition += " AND room >= :taken"
@@ -345,7 +529,7 @@ class Budgets:
             "Update",
             {
                 "Key": self.key(job_id),
-                "UpdateExpression": "ADD room :given, members :moved",
+                "UpdateExpression": "ADD room :given",
                 "ConditionExpression": condition,
                 "ExpressionAttributeValues": values,
             },
