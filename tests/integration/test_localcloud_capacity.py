@@ -10,8 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from localcloud import capacity, moto_fixes
+from localcloud import capacity, metering, moto_fixes
 from localcloud.capacity import Peak
+from localcloud.cloud import LocalCloud
 from localcloud.patching import installed
 
 TABLE = "capacity-table"
@@ -422,3 +423,52 @@ def test_meters_nest_and_the_patches_go_once_the_last_one_ends(dynamodb: Any) ->
         dynamodb.put_item(TableName=TABLE, Item=item("job-3", 500))
     assert (outer.totals()["wcu"], inner.totals()["wcu"]) == (3.0, 1.0)
     assert DynamoHandler.__dict__["put_item"] is unpatched
+
+
+# ------------------------------------------------------------------------------------------- metering
+
+
+def test_metering_snapshots_carry_the_process_meters_totals_and_peaks(dynamodb: Any) -> None:
+    meter = capacity.Meter(Clock(50.0))
+    capacity.attach(meter)
+    metering.meter_dynamodb(meter)
+    try:
+        dynamodb.put_item(TableName=TABLE, Item=item("job-1", 1536))
+        before = metering.snapshot()
+        dynamodb.put_item(TableName=TABLE, Item=item("job-1", 2560))
+        dynamodb.get_item(TableName=TABLE, Key=key("job-1"))
+        after = metering.snapshot()
+    finally:
+        metering.meter_dynamodb(None)
+        capacity.detach(meter)
+    assert after["dynamodb_capacity"] == {
+        "totals": {"rcu": 0.5, "wcu": 5.0},
+        "peaks": {
+            "rcu": {"units": 0.5, "table": TABLE, "partition": "job-1", "second": 50},
+            "wcu": {"units": 5.0, "table": TABLE, "partition": "job-1", "second": 50},
+        },
+    }
+    # Totals subtract; a peak, like the most at once, is the one since the last reset.
+    assert metering.difference(after, before)["dynamodb_capacity"] == {
+        "totals": {"rcu": 0.5, "wcu": 3.0},
+        "peaks": after["dynamodb_capacity"]["peaks"],
+    }
+    assert metering.snapshot()["dynamodb_capacity"] == {
+        "totals": {"rcu": 0.0, "wcu": 0.0},
+        "peaks": {"rcu": None, "wcu": None},
+    }
+
+
+def test_the_local_cloud_meters_its_dynamodb_for_its_lifetime() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    unpatched = DynamoHandler.__dict__["put_item"]
+    with LocalCloud(serve_api=False, seed=False, ttl_interval=None) as cloud:
+        cloud.capacity.clock = Clock(10.0)
+        before = metering.snapshot()
+        cloud.client("dynamodb").put_item(TableName=cloud.table_name, Item=item("job-1", 1536))
+        counted = metering.difference(metering.snapshot(), before)["dynamodb_capacity"]
+        assert counted["totals"]["wcu"] >= 2.0
+        assert cloud.capacity.by_partition()[(cloud.table_name, "job-1")] == wcu(2.0)
+    assert DynamoHandler.__dict__["put_item"] is unpatched
+    assert metering.snapshot()["dynamodb_capacity"]["totals"] == {"rcu": 0.0, "wcu": 0.0}
