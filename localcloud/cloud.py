@@ -18,7 +18,18 @@ from typing import Any, Self
 
 import boto3
 
-from localcloud import cloudformation, faults, iam, lambdas, metering, moto_fixes, signatures, stepfunctions, streams
+from localcloud import (
+    capacity,
+    cloudformation,
+    faults,
+    iam,
+    lambdas,
+    metering,
+    moto_fixes,
+    signatures,
+    stepfunctions,
+    streams,
+)
 from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits, stage_throttle
 from localcloud.deploy import DeployedStack, deploy
 from localcloud.template import load_template
@@ -151,6 +162,9 @@ class LocalCloud:
         self.api_timeout = api_timeout
         # Where the seeded keys and ids are kept across restarts (`make local`); None: new ones each start.
         self.state_file = state_file
+        # DynamoDB's capacity units per table, partition key and second while the cloud runs (localcloud.capacity);
+        # metering's snapshots carry its totals and peaks. Its clock is settable, for a benchmark's own time.
+        self.capacity = capacity.Meter()
         self._reaper: streams.Reaper | None = None
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
@@ -256,6 +270,9 @@ class LocalCloud:
             lambdas.limits.reset(self.account_concurrency)
             stepfunctions.install(retry_interval_scale=self.retry_interval_scale)
             moto_fixes.install()
+            self.capacity.reset()
+            capacity.attach(self.capacity)
+            metering.meter_dynamodb(self.capacity)
             # S3 checks presigned URLs and refuses the anonymous: moto's server does neither.
             signatures.install({FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
             cloudformation.install()
@@ -304,6 +321,8 @@ class LocalCloud:
         stepfunctions.uninstall()
         signatures.uninstall()
         moto_fixes.uninstall()
+        metering.meter_dynamodb(None)
+        capacity.detach(self.capacity)
         cloudformation.uninstall()
         if self._moto is not None:
             try:

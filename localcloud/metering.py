@@ -15,6 +15,8 @@ Counted where the local cloud sees them, for the whole process (one LocalCloud p
   Lambda bills) and the function's configured memory. The api function counts one invocation per HTTP
   request uvicorn serves for it, as API Gateway invokes it per request. Also the most of each function
   running at once since the last `reset()`: not billed, but this one process holds what they all hold.
+- DynamoDB capacity units (localcloud.capacity), when a meter is given (`meter_dynamodb`; the local cloud
+  gives its own): total RCU and WCU, and the highest units one partition key consumed in one second.
 
 `snapshot()` gives plain data; a measurement takes one before and one after and subtracts (`difference`).
 """
@@ -27,7 +29,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from localcloud.capacity import Meter
 
 _lock = threading.Lock()
 _calls: Counter[tuple[str, str, str]] = Counter()
@@ -39,6 +45,8 @@ _memory_mb: dict[str, int] = {}
 # has a sandbox of its own, here they share one process, whose memory grows with how many run together.
 _running: Counter[str] = Counter()
 _most_at_once: Counter[str] = Counter()
+# The meter of DynamoDB capacity units whose figures snapshots carry (the local cloud's own), if any.
+_capacity: Meter | None = None
 
 UNATTRIBUTED = "unattributed"
 
@@ -77,9 +85,32 @@ def running(function: str) -> Iterator[None]:
             _running[function] -= 1
 
 
+def meter_dynamodb(meter: Meter | None) -> None:
+    """Report `meter`'s DynamoDB capacity units in snapshots (None: none, every figure zero)."""
+    global _capacity  # one process, one local cloud: its meter, as the counters above
+    with _lock:
+        _capacity = meter
+
+
+def _dynamodb_capacity_none() -> dict[str, Any]:
+    return {"totals": {"rcu": 0.0, "wcu": 0.0}, "peaks": {"rcu": None, "wcu": None}}
+
+
+def _dynamodb_capacity() -> dict[str, Any]:
+    if _capacity is None:
+        return _dynamodb_capacity_none()
+    peaks = _capacity.peaks()
+    return {
+        "totals": _capacity.totals(),
+        "peaks": {kind: None if peak is None else asdict(peak) for kind, peak in peaks.items()},
+    }
+
+
 def reset() -> None:
     """Forget everything counted (the most at once restarts from those running now)."""
     with _lock:
+        if _capacity is not None:
+            _capacity.reset()
         for counter in (_calls, _transitions, _invocations, _billed_ms):
             counter.clear()
         _memory_mb.clear()
@@ -101,6 +132,7 @@ def snapshot() -> dict[str, Any]:
                 for name in sorted(_invocations)
             },
             "most_at_once": dict(sorted((+_most_at_once).items())),
+            "dynamodb_capacity": _dynamodb_capacity(),
         }
 
 
@@ -127,12 +159,19 @@ def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
                 "billed_ms": usage["billed_ms"] - earlier["billed_ms"],
                 "memory_mb": usage["memory_mb"],
             }
-    # A high-water mark does not subtract: the window's is the one since the last reset.
+    capacity = after.get("dynamodb_capacity", _dynamodb_capacity_none())
+    units_before = before.get("dynamodb_capacity", _dynamodb_capacity_none())["totals"]
+    # A high-water mark does not subtract: the window's is the one since the last reset (most at once, and
+    # the peak units of a partition key in a second).
     return {
         "api_calls": calls,
         "state_transitions": transitions,
         "lambda": functions,
         "most_at_once": after.get("most_at_once", {}),
+        "dynamodb_capacity": {
+            "totals": {kind: units - units_before.get(kind, 0.0) for kind, units in capacity["totals"].items()},
+            "peaks": capacity["peaks"],
+        },
     }
 
 
