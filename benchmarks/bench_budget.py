@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import random
 import sys
 from collections import defaultdict
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
+os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                  AWS_EC2_METADATA_DISABLED="true")  # fmt: skip
 
 from report import Row, json_argument, write_rows
 

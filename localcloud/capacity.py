@@ -135,6 +135,14 @@ class Meter:
                 found.setdefault((table, partition), dict.fromkeys(KINDS, 0.0))[kind] += units
         return found
 
+    def per_second(self) -> dict[tuple[str, str, int], dict[str, float]]:
+        """The units consumed on each (table, partition key, second), of each kind."""
+        found: dict[tuple[str, str, int], dict[str, float]] = {}
+        with self._lock:
+            for (kind, table, partition, second), units in sorted(self._units.items()):
+                found.setdefault((table, partition, second), dict.fromkeys(KINDS, 0.0))[kind] += units
+        return found
+
     def reset(self) -> None:
         """Forget everything consumed."""
         with self._lock:

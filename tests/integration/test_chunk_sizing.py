@@ -169,12 +169,13 @@ def test_one_invocation_reads_its_segment_batch_and_job_in_one_call_and_writes_o
             "s3.PutObject": 1,  # the answers (no errors: no error part)
             # The segment, kept pending; and the job's budget's summary, made by its first holder.
             "dynamodb.PutItem": 2,
-            # The job's budget, as its first holder joins: the summary (none yet), and its batch's partition.
-            "dynamodb.GetItem": 1,
+            # The job's budget, as its first holder joins: the summary (none yet), and its batch's partition;
+            # as it leaves, its batch's share, to see whether it was the last holder.
+            "dynamodb.GetItem": 2,
             "dynamodb.Query": 1,
             # The segment committed with the batch's counts; the batch's share made, the lease taken and
-            # given back.
-            "dynamodb.TransactWriteItems": 4,
+            # given back, and the batch's pool back to the room (its last holder left).
+            "dynamodb.TransactWriteItems": 5,
         }
     )
 

@@ -110,8 +110,11 @@ def test_a_grant_never_overcommits_the_limit_and_the_backend_never_sees_more_tha
         others = sum(v.held for k, v in budget.leases.items() if k != holder)
         assert grant == 0 or others + grant <= budget.capacity
         assert 1 <= budget.limit <= 10
-        # The room is exactly what the limit leaves of what the leases hold: the counter the table keeps.
-        assert budget.room == pytest.approx(budget.limit - sum(v.held for v in budget.leases.values()))
+        # The room is exactly what the limit leaves of what the leases hold and the batches' pools keep: the
+        # counter the table keeps.
+        taken = sum(v.held for v in budget.leases.values()) + sum(budget.pools.values())
+        assert budget.room == pytest.approx(budget.limit - taken)
+        assert all(pool >= 0 for pool in budget.pools.values())
         if rng.random() < 0.05:
             budget = release(budget, holder)
         # The holder runs at most max(its grant, what it had in flight) until its next renewal.

@@ -21,9 +21,10 @@ commute: the room is a counter, so holders rarely contend.
   room left. A holder still counts what it has in flight above a shrunken grant (it cannot take those
   requests back), so what the backend sees in flight stays within the limit; a holder over its share shrinks
   at its own next renewal;
-- a decrease is decided by the holders that see the congestion, each with a chance that grows with its
-  share of the limit (`draw`): a thousand small holders make a handful of attempts at the summary, not a
-  thousand, and one holder with the whole limit always decides.
+- a decrease, and an increase, is decided by the holders that see the congestion (or the room for more),
+  each with a chance that grows with its share of the limit (`draw`): a thousand small holders make a
+  handful of writes to the summary an interval, not a thousand, and one holder with the whole limit always
+  decides.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Share:
     urgent: bool
     deadline: float | None
     members: int = 0  # moves whenever one of its leases joins, leaves or changes what it wants
+    pool: int = 0  # what it took from the room that none of its leases holds now (Budget.pools)
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,11 @@ class Budget:
 
     ceiling: int  # the job's max_concurrency
     limit: float  # adaptive, in [1, ceiling]; grants split its integer part
-    room: float  # the limit less what every lease holds: negative while holders finish above a cut limit
+    room: float  # the limit less what every batch took (its pool and its leases): negative after a cut
     leases: Mapping[str, Lease] = field(default_factory=dict)  # the holder's batch's, or every batch's
     shares: Mapping[str, Share] = field(default_factory=dict)  # the batches whose leases are not in `leases`
+    # Per batch, what it took from the room that none of its leases holds now (a pool its holders grow from).
+    pools: Mapping[str, int] = field(default_factory=dict)
     best_latency: float | None = None
     decreased_at: float | None = None
     decreased_for: str | None = None  # "throttled" or "latency"
@@ -145,43 +149,76 @@ def renew(
     """
     original = budget
     budget = _with_limit(budget, min(budget.limit, float(ceiling)), ceiling=ceiling)
+    batch = claim.batch_id
     previous = budget.leases.get(holder)
-    expired = {k: v for k, v in budget.leases.items() if k != holder and v.expires <= now}
+    pool = budget.pools.get(batch, 0)
+    # Only its own batch's leases are its to reclaim (they are all a holder reads): what one held goes back to
+    # the batch's pool, and on to the room below if the batch has more than its share.
+    expired = {k: v for k, v in budget.leases.items() if k != holder and v.batch_id == batch and v.expires <= now}
     if expired:
         leases = {k: v for k, v in budget.leases.items() if k not in expired}
-        freed = sum(v.held for v in expired.values())
-        budget = dataclasses.replace(budget, leases=leases, room=budget.room + freed)
+        pool += sum(v.held for v in expired.values())
+        budget = dataclasses.replace(budget, leases=leases)
     if report is not None and previous is not None and adapting:
         budget = adapt(budget, previous, report, now, tuning, draw=draw)
     want = max(0, claim.want)
     # Its grant as it was, only to keep its place among its batch's holders (split).
     place = previous.grant if previous is not None else 0
-    candidate = Lease(claim.batch_id, want, place, 0, claim.urgent, claim.deadline, now, now + tuning.lease_seconds)
-    target = split(budget.capacity, {**budget.leases, holder: candidate}, budget.shares)[holder]
+    candidate = Lease(batch, want, place, 0, claim.urgent, claim.deadline, now, now + tuning.lease_seconds)
+    viewed = {**budget.leases, holder: candidate}
+    shares = allot(budget.capacity, batches_of(viewed, budget.shares))
+    target = pack(shares.get(batch, 0), [h for h, v in viewed.items() if v.batch_id == batch], viewed)[holder]
     had = previous.held if previous is not None else 0
-    # What the others hold is what the room does not say is free: a grant takes no more than the room.
-    grant = max(0, min(target, had + math.floor(budget.room)))
+    others = sum(v.held for k, v in budget.leases.items() if v.batch_id == batch and k != holder)
+    # A grant comes from the batch's pool first; the pool takes from the room (no more than the room has)
+    # what its batch's share leaves room for, all of it at once, so that a batch's holders joining or leaving
+    # write the job's summary once between them, not once each.
+    need = max(0, target - had)
+    taken = 0
+    if need > pool:
+        taken = max(0, min(max(need - pool, shares.get(batch, 0) - others - had - pool), math.floor(budget.room)))
+        pool += taken
+    # A room below zero (a cut limit) is what every batch must give back: no grant keeps any of it.
+    grant = max(0, min(target, had + pool + min(0, math.floor(budget.room))))
     in_flight = report.in_flight if report is not None else 0
     lease = dataclasses.replace(candidate, grant=grant, held=max(grant, in_flight))
-    leases = {**budget.leases, holder: lease}
-    room = budget.room - (lease.held - had)
-    after = dataclasses.replace(budget, leases=leases, room=room, version=budget.version + 1)
+    pool -= lease.held - had
+    # More than its share (the share shrank, or a lease went), or a room below zero: what is free goes back.
+    room = budget.room - taken
+    excess = max(pool + others + lease.held - shares.get(batch, 0), math.ceil(-room))
+    given = max(0, min(excess, pool))
+    pool -= given
+    room += given
+    after = dataclasses.replace(
+        budget,
+        leases={**budget.leases, holder: lease},
+        pools={**budget.pools, batch: pool},
+        room=room,
+        version=budget.version + 1,
+    )
     if previous is not None and previous.expires - now > tuning.lease_seconds / 2:
         # A steady worker on a steady backend: if only its lease's times would move, the write can wait until
         # half its lease is gone (a write per holder per interval is most of the budget's cost).
         kept = dataclasses.replace(lease, renewed=previous.renewed, expires=previous.expires)
-        if dataclasses.replace(after, leases={**budget.leases, holder: kept}, version=original.version) == original:
+        unchanged = dataclasses.replace(after, leases={**budget.leases, holder: kept}, version=original.version)
+        if unchanged == dataclasses.replace(original, pools={**original.pools, batch: original.pools.get(batch, 0)}):
             return original, grant
     return after, grant
 
 
 def release(budget: Budget, holder: str) -> Budget:
-    """The budget without `holder`: what it held goes back to the room."""
+    """The budget without `holder`: what it held goes to its batch's pool, and the pool back to the room once
+    no lease of the batch is left."""
     lease = budget.leases.get(holder)
     if lease is None:
         return budget
     leases = {k: v for k, v in budget.leases.items() if k != holder}
-    return dataclasses.replace(budget, leases=leases, room=budget.room + lease.held, version=budget.version + 1)
+    pool = budget.pools.get(lease.batch_id, 0) + lease.held
+    room = budget.room
+    if not any(v.batch_id == lease.batch_id for v in leases.values()):
+        room, pool = room + pool, 0
+    pools = {**budget.pools, lease.batch_id: pool}
+    return dataclasses.replace(budget, leases=leases, pools=pools, room=room, version=budget.version + 1)
 
 
 def _with_limit(budget: Budget, limit: float, **changes: Any) -> Budget:
@@ -219,9 +256,13 @@ def adapt(budget: Budget, previous: Lease, report: Report, now: float, tuning: T
             return dataclasses.replace(budget, best_latency=median, decreased_for=None)
         return _decreased(budget, now, tuning, "latency")
     if report.successes and report.saturated and budget.limit < budget.ceiling:
-        # Each holder adds its part of `increase`, so the job's limit grows by about that per interval.
+        # Each holder adds its part of `increase`, so the job's limit grows by about that per interval; like a
+        # decrease, a few holders write it, each what its chance stands for (the same growth, on average).
         share = min(1.0, max(previous.grant, 1) / budget.capacity)
-        return _with_limit(budget, min(float(budget.ceiling), budget.limit + tuning.increase * share))
+        chance = min(1.0, DECIDERS * share)
+        if draw >= chance:
+            return budget
+        return _with_limit(budget, min(float(budget.ceiling), budget.limit + tuning.increase * share / chance))
     return budget
 
 
@@ -234,14 +275,26 @@ def split(capacity: int, leases: Mapping[str, Lease], shares: Mapping[str, Share
 
     `shares` stand for the batches none of whose leases are in `leases` (the holder reads only its own batch's).
     """
-    by_batch: dict[str, list[str]] = {}
+    given: dict[str, int] = {}
+    for batch_id, share in allot(capacity, batches_of(leases, shares or {})).items():
+        given.update(pack(share, [h for h, v in leases.items() if v.batch_id == batch_id], leases))
+    return given
+
+
+def batches_of(leases: Mapping[str, Lease], shares: Mapping[str, Share]) -> dict[str, Share]:
+    """Every batch as the split sees it: from its leases where they are in view, else from its share."""
+    by_batch: dict[str, list[Lease]] = {}
     for holder in sorted(leases):
-        by_batch.setdefault(leases[holder].batch_id, []).append(holder)
-    batches = {b: s for b, s in (shares or {}).items() if b not in by_batch}
-    for batch_id, holders in by_batch.items():
-        first = leases[holders[0]]
-        want = sum(leases[h].want for h in holders)
-        batches[batch_id] = Share(want, len(holders), first.urgent, first.deadline)
+        by_batch.setdefault(leases[holder].batch_id, []).append(leases[holder])
+    batches = {b: s for b, s in shares.items() if b not in by_batch}
+    for batch_id, held in by_batch.items():
+        batches[batch_id] = Share(sum(v.want for v in held), len(held), held[0].urgent, held[0].deadline)
+    return batches
+
+
+def allot(capacity: int, batches: Mapping[str, Share]) -> dict[str, int]:
+    """Each batch's share of `capacity`: 24h batches first, max-min fair between the batches of a class, what
+    does not divide evenly to the earliest deadline."""
 
     def priority(batch_id: str) -> tuple[bool, float, str]:
         share = batches[batch_id]
@@ -253,7 +306,7 @@ def split(capacity: int, leases: Mapping[str, Lease], shares: Mapping[str, Share
         order = sorted((b for b, s in batches.items() if s.urgent is urgent), key=priority)
         for batch_id, share in max_min_fair(left, order, {b: batches[b].want for b in order}).items():
             left -= share
-            given.update(pack(share, by_batch.get(batch_id, []), leases))
+            given[batch_id] = share
     return given
 
 

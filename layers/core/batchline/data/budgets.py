@@ -14,9 +14,9 @@ shared items are the summary and a registry of the batches in the budget:
   holders growing at once never take more than the limit). The lease is conditional on still being there
   (one a reclaimer removed is joined afresh, never counted twice);
 - a limit the report moved: an increase adds to the limit and the room together (it commutes with other
-  holders' increases; one that would pass the ceiling is dropped), and is written once a whole unit has
-  gathered, so a thousand holders adding a thousandth each do not write a thousand times; a decrease is
-  conditional on the summary as read, and redone from the summary the refusal returns;
+  holders' increases; one that would pass the ceiling is dropped); a decrease is conditional on the summary
+  as read, and redone from the summary the refusal returns (budget.adapt has a few holders decide either,
+  not each);
 - an expired lease of the holder's batch goes with its holding back to the room, in one transaction
   conditional on the lease as read, so one reclaimer wins and a lease renewed meanwhile stays; when a batch
   ends, finalize gives back whatever its partition still holds (`release_batch`).
@@ -71,10 +71,10 @@ class Holding:
     leases: dict[str, Lease] | None = None  # its batch's leases as last read
     members: int | None = None  # its batch's share's `members` that `leases` goes with
     leases_read: float = 0.0  # when
+    pool: int = 0  # its batch's pool as last read
     shares: dict[str, Share] | None = None  # the other batches' shares as last read
     batches: int | None = None  # the summary's `members` that `shares` goes with
     shares_read: float = 0.0  # when
-    pending: float = 0.0  # increases to the limit not written yet (see Budgets._adapt)
 
 
 def _number(value: float | None) -> Decimal | None:
@@ -115,6 +115,7 @@ def share_from_item(item: dict[str, Any]) -> Share:
         urgent=bool(item["urgent"]),
         deadline=_float(item.get("deadline")),
         members=int(item.get("members", 0)),
+        pool=int(item.get("spare", 0)),
     )
 
 
@@ -170,8 +171,9 @@ class Budgets:
 
     @staticmethod
     def registry_key(job_id: str) -> dict[str, str]:
-        """The set of batches with a share in the job's budget."""
-        return {"pk": job_id, "sk": REGISTRY}
+        """The set of batches with a share in the job's budget: a partition of its own, as every holder reads
+        it when a batch joins, and the summary's partition has every holder's poll to serve."""
+        return {"pk": f"{job_id}#{REGISTRY}", "sk": REGISTRY}
 
     @staticmethod
     def partition(job_id: str, batch_id: str) -> str:
@@ -194,9 +196,12 @@ class Budgets:
         if found is None:
             return None
         leases: dict[str, Lease] = {}
+        pools: dict[str, int] = {}
         for batch_id in self._registered(job_id):
-            leases.update(self._batch(job_id, batch_id)[1])
-        return dataclasses.replace(summary_from_item(found), leases=leases)
+            share, held = self._batch(job_id, batch_id)
+            leases.update(held)
+            pools[batch_id] = share.pool if share is not None else 0
+        return dataclasses.replace(summary_from_item(found), leases=leases, pools=pools)
 
     def _registered(self, job_id: str) -> set[str]:
         item = self._table.get_key(self.registry_key(job_id), consistent=True)
@@ -291,14 +296,16 @@ class Budgets:
             if after.version == budget.version:
                 return grant  # nothing to write (see budget.renew)
             if adapting:
-                refused = self._adapt(job_id, holding, budget, after)
+                refused = self._adapt(job_id, budget, after)
                 if refused is not None:
                     budget = dataclasses.replace(refused, leases=budget.leases, shares=budget.shares)
                     continue  # another holder moved the limit: the step again, from the summary as it is
                 adapting = False
-            if self._reclaim(job_id, holding, batch_id, budget, after) and self._write_lease(job_id, holding, after):
+            reclaimed = self._reclaim(job_id, holding, batch_id, budget, after)
+            if reclaimed is not None and self._write_lease(job_id, holding, budget, after, reclaimed):
                 holding.lease = after.leases[holding.holder]
                 holding.leases = dict(after.leases)
+                holding.pool = after.pools.get(batch_id, 0)
                 return grant
             budget = None
         raise BudgetContended(f"Renewing a lease on job {job_id}'s budget conflicted {self._attempts} times.")
@@ -346,20 +353,24 @@ class Budgets:
                     return None
             holding.leases = leases
             holding.members = share.members
+            holding.pool = share.pool
             holding.leases_read = now
+        elif share is not None:
+            holding.pool = share.pool  # as polled: a stale one costs a refused write, never a grant too many
         if holding.shares is None or members != holding.batches or now - holding.shares_read >= stale:
             # A summary no batch has joined but its own has no registry to read.
             holding.shares = self._shares(job_id, batch_id) if members > 1 or not made else {}
             holding.batches = members
             holding.shares_read = now
-        return dataclasses.replace(summary, leases=holding.leases, shares=holding.shares)
+        pools = {batch_id: holding.pool}
+        return dataclasses.replace(summary, leases=holding.leases, shares=holding.shares, pools=pools)
 
     def _join(self, job_id: str, claim: Claim) -> list[str | None]:
         """A batch's first holder: its share, and its name in the registry, so other batches' holders split
         with it. Refused on its first action when another of its holders made it first; [] when made."""
         return self._table.transact(
             ("Put", {"Item": {**self.share_key(job_id, claim.batch_id), "batch_id": claim.batch_id, "want": 0,
-                              "holders": 0, "members": 0, "urgent": claim.urgent,
+                              "holders": 0, "members": 0, "spare": 0, "urgent": claim.urgent,
                               "deadline": _number(claim.deadline)},
                      "ConditionExpression": "attribute_not_exists(sk)"}),
             ("Update", {"Key": self.registry_key(job_id), "UpdateExpression": "ADD batches :b",
@@ -369,69 +380,79 @@ class Budgets:
         )  # fmt: skip
 
     def release(self, job_id: str, holding: Holding) -> None:
-        """Give the lease back at once: it goes, and what it held goes back to the room, together."""
+        """Give the lease back at once: it goes, and what it held goes to its batch's pool, together; the last
+        of a batch's holders gives the pool back to the room."""
         lease = holding.lease
         if lease is None:
             return
         holding.lease = None
         # Cancelled only when a reclaimer took the expired lease (and its holding) first: nothing left to do.
-        self._table.transact(*self._leaving(job_id, holding.holder, lease, "attribute_exists(sk)", {}))
+        if not self._table.transact(*self._leaving(job_id, holding.holder, lease, "attribute_exists(sk)", {})):
+            self._drain(job_id, lease.batch_id)
 
     def release_batch(self, job_id: str, batch_id: str) -> None:
         """A batch has ended: whatever its partition still holds (a worker that died with its lease) goes back
         to the room, and the batch leaves the budget."""
-        share, leases = self._batch(job_id, batch_id)
+        _, leases = self._batch(job_id, batch_id)
         for holder, lease in leases.items():
             self._table.transact(*self._leaving(job_id, holder, lease, "attribute_exists(sk)", {}))
-        if share is None:
+        found = self._table.get_key(self.share_key(job_id, batch_id), consistent=True)
+        if found is None:
             return
-        # Conditional on nobody holding it: a worker still running (a retry after the end) keeps its share.
+        # Conditional on nobody holding it and on its pool as read: a worker still running (a retry after the
+        # end) keeps its share.
+        pool = int(found.get("spare", 0))
+        unheld = "holders = :none AND spare = :pool"
         self._table.transact(
-            ("Delete", {"Key": self.share_key(job_id, batch_id), "ConditionExpression": "holders = :none",
-                        "ExpressionAttributeValues": {":none": 0}}),
+            ("Delete", {"Key": self.share_key(job_id, batch_id), "ConditionExpression": unheld,
+                        "ExpressionAttributeValues": {":none": 0, ":pool": pool}}),
             ("Update", {"Key": self.registry_key(job_id), "UpdateExpression": "DELETE batches :b",
                         "ExpressionAttributeValues": {":b": {batch_id}}}),
-            ("Update", {"Key": self.key(job_id), "UpdateExpression": "ADD members :one",
-                        "ExpressionAttributeValues": {":one": 1}}),
+            ("Update", {"Key": self.key(job_id), "UpdateExpression": "ADD members :one, room :pool",
+                        "ExpressionAttributeValues": {":one": 1, ":pool": pool}}),
+        )  # fmt: skip
+
+    def _drain(self, job_id: str, batch_id: str) -> None:
+        """A batch none of whose holders is left gives its pool back to the room (one of them does, if several
+        leave at once: conditional on the pool as read)."""
+        found = self._table.get_key(self.share_key(job_id, batch_id), consistent=True)
+        if found is None or int(found.get("holders", 0)) or not int(found.get("spare", 0)):
+            return
+        pool = int(found["spare"])
+        self._table.transact(
+            ("Update", {"Key": self.share_key(job_id, batch_id), "UpdateExpression": "ADD spare :taken",
+                        "ConditionExpression": "holders = :none AND spare = :pool",
+                        "ExpressionAttributeValues": {":taken": -pool, ":none": 0, ":pool": pool}}),
+            self._room_update(job_id, pool),
         )  # fmt: skip
 
     def _leaving(
         self, job_id: str, holder: str, lease: Lease, condition: str, values: dict[str, Any]
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """A lease's removal: the lease (on `condition`), its batch's share, and its holding back to the room."""
+        """A lease's removal: the lease (on `condition`), and its batch's share, which gets what it held."""
         key = self.lease_key(job_id, lease.batch_id, holder)
         delete: dict[str, Any] = {"Key": key, "ConditionExpression": condition}
         if values:
             delete["ExpressionAttributeValues"] = values
         yield "Delete", delete
-        yield self._share_update(job_id, lease.batch_id, -lease.want, -1)
-        yield self._room_update(job_id, lease.held)
+        yield self._share_update(job_id, lease.batch_id, -lease.want, -1, pooled=lease.held)
 
-    def _adapt(self, job_id: str, holding: Holding, before: Budget, after: Budget) -> Budget | None:
-        """Write the limit's move; None when written, gathered or dropped, else the summary that refused it."""
+    def _adapt(self, job_id: str, before: Budget, after: Budget) -> Budget | None:
+        """Write the limit's move; None when written or dropped, else the summary that refused it."""
         fields = ("limit", "best_latency", "decreased_at", "decreased_for")
         if all(getattr(after, f) == getattr(before, f) for f in fields):
             return None
         old, new = _number(before.limit), _number(after.limit)
         assert old is not None and new is not None  # a limit is always a number
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {":step": new - old}
         best, best_before = after.best_latency, before.best_latency
         better = best == best_before or best_before is None or (best is not None and best < best_before)
         same_cut = (after.decreased_at, after.decreased_for) == (before.decreased_at, before.decreased_for)
         if new >= old and better and same_cut:
             # An increase, or a better latency seen: it adds to what other holders added meanwhile. One that
             # would pass the ceiling, or a latency another holder beat first, is dropped: the next one counts.
-            # A holder's part of an increase is its share of the limit: it gathers them until a whole unit
-            # is there to write, so a thousand small holders write about once an interval between them.
-            holding.pending += float(new - old)
-            step = _number(holding.pending) if holding.pending >= 1 else Decimal(0)
-            assert step is not None
-            if after.best_latency == before.best_latency and not step:
-                return None
-            holding.pending -= float(step)
-            values[":step"] = step
             condition = "#limit <= :top"
-            values[":top"] = Decimal(after.ceiling) - step
+            values[":top"] = Decimal(after.ceiling) - values[":step"]
             expression = "ADD #limit :step, room :step"
             if after.best_latency != before.best_latency:
                 condition += " AND (attribute_not_exists(#best) OR #best > :best)"
@@ -440,7 +461,6 @@ class Budgets:
             self._table.update_or_current(self.key(job_id), expression, condition, _names(expression), values)
             return None
         # A decrease, or a new latency baseline, is decided from the summary as read: conditional on it.
-        values[":step"] = new - old
         sets, removes = ["#limit = :new"], []
         values[":new"] = new
         for name, attribute, value in (("#best", "best_latency", after.best_latency),
@@ -463,58 +483,75 @@ class Budgets:
         found = self._table.update_or_current(self.key(job_id), expression, condition, names, values)
         return summary_from_item(found) if found else None
 
-    def _reclaim(self, job_id: str, holding: Holding, batch_id: str, before: Budget, after: Budget) -> bool:
-        """Remove the leases of the holder's batch the step found expired, each with its holding back to the
-        room; False if one was not as read (renewed, or reclaimed by another holder first)."""
+    def _reclaim(self, job_id: str, holding: Holding, batch_id: str, before: Budget, after: Budget) -> int | None:
+        """Remove the leases of the holder's batch the step found expired, each with its holding to the batch's
+        pool; what they held together, or None if one was not as read (renewed, or reclaimed first)."""
+        freed = 0
         for holder, lease in before.leases.items():
             if holder in after.leases or lease.batch_id != batch_id:
                 continue
             values = {":read": _number(lease.expires)}
             if self._table.transact(*self._leaving(job_id, holder, lease, "expires = :read", values)):
-                return False
+                return None
             holding.members = None if holding.members is None else holding.members + 1
-        return True
+            freed += lease.held
+        return freed
 
-    def _write_lease(self, job_id: str, holding: Holding, after: Budget) -> bool:
-        """Write the holder's lease, its batch's share when what it wants moved, and what it takes from or
-        gives back to the room when what it holds moved; False if refused."""
+    def _write_lease(self, job_id: str, holding: Holding, before: Budget, after: Budget, reclaimed: int) -> bool:
+        """Write the holder's lease; its batch's share when what it wants or the pool moved; the room when the
+        pool took from it or gave back; False if refused."""
         lease = after.leases[holding.holder]
         previous = holding.lease
-        taken = lease.held - (previous.held if previous is not None else 0)
+        batch_id = lease.batch_id
         wanted = lease.want - (previous.want if previous is not None else 0)
         joined = previous is None
+        pooled = after.pools.get(batch_id, 0) - before.pools.get(batch_id, 0) - reclaimed
+        # The room's move less the limit's (which _adapt wrote): what the pool took from it or gave back.
+        given = round((after.room - before.room) - (after.limit - before.limit))
         # A lease that is gone was reclaimed as expired, its holding with it: written afresh, it would be
         # counted twice. Refused, the holder joins again from what it reads.
         there = "attribute_not_exists(sk)" if joined else "attribute_exists(sk)"
         item = lease_item(job_id, holding.holder, lease)
-        if taken == 0 and not wanted and not joined:
-            # Only its times (so it holds a lease already): neither the room nor its batch's share moves.
+        if not (wanted or joined or pooled or given):
+            # Only its times, or what it holds within what it had: neither the pool nor the room moves.
             written = self._table.put_if(item, conditions.Attr("sk").exists()) is None
         else:
             actions = [("Put", {"Item": item, "ConditionExpression": there})]
-            if wanted or joined:
-                actions.append(self._share_update(job_id, lease.batch_id, wanted, 1 if joined else 0))
-            if taken:
-                actions.append(self._room_update(job_id, -taken))
+            if wanted or joined or pooled:
+                actions.append(self._share_update(job_id, batch_id, wanted, 1 if joined else 0, pooled=pooled))
+            if given:
+                actions.append(self._room_update(job_id, given))
             reasons = self._table.transact(*actions)
             written = not reasons
             if reasons and reasons[0] != "ConditionalCheckFailed":
-                return False  # the room or the share did not hold what it takes
-            if written and (wanted or joined) and holding.members is not None:
-                holding.members += 1  # its own move of the share: nothing to read again for it
+                return False  # the room or the pool did not hold what it takes
+            if written and holding.members is not None:
+                holding.members += 1 if (wanted or joined) else 0  # its own move: nothing to read again for it
         if not written and previous is not None:
             holding.lease = None  # reclaimed as expired: it joins again
         return written
 
-    def _share_update(self, job_id: str, batch_id: str, wanted: int, joined: int) -> tuple[str, dict[str, Any]]:
-        """A batch's share's part of a lease change: what its holders want together, and how many they are."""
+    def _share_update(
+        self, job_id: str, batch_id: str, wanted: int, joined: int, *, pooled: int = 0
+    ) -> tuple[str, dict[str, Any]]:
+        """A batch's share's part of a lease change: what its holders want together, how many they are, and
+        its pool (what is taken from it only if it is there)."""
+        values: dict[str, Any] = {":wanted": wanted, ":joined": joined, ":pooled": pooled}
+        expression = "ADD want :wanted, holders :joined, spare :pooled"
+        condition = "attribute_exists(sk)"
+        if wanted or joined:
+            expression += ", members :one"
+            values[":one"] = 1
+        if pooled < 0:
+            condition += " AND spare >= :taken"
+            values[":taken"] = -pooled
         return (
             "Update",
             {
                 "Key": self.share_key(job_id, batch_id),
-                "UpdateExpression": "ADD want :wanted, holders :joined, members :one",
-                "ConditionExpression": "attribute_exists(sk)",
-                "ExpressionAttributeValues": {":wanted": wanted, ":joined": joined, ":one": 1},
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
             },
         )
 
