@@ -60,6 +60,7 @@ class Holding:
     lease: Lease | None = None  # as written: its `held` is what the room counts for it
     leases: dict[str, Lease] | None = None  # every lease as last read
     members: int | None = None  # the summary's `members` that `leases` goes with
+    share: int | None = None  # what the split gave it at its last renewal (budget.share_of); None before one
 
 
 def _number(value: float | None) -> Decimal | None:
@@ -206,6 +207,7 @@ class Budgets:
                 budget, holding.holder, claim, report, now, tuning, ceiling=ceiling, adapting=adapting
             )
             if after.version == budget.version:
+                holding.share = logic.share_of(after, holding.holder)
                 return grant  # nothing to write (see budget.renew)
             if adapting:
                 refused = self._adapt(job_id, budget, after)
@@ -217,6 +219,7 @@ class Budgets:
                 holding.lease = after.leases[holding.holder]
                 holding.leases = dict(after.leases)
                 holding.members = after.members
+                holding.share = logic.share_of(after, holding.holder)
                 return grant
             # The room or a lease was not as read: read both again. Full jitter: holders that collided
             # must not all come back together.
