@@ -56,6 +56,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         reserve_seconds=settings.request_timeout + settings.safety_margin,
         status_check_interval=settings.status_check_interval,
         checkpoint_seconds=settings.checkpoint_seconds,
+        idle_wait_seconds=settings.idle_wait_seconds,
         segment_bytes=settings.segment_bytes,
         budget=settings.budget_tuning(),
     )

@@ -3,7 +3,7 @@
 Plan gets `{batch_id}`; its ResultSelector reads every key of the answer, so `manifest_key` is there
 even when null (a JSONPath that finds nothing fails the state). Each item of the Map is a Chunk of
 the manifest; Work gets `{batch_id, job_id, chunk, cursor, offset}` and answers `{cursor, offset,
-done}`. Finalize gets `{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None
+done, wait}`. Finalize gets `{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None
 kept: their keys are the ASL's.
 """
 
@@ -61,6 +61,8 @@ class WorkerOutput(Model):
     cursor: int
     offset: int | None
     done: bool
+    # Seconds Step Functions waits before the next invocation: the job's budget gave this one no share.
+    wait: int | None = None
 
 
 class FinalizeInput(Model):
