@@ -60,7 +60,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         segment_bytes=settings.segment_bytes,
         budget=settings.budget_tuning(),
     )
-    answered = run.run(request.batch_id, request.chunk, request.cursor, job_id=request.job_id, offset=request.offset)
+    answered = run.run(request.batch_id, request.chunk, request.cursor, job_id=request.job_id, offset=request.offset,
+                       waits=request.waits)  # fmt: skip
     progress = WorkerOutput.model_validate(answered)
     metrics.add_metric(name="LinesAnswered", unit=MetricUnit.Count, value=progress.cursor - request.cursor)
     return progress.model_dump(mode="json")

@@ -400,3 +400,32 @@ def test_a_worker_left_with_no_share_and_nothing_in_flight_for_an_interval_recor
     again = idling_worker(store, provider).run(batch.id, chunk, 4, job_id=batch.job_id, offset=ends[3])
     assert again == {"cursor": 10, "offset": ends[9], "done": True}
     assert provider.sent == [str(i) for i in range(10)]
+
+
+def test_a_worker_whose_state_machine_would_not_wait_stays_without_a_share_as_before(
+    store: Store, tenant: Tenant, runs: RecordedRuns
+) -> None:
+    # An execution started before the state machine waited (a deploy while batches run) loops straight back
+    # to Work on any answer that is not done: a worker that left there would be invoked again at once, and
+    # again, until the child's history is full. Told the state machine does not wait, it stays.
+    batch = unlimited_batch(store, tenant, runs)
+    chunk = planned(store, batch)[0]
+    hold_everything(store, batch.job_id, "urgent", urgent=True)
+    grants: list[int] = []
+
+    def urgent_batch_ends(**_: Any) -> None:
+        lease = lease_of(store, batch)
+        if lease is not None and not grants:
+            grants.append(lease.grant)
+            store.budgets.release(
+                batch.job_id, Holding("urgent", lease=store.budgets.get(batch.job_id).leases["urgent"])
+            )
+
+    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", urgent_batch_ends)
+    provider = EchoProvider()
+
+    answered = idling_worker(store, provider).run(batch.id, chunk, 0, job_id=batch.job_id, waits=False)
+
+    assert grants == [0]
+    assert answered == {"cursor": 10, "offset": chunk.end_byte, "done": True}
+    assert provider.sent == [str(i) for i in range(10)]

@@ -153,10 +153,21 @@ class ChunkRun:
         self.idle_wait_seconds = idle_wait_seconds
 
     def run(
-        self, batch_id: str, chunk: Chunk, cursor: int, *, job_id: str | None = None, offset: int | None = None
+        self,
+        batch_id: str,
+        chunk: Chunk,
+        cursor: int,
+        *,
+        job_id: str | None = None,
+        offset: int | None = None,
+        waits: bool = True,
     ) -> dict[str, Any]:
         """Answer lines from `cursor` (at byte `offset`) on; `{cursor, offset, done}` for the state machine's loop,
-        and `wait` (seconds) when it left for want of a share of its job's budget."""
+        and `wait` (seconds) when it left for want of a share of its job's budget.
+
+        `waits`: the state machine waits when an answer names `wait`. One from before it did would invoke a
+        worker that left again at once: then a worker with no share stays, as it did.
+        """
         if job_id is None:  # a run planned before the payload named its job
             job_id = self.store.batches.get_unscoped(batch_id).job_id
         kept, batch, job = self.store.invocation(batch_id, job_id, chunk.chunk, cursor)
@@ -166,7 +177,7 @@ class ChunkRun:
         if cursor >= chunk.line_count or stopped_reason(batch.status, batch.expires_at, self.clock()):
             return {"cursor": cursor, "offset": offset, "done": True}
         try:
-            return asyncio.run(self._run(batch, job, chunk, cursor, offset))
+            return asyncio.run(self._run(batch, job, chunk, cursor, offset, waits))
         except BaseExceptionGroup as group:  # the send loop's task group: the first failure is the invocation's
             raise group.exceptions[0] from None
 
@@ -179,7 +190,7 @@ class ChunkRun:
         return answer
 
     async def _run(
-        self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int, offset: int | None
+        self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int, offset: int | None, waits: bool
     ) -> dict[str, Any]:
         start = chunk.start_byte if offset is None else offset
         reading = _Reading(self)
@@ -202,12 +213,12 @@ class ChunkRun:
             async with asyncio.TaskGroup() as tasks:
                 log = _Log(self, batch.id, chunk, (cursor, offset), tasks)
                 await pacer.acquire(want)
-                if pacer.idle_renewals:
+                if waits and pacer.idle_renewals:
                     # Others come first: it leaves before it reads or sends anything.
                     logger.info("No share of the job's budget; waiting", extra={"batch_id": batch.id})
                     await pacer.release()
                     return self._waiting(batch, {"cursor": cursor, "offset": offset, "done": False})
-                watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
+                watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock, leaves=waits)
                 try:
                     # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
                     with observing_attempts(pacer):
@@ -533,11 +544,19 @@ class _Watch:
     """Every interval, off the event loop: the batch's state and the job's budget in one read, then the renewal.
 
     In its own task, so a worker whose grant is full (or none) still renews, and still hears of a cancel;
-    `idle` is set once the budget has given it no share, and it has had nothing in flight, an interval whole.
+    if it `leaves`, `idle` is set once the budget has given it no share, and it has had nothing in flight, an
+    interval whole.
     """
 
     def __init__(
-        self, store: Store, batch: BatchRecord, pacer: Pacer, interval: float, clock: Callable[[], float]
+        self,
+        store: Store,
+        batch: BatchRecord,
+        pacer: Pacer,
+        interval: float,
+        clock: Callable[[], float],
+        *,
+        leaves: bool = True,
     ) -> None:
         self.store = store
         self.batch = batch
@@ -547,6 +566,7 @@ class _Watch:
         self.state: tuple[str, float | None] = (batch.status, batch.expires_at)
         self.stopped = asyncio.Event()
         self.idle = asyncio.Event()
+        self.leaves = leaves
         self._closing = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
@@ -562,7 +582,7 @@ class _Watch:
                 if stopped_reason(status, expires_at, self.clock()):
                     self.stopped.set()
                 await self.pacer.renew(budget)
-                if self.pacer.idle_renewals >= IDLE_RENEWALS:
+                if self.leaves and self.pacer.idle_renewals >= IDLE_RENEWALS:
                     self.idle.set()
             except Exception:  # noqa: BLE001  # a failed poll must not lose the lines in flight; the next may pass
                 logger.exception("Status and budget poll failed", extra={"batch_id": self.batch.id})
