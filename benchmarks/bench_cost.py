@@ -8,7 +8,8 @@ One 10,000-line batch runs through the in-process local cloud twice, each in a f
 the stack had before, as the baseline of the same run. From the counts, the cost model prices a
 million lines at arm64 list prices (us-east-1); every figure per line is scaled from the measured run,
 except the worker's billed time, which on the local cloud is the mock provider's: it is modelled as
-an upstream of `--latency` seconds answering the worker's requests in flight, the arithmetic shown, and
+an upstream of `--latency` seconds answering the worker's requests in flight (at the template's
+MemorySize, while the worker's CPU share keeps up with the answers), the arithmetic shown, and
 what the worker does by the clock in that time (a checkpoint every CheckpointSeconds, a status check and
 lease renewal every status_check_interval), which a fast local run hardly shows.
 
@@ -25,6 +26,7 @@ import math
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,9 @@ DYNAMODB_UNITS = {
     "Query": ("read", 1),
     "TransactGetItems": ("read", 2),
 }
+# Lambda's CPU: one vCPU at 1,769 MB, in proportion below it; and the least memory a function may have.
+MB_PER_VCPU = 1769
+LAMBDA_LEAST_MB = 128
 S3_PUT_OPERATIONS = {"PutObject", "CopyObject", "UploadPart", "UploadPartCopy", "CreateMultipartUpload",
                      "CompleteMultipartUpload", "ListObjectsV2", "ListObjects"}  # fmt: skip
 
@@ -118,6 +123,12 @@ CHECKPOINT_CALLS = {"s3_put": 1, "s3_get": 1, "write_units": 1 + 4, "read_units"
 STATUS_CHECK_CALLS = {"s3_put": 0, "s3_get": 0, "write_units": 1, "read_units": 1}
 
 
+def _clock_cost(totals: dict[str, float]) -> float:
+    """What the calls a worker makes by the clock cost."""
+    return (totals["write_units"] * DYNAMODB_WRITE_UNIT + totals["read_units"] * DYNAMODB_READ_UNIT
+            + totals["s3_put"] * S3_PUT_CLASS + totals["s3_get"] * S3_GET_CLASS)  # fmt: skip
+
+
 def _by_the_clock(worker_seconds: float, checkpoint: float, status_check: float) -> tuple[dict[str, float], str]:
     """The calls a million lines' worker time makes by the clock, and how they were counted."""
     checkpoints, checks = worker_seconds / checkpoint, worker_seconds / status_check
@@ -131,10 +142,24 @@ def _by_the_clock(worker_seconds: float, checkpoint: float, status_check: float)
     return totals, shown
 
 
-def cost_per_million(
-    run: dict[str, Any], latency: float, job_concurrency: int | None = None
-) -> tuple[float, list[str]]:
-    """Orchestration cost of a million lines like this run's, and the arithmetic, a line per service."""
+@dataclass(frozen=True)
+class Priced:
+    """A million lines' orchestration cost, the arithmetic (a line per service), and the parts it is made of."""
+
+    total: float
+    shown: list[str]
+    worker: float  # the worker's billed memory while its lines are in flight
+    worker_mb: int
+    in_flight: int
+    worker_seconds: float
+    clocked: float  # what the worker does by the clock in that time: checkpoints and status checks
+    checkpoints: float
+    status_checks: float
+    step_functions: float
+
+
+def cost_per_million(run: dict[str, Any], latency: float, job_concurrency: int | None = None) -> Priced:
+    """Orchestration cost of a million lines like this run's, the arithmetic, and its parts."""
     scale = MILLION / run["lines"]
     calls = _counted_calls(run)
     parts: dict[str, float] = {}
@@ -145,10 +170,16 @@ def cost_per_million(
         in_flight = min(in_flight, job_concurrency)
     worker_seconds = MILLION * latency / in_flight
     clocked, clocked_shown = _by_the_clock(worker_seconds, checkpoint, status_check)
-    lambda_cost = worker_seconds * worker_mb / 1024 * LAMBDA_GB_SECOND
+    worker_cost = lambda_cost = worker_seconds * worker_mb / 1024 * LAMBDA_GB_SECOND
+    # The worker's time is the upstream's while its CPU share keeps up with the answers; held back by its CPU,
+    # a line is billed its CPU time x 1,769 MB instead, whatever the memory (bench_worker's MemorySize row).
+    keeps_up_ms = worker_mb / MB_PER_VCPU / (in_flight / latency) * 1000
     shown.append(
         f"worker: 1M lines x {latency * 1000:.0f} ms / {in_flight} in flight = {worker_seconds:,.0f} s x "
-        f"{worker_mb / 1024:g} GB x ${LAMBDA_GB_SECOND} = ${lambda_cost:.4f}"
+        f"{worker_mb / 1024:g} GB x ${LAMBDA_GB_SECOND} = ${lambda_cost:.4f}, while its CPU keeps up: at "
+        f"{worker_mb} MB Lambda gives {worker_mb / MB_PER_VCPU:.3f} vCPU, {in_flight / latency:.0f} lines/s at up to "
+        f"{keeps_up_ms:.3f} ms of CPU per line (bench_worker measures it); beyond, each line is billed its CPU "
+        f"time x {MB_PER_VCPU:,} MB at any memory size"
     )
     invocations = 0.0
     for function, usage in run["lambda"].items():
@@ -188,7 +219,8 @@ def cost_per_million(
     total = sum(parts.values())
     shares = ", ".join(f"{name} {100 * cost / total:.0f}%" for name, cost in sorted(parts.items(), key=lambda p: -p[1]))
     shown.append(f"total ${total:.4f} per 1M lines ({shares})")
-    return total, shown
+    return Priced(total, shown, worker_cost, worker_mb, in_flight, worker_seconds, _clock_cost(clocked),
+                  worker_seconds / checkpoint, worker_seconds / status_check, parts["Step Functions"])  # fmt: skip
 
 
 # The issue's slow case: a 2 s upstream on a job of the default sla.max_concurrency, with small answers.
@@ -197,16 +229,12 @@ SLOW_LATENCY = 2.0
 
 def _cost_row(run: dict[str, Any], baseline: dict[str, Any], latency: float, concurrency: int | None = None) -> Row:
     """Orchestration cost per 1M lines at `latency`, on a job of `concurrency` in flight (None: the worker's)."""
-    cost, arithmetic = cost_per_million(run, latency, concurrency)
-    base_cost, _ = cost_per_million(baseline, latency, concurrency)
-    detail = "; ".join(arithmetic)
-    if concurrency is not None and cost > COST_TARGET:
-        detail += (
-            f"; missed by ${cost - COST_TARGET:.4f}: a worker is billed for its 1 GB while it waits, and the job "
-            f"lets it keep only {concurrency} in flight, so each line holds {latency / concurrency * 1000:.0f} ms "
-            "of a 1 GB worker; that memory is what 100 in flight at 200 ms need for CPU (bench_worker's "
-            "MemorySize row), so one size cannot serve both: not fixed yet"
-        )
+    priced = cost_per_million(run, latency, concurrency)
+    cost = priced.total
+    base_cost = cost_per_million(baseline, latency, concurrency).total
+    detail = "; ".join(priced.shown)
+    if cost > COST_TARGET:
+        detail += "; " + _missed(priced, latency, concurrency)
     job = "" if concurrency is None else f", default job ({concurrency} in flight)"
     upstream = f"{latency * 1000:.0f} ms" if latency < 1 else f"{latency:g} s"
     return Row(
@@ -218,6 +246,32 @@ def _cost_row(run: dict[str, Any], baseline: dict[str, Any], latency: float, con
         baseline=f"${base_cost:.4f} with 100-line chunks (ratio {cost / base_cost:.3f}x)",
         detail=detail,
     )
+
+
+def _missed(priced: Priced, latency: float, concurrency: int | None) -> str:
+    """Why the cost is over the target, from its parts."""
+    held = latency / priced.in_flight * 1000
+    rest = priced.total - priced.worker - priced.clocked - priced.step_functions
+    least = priced.worker * LAMBDA_LEAST_MB / priced.worker_mb
+    floor = priced.total - priced.worker + least
+    allowed = "" if concurrency is None else ", all the job allows"
+    text = (
+        f"missed by ${priced.total - COST_TARGET:.4f}: a worker is billed for its {priced.worker_mb} MB while its "
+        f"lines wait on the upstream, and it keeps {priced.in_flight} in flight{allowed}, so each line holds "
+        f"{held:.0f} ms of a worker: ${priced.worker:.4f}; in those {priced.worker_seconds:,.0f} s it checkpoints "
+        f"({priced.checkpoints:,.0f}) and checks its batch's status ({priced.status_checks:,.0f}) by the clock: "
+        f"${priced.clocked:.4f} of DynamoDB and S3; Step Functions ${priced.step_functions:.4f}, the rest "
+        f"${rest:.4f}"
+    )
+    if floor > COST_TARGET:
+        text += (
+            f"; no memory size meets the target here: at {LAMBDA_LEAST_MB} MB, Lambda's least, the worker alone is "
+            f"${least:.4f} and the whole ${floor:.4f}; more in flight per worker divides the worker's time and what "
+            "it does by the clock"
+        )
+    else:
+        text += f"; at {LAMBDA_LEAST_MB} MB, Lambda's least, it would be ${floor:.4f}"
+    return text
 
 
 def rows(run: dict[str, Any], baseline: dict[str, Any], latency: float) -> list[Row]:

@@ -133,6 +133,7 @@ class LocalCloud:
         startup_timeout: float = 60.0,
         account_concurrency: int = lambdas.NEW_ACCOUNT_CONCURRENCY,
         retry_interval_scale: float = 1.0,
+        wait_scale: float = 1.0,
         ttl_interval: float | None = 60.0,
         api_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         state_file: Path | None = None,
@@ -155,6 +156,8 @@ class LocalCloud:
         self.account_concurrency = account_concurrency
         # Multiplies every ASL Retry interval (1 = as on AWS); see localcloud.stepfunctions.
         self.retry_interval_scale = retry_interval_scale
+        # Multiplies every ASL Wait (1 = as on AWS; 0 skips them); see localcloud.stepfunctions.
+        self.wait_scale = wait_scale
         # How often DynamoDB's TTL runs (None: only when expire_ttl is called).
         self.ttl_interval = ttl_interval
         # API Gateway's integration timeout (30 s, as on AWS). Only a load test stretches it: its requests
@@ -268,7 +271,7 @@ class LocalCloud:
             lambdas.forget_modules()
             lambdas.install()
             lambdas.limits.reset(self.account_concurrency)
-            stepfunctions.install(retry_interval_scale=self.retry_interval_scale)
+            stepfunctions.install(retry_interval_scale=self.retry_interval_scale, wait_scale=self.wait_scale)
             moto_fixes.install()
             self.capacity.reset()
             capacity.attach(self.capacity)

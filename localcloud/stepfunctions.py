@@ -28,12 +28,16 @@ is lenient where AWS is not. `install()` patches it, `uninstall()` restores it; 
   moto endpoint and reused, as a service keeps its connections.
 - ASL Retry really sleeps in moto. `retry_interval_scale` (default 1, as AWS) multiplies every retry
   interval, so tests can run long retry policies quickly; it is explicit, never implied.
+- A Wait state really waits in moto too. `wait_scale` (default 1, as AWS) multiplies every wait, whether
+  from Seconds, SecondsPath or a timestamp; 0 skips it. moto measured what it had waited in whole seconds
+  against what it was asked, and waited the rest again: a scaled wait is measured against its scaled length.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +61,7 @@ _lock = threading.RLock()
 # (owner, attribute name) -> the original attribute, for uninstall.
 _originals: dict[tuple[Any, str], Any] = {}
 _retry_interval_scale = 1.0
+_wait_scale = 1.0
 
 
 def payload_bytes(value: Any) -> int:
@@ -416,14 +421,27 @@ def _patch_retry_sleep() -> None:
     _patch(retrier_decl, "time", _ScaledTime(real))
 
 
+def _patch_wait() -> None:
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        # Until the scaled time is up, or the execution ends (a stop or a failure wakes the wait).
+        ends = time.monotonic() + wait_seconds * _wait_scale
+        while env.is_running() and (left := ends - time.monotonic()) > 0:
+            env.program_state_event.wait(left)
+
+    _patch(WaitFunction, "_wait_interval", _wait_interval)
+
+
 # ---------------------------------------------------------------------------------------- lifecycle
-def install(*, retry_interval_scale: float = 1.0) -> None:
-    """Patch moto's ASL interpreter to AWS's behaviour (idempotent; the scale is updated)."""
-    global _retry_interval_scale
-    if retry_interval_scale < 0:
-        raise ValueError("retry_interval_scale must not be negative")
+def install(*, retry_interval_scale: float = 1.0, wait_scale: float = 1.0) -> None:
+    """Patch moto's ASL interpreter to AWS's behaviour (idempotent; the scales are updated)."""
+    global _retry_interval_scale, _wait_scale
+    if retry_interval_scale < 0 or wait_scale < 0:
+        raise ValueError("retry_interval_scale and wait_scale must not be negative")
     with _lock:
         _retry_interval_scale = retry_interval_scale
+        _wait_scale = wait_scale
         if _originals:
             return
         _patch_error_matching()
@@ -432,15 +450,17 @@ def install(*, retry_interval_scale: float = 1.0) -> None:
         _patch_distributed_child_failure()
         _patch_history_limit()
         _patch_retry_sleep()
+        _patch_wait()
         _patch_transition_count()
         _patch_client_reuse()
 
 
 def uninstall() -> None:
     """Restore moto's own behaviour."""
-    global _retry_interval_scale
+    global _retry_interval_scale, _wait_scale
     with _lock:
         for (owner, name), original in reversed(list(_originals.items())):
             setattr(owner, name, original)
         _originals.clear()
         _retry_interval_scale = 1.0
+        _wait_scale = 1.0

@@ -56,10 +56,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         reserve_seconds=settings.request_timeout + settings.safety_margin,
         status_check_interval=settings.status_check_interval,
         checkpoint_seconds=settings.checkpoint_seconds,
+        idle_wait_seconds=settings.idle_wait_seconds,
         segment_bytes=settings.segment_bytes,
         budget=settings.budget_tuning(),
     )
-    answered = run.run(request.batch_id, request.chunk, request.cursor, job_id=request.job_id, offset=request.offset)
+    answered = run.run(request.batch_id, request.chunk, request.cursor, job_id=request.job_id, offset=request.offset,
+                       waits=request.waits)  # fmt: skip
     progress = WorkerOutput.model_validate(answered)
     metrics.add_metric(name="LinesAnswered", unit=MetricUnit.Count, value=progress.cursor - request.cursor)
     return progress.model_dump(mode="json")

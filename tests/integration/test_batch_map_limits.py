@@ -42,7 +42,8 @@ BUCKET = "files"
 SAMPLE = 20
 WORKER = """
 def lambda_handler(event, context):
-    return {"cursor": event["chunk"]["line_count"], "offset": None, "done": True}
+    # The real worker's answer, every key the ASL reads (WorkerOutput, dumped whole).
+    return {"cursor": event["chunk"]["line_count"], "offset": None, "done": True, "wait": None}
 """
 
 

@@ -8,19 +8,25 @@ step again from what is there.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from batchline import batches, files
 from batchline import budget as budget_logic
-from batchline.budget import Claim, Report, Tuning
+from batchline.budget import Claim, Lease, Report, Tuning
 from batchline.data import budgets as budgets_data
 from batchline.data.budgets import BudgetContended, Budgets, Holding
-from batchline.models import BatchRecord
+from batchline.models import BatchCreate, BatchRecord
+from batchline.providers import Outcome
 from batchline.store import Store
 from batchline.worker import ChunkRun
-from tests.integration.test_run_steps import EchoProvider, planned
+from tests.integration.conftest import RecordedRuns, Tenant
+from tests.integration.test_run_steps import EchoProvider, line_ends, planned, request
 from tests.integration.test_run_steps import batch as batch  # the fixture
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
@@ -322,3 +328,147 @@ def test_a_worker_asks_its_jobs_budget_for_what_is_left_of_its_chunk_and_gives_i
     kept = store.budgets.get(batch.job_id)
     assert kept is not None and kept.leases == {}
     assert kept.room == kept.limit
+
+
+# ------------------------------------------------------------------------------ a worker with no share
+# A worker whose grant is 0 is billed for its whole memory while it waits: when the split gives it no share,
+# it leaves, and Step Functions waits (`wait` seconds) before the next invocation, which costs nothing.
+IDLE_WAIT = 30
+INTERVAL = 0.05  # real seconds between a worker's renewals here
+
+
+def unlimited_batch(store: Store, tenant: Tenant, runs: RecordedRuns, lines: int = 10) -> BatchRecord:
+    """A batch of `lines` chat requests with no deadline: 24h batches are served before it."""
+    data = b"".join(json.dumps(request(i)).encode() + b"\n" for i in range(lines))
+    record = files.new_record(tenant.id, filename="in.jsonl", purpose="batch", size=len(data))
+    store.objects.put_bytes(record.s3_key, data)
+    store.files.put(record)
+    create = BatchCreate(input_file_id=record.id, endpoint="/v1/chat/completions", completion_window="unlimited",
+                         job_id=tenant.job.id)  # fmt: skip
+    return batches.create_batch(store, runs, tenant.id, create)
+
+
+def hold_everything(store: Store, job_id: str, holder: str, *, urgent: bool) -> None:
+    """Another batch's worker joins the job's budget wanting all of it (a lease that outlives the test)."""
+    ceiling = store.jobs.get_unscoped(job_id).sla.max_concurrency
+    deadline = time.time() + 86_400 if urgent else None
+    store.budgets.renew(job_id, Holding(holder), Claim(f"batch_{holder}", ceiling, urgent, deadline), None,
+                        now=time.time(), tuning=Tuning(interval=2.0, lease_seconds=600.0), ceiling=ceiling)  # fmt: skip
+
+
+def lease_of(store: Store, batch: BatchRecord) -> Lease | None:
+    kept = store.budgets.get(batch.job_id)
+    return next((lease for lease in kept.leases.values() if lease.batch_id == batch.id), None) if kept else None
+
+
+def idling_worker(store: Store, provider: EchoProvider, in_flight: int = 4) -> ChunkRun:
+    return ChunkRun(store, lambda job: provider, requests_in_flight=in_flight, remaining_seconds=lambda: 900.0,
+                    reserve_seconds=10.0, status_check_interval=INTERVAL, idle_wait_seconds=IDLE_WAIT)  # fmt: skip
+
+
+def test_a_worker_the_split_gives_no_share_leaves_at_once_to_wait_in_step_functions_sending_nothing(
+    store: Store, tenant: Tenant, runs: RecordedRuns
+) -> None:
+    batch = unlimited_batch(store, tenant, runs)
+    chunk = planned(store, batch)[0]
+    hold_everything(store, batch.job_id, "urgent", urgent=True)  # a 24h batch wants the job's whole concurrency
+    provider = EchoProvider()
+
+    answered = idling_worker(store, provider).run(batch.id, chunk, 0, job_id=batch.job_id)
+
+    assert answered == {"cursor": 0, "offset": None, "done": False, "wait": IDLE_WAIT}
+    assert provider.sent == []
+    assert list(store.segments.of_batch(batch.id)) == []
+    kept = store.budgets.get(batch.job_id)
+    assert kept is not None and set(kept.leases) == {"urgent"}  # its lease went back on the way out
+
+
+def test_a_worker_short_only_of_room_stays_until_the_other_holders_give_it_back(
+    store: Store, batch: BatchRecord
+) -> None:
+    # Another 24h batch's worker holds the whole budget until it renews: the split gives this one a share,
+    # the room does not have it yet. Left now, its batch's claim would go with it, and the other batch
+    # would keep everything: it stays, as every worker did before, and sends once the room is there.
+    chunk = planned(store, batch)[0]
+    hold_everything(store, batch.job_id, "other", urgent=True)
+    grants: list[int] = []
+
+    def other_gives_back(**_: Any) -> None:
+        lease = lease_of(store, batch)
+        if lease is not None and not grants:
+            grants.append(lease.grant)
+            store.budgets.release(batch.job_id, Holding("other", lease=store.budgets.get(batch.job_id).leases["other"]))
+
+    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", other_gives_back)
+    provider = EchoProvider()
+
+    answered = idling_worker(store, provider).run(batch.id, chunk, 0, job_id=batch.job_id)
+
+    assert grants == [0]  # it had joined with nothing granted when the other gave its holding back
+    assert answered == {"cursor": 10, "offset": chunk.end_byte, "done": True}
+    assert provider.sent == [str(i) for i in range(10)]
+
+
+def test_a_worker_left_with_no_share_and_nothing_in_flight_for_an_interval_records_its_lines_and_leaves(
+    store: Store, tenant: Tenant, runs: RecordedRuns
+) -> None:
+    batch = unlimited_batch(store, tenant, runs)
+    chunk = planned(store, batch)[0]
+    provider = EchoProvider()
+    send = provider.send
+
+    async def a_24h_batch_arrives_during_line_3(url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
+        if body["messages"][0]["content"] == "3":
+            hold_everything(store, batch.job_id, "urgent", urgent=True)
+            # Line 3 is answered once a renewal has taken this worker's grant away: no line is started after it.
+            while (lease := lease_of(store, batch)) is None or lease.grant > 0:
+                await asyncio.sleep(INTERVAL / 5)
+        return await send(url, body, deadline=deadline)
+
+    provider.send = a_24h_batch_arrives_during_line_3  # type: ignore[method-assign]
+
+    answered = idling_worker(store, provider, in_flight=1).run(batch.id, chunk, 0, job_id=batch.job_id)
+
+    ends = line_ends(store, batch)
+    assert answered == {"cursor": 4, "offset": ends[3], "done": False, "wait": IDLE_WAIT}
+    assert provider.sent == ["0", "1", "2", "3"]
+    # What it answered is recorded before it leaves, and its lease is given back.
+    assert store.batches.get_unscoped(batch.id).request_counts.completed == 4
+    assert lease_of(store, batch) is None
+    # Once the 24h batch is done, the next invocation goes on where this one stopped.
+    kept = store.budgets.get(batch.job_id)
+    assert kept is not None
+    store.budgets.release(batch.job_id, Holding("urgent", lease=kept.leases["urgent"]))
+    provider.send = send  # type: ignore[method-assign]
+    again = idling_worker(store, provider).run(batch.id, chunk, 4, job_id=batch.job_id, offset=ends[3])
+    assert again == {"cursor": 10, "offset": ends[9], "done": True}
+    assert provider.sent == [str(i) for i in range(10)]
+
+
+def test_a_worker_whose_state_machine_would_not_wait_stays_without_a_share_as_before(
+    store: Store, tenant: Tenant, runs: RecordedRuns
+) -> None:
+    # An execution started before the state machine waited (a deploy while batches run) loops straight back
+    # to Work on any answer that is not done: a worker that left there would be invoked again at once, and
+    # again, until the child's history is full. Told the state machine does not wait, it stays.
+    batch = unlimited_batch(store, tenant, runs)
+    chunk = planned(store, batch)[0]
+    hold_everything(store, batch.job_id, "urgent", urgent=True)
+    grants: list[int] = []
+
+    def urgent_batch_ends(**_: Any) -> None:
+        lease = lease_of(store, batch)
+        if lease is not None and not grants:
+            grants.append(lease.grant)
+            store.budgets.release(
+                batch.job_id, Holding("urgent", lease=store.budgets.get(batch.job_id).leases["urgent"])
+            )
+
+    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", urgent_batch_ends)
+    provider = EchoProvider()
+
+    answered = idling_worker(store, provider).run(batch.id, chunk, 0, job_id=batch.job_id, waits=False)
+
+    assert grants == [0]
+    assert answered == {"cursor": 10, "offset": chunk.end_byte, "done": True}
+    assert provider.sent == [str(i) for i in range(10)]

@@ -119,7 +119,7 @@ def cloud(tmp_path: Path, gate: ModuleType) -> Iterator[Cloud]:
     (tmp_path / "app.py").write_text(textwrap.dedent(HANDLERS))
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         lambdas.install()
-        stepfunctions.install(retry_interval_scale=0.001)
+        stepfunctions.install(retry_interval_scale=0.001, wait_scale=0.001)
         try:
             yield Cloud(tmp_path)
         finally:
@@ -423,7 +423,7 @@ def test_a_reservation_that_leaves_less_than_100_unreserved_is_refused_as_lambda
     )
 
 
-# -------------------------------------------------------------------------------------- retry scale
+# --------------------------------------------------------------------------------- retry and wait scale
 def test_retry_intervals_are_scaled_only_when_asked(cloud: Cloud) -> None:
     fail = cloud.function("fail")
     # 3 retries of 100 s each would take five minutes unscaled; at 0.001 they take 0.3 s.
@@ -436,6 +436,21 @@ def test_retry_intervals_are_scaled_only_when_asked(cloud: Cloud) -> None:
     assert output(execution)["fault"]["Error"] == "ValueError"
     history = cloud.sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
     assert sum(e["type"] == "TaskFailed" for e in history) == 4
+
+
+def test_a_wait_state_waits_its_seconds_path_scaled_as_asked_and_goes_on(cloud: Cloud) -> None:
+    # 30 s unscaled; at 0.001, 30 ms. moto's Wait measures what it waited in whole seconds against what it
+    # was asked: scaled by a sleep alone, a wait that is short of its seconds would start again, forever.
+    waited = {"Type": "Wait", "SecondsPath": "$.wait", "Next": "Finalize"}
+    definition = {"StartAt": "Idle", "States": {"Idle": waited, "Finalize": FINALIZE}}
+    began = time.monotonic()
+
+    execution = cloud.run(definition, {"wait": 30})
+
+    assert execution["status"] == "SUCCEEDED"
+    assert time.monotonic() - began < 10
+    history = cloud.sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    assert [e["type"] for e in history if e["type"].startswith("Wait")] == ["WaitStateEntered", "WaitStateExited"]
 
 
 # --------------------------------------------------------------------------------------------- metering

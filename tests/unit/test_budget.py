@@ -6,7 +6,19 @@ import random
 
 import pytest
 
-from batchline.budget import Budget, Claim, Lease, Report, Share, Tuning, max_min_fair, release, renew, split
+from batchline.budget import (
+    Budget,
+    Claim,
+    Lease,
+    Report,
+    Share,
+    Tuning,
+    max_min_fair,
+    release,
+    renew,
+    share_of,
+    split,
+)
 
 TUNING = Tuning(interval=2.0, lease_seconds=10.0)
 
@@ -68,6 +80,19 @@ def test_a_batch_known_only_by_its_share_takes_its_part_of_the_split() -> None:
     leases = {"a1": lease("a", 8)}
     shares = split(12, leases, {"b": Share(want=20, holders=3, urgent=False, deadline=None), "a": SHARE_IGNORED})
     assert shares == {"a1": 6}
+
+
+def test_a_holders_share_is_none_when_others_come_first_not_when_the_room_is_short() -> None:
+    # A 24h batch holds everything; an unlimited batch's holder is given no share, a 24h one half, though
+    # neither has a grant until the first holder renews and gives back what is over its own share.
+    budget, _ = renew(Budget.fresh(8), "d1", claim("daily", 8, urgent=True, deadline=500.0), None, 0.0, TUNING,
+                      ceiling=8)  # fmt: skip
+    budget, unlimited = renew(budget, "u1", claim("unlimited", 8), None, 0.1, TUNING, ceiling=8)
+    budget, daily = renew(budget, "d2", claim("daily-2", 8, urgent=True, deadline=600.0), None, 0.2, TUNING, ceiling=8)
+
+    assert (unlimited, share_of(budget, "u1")) == (0, 0)
+    assert (daily, share_of(budget, "d2")) == (0, 4)
+    assert share_of(budget, "gone") == 0
 
 
 # ------------------------------------------------------------------------------------------ the grants

@@ -284,3 +284,42 @@ def test_a_shrink_starts_a_new_regime_even_when_what_is_in_flight_already_fits()
         return limiter.within_since
 
     assert asyncio.run(main()) == 11.0
+
+
+class SharingBudgets:
+    """Grants and shares what it is told, one (grant, share) a renewal; None: the renewal is contended."""
+
+    def __init__(self, *steps: tuple[int, int] | None) -> None:
+        self.steps = list(steps)
+
+    def renew(self, job_id: str, holding: Any, *args: Any, **_: Any) -> int:
+        step = self.steps.pop(0)
+        if step is None:
+            raise BudgetContended("lost every race")
+        grant, holding.share = step
+        return grant
+
+
+def test_a_pacer_is_idle_only_while_the_split_gives_it_no_share_and_nothing_is_in_flight() -> None:
+    # No share (0, 0) is idle; no grant for want of room only (0, 4) is not, nor a renewal whose share is not
+    # known (contended), nor one with a request still in flight from an earlier grant.
+    budgets = SharingBudgets((0, 0), (0, 0), (0, 4), (0, 0), None, (0, 0), (2, 2), (0, 0), (0, 0))
+    pacer = Pacer(budgets, JOB, BATCH, tuning=Tuning(interval=2.0, lease_seconds=10.0), holder="w1",
+                  clock=lambda: 1000.0)  # fmt: skip
+
+    async def main() -> list[int]:
+        seen = [(await pacer.acquire(8), pacer.idle_renewals)[1]]
+        for _ in range(5):
+            await pacer.renew()
+            seen.append(pacer.idle_renewals)
+        await pacer.renew()  # granted 2: one starts, and is still in flight at the next renewal
+        assert pacer.limiter.try_acquire()
+        seen.append(pacer.idle_renewals)
+        await pacer.renew()
+        seen.append(pacer.idle_renewals)
+        pacer.limiter.release()
+        await pacer.renew()
+        seen.append(pacer.idle_renewals)
+        return seen
+
+    assert asyncio.run(main()) == [1, 2, 0, 1, 0, 1, 0, 0, 1]

@@ -13,6 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchline.worker import idle_wait
+from localcloud.template import load_template
+
 ROOT = Path(__file__).resolve().parents[2]
 MACHINE: dict[str, Any] = json.loads((ROOT / "statemachine" / "batch.asl.json").read_text())
 CHILD: dict[str, Any] = MACHINE["States"]["Chunks"]["ItemProcessor"]
@@ -23,6 +26,7 @@ EXECUTION_EVENTS = 2
 MAP_EVENTS = 6
 THROTTLED = "Lambda.TooManyRequestsException"
 DAY = 24 * 3600
+YEAR = 365 * DAY  # a Standard execution's longest run
 
 
 def attempts(task: dict[str, Any]) -> int:
@@ -99,3 +103,29 @@ def test_every_lambda_task_retries_throttling_alike() -> None:
     tasks = [s for s in [*MACHINE["States"].values(), *CHILD["States"].values()] if s["Type"] == "Task"]
 
     assert len({json.dumps(throttle_retrier(task), sort_keys=True) for task in tasks}) == 1
+
+
+def waits_within(seconds: float) -> int:
+    """How many times a worker with no share leaves and waits in `seconds` of its batch's run (worker.idle_wait)."""
+    base = int(load_template(ROOT / "template.yaml")["Parameters"]["IdleWaitSeconds"]["Default"])
+    waited, count = 0.0, 0
+    while waited < seconds:
+        waited += idle_wait(base, 0.0, waited)
+        count += 1
+    return count
+
+
+def test_a_chunk_waiting_a_year_for_a_share_of_its_jobs_budget_fills_under_half_its_history() -> None:
+    states = CHILD["States"]
+    idle = states["Chunk done?"]["Choices"][1]
+    wait = states[idle["Next"]]
+    assert (idle["Variable"], wait["Type"], wait["SecondsPath"], wait["Next"]) == (
+        "$.progress.wait", "Wait", "$.progress.wait", "Work"
+    )  # fmt: skip
+    # Each wait: an invocation that leaves at once (its first attempt), the Choice, the Wait.
+    cycle = 2 + EVENTS_PER_ATTEMPT + visit_events(states["Chunk done?"]) + visit_events(wait)
+
+    assert cycle == 9
+    # A 24h batch's window ends its waiting; an unlimited batch's waits grow with its age.
+    assert EXECUTION_EVENTS + waits_within(DAY) * cycle < MAX_EVENTS / 5
+    assert EXECUTION_EVENTS + waits_within(YEAR) * cycle < MAX_EVENTS / 2

@@ -55,14 +55,22 @@ def test_each_task_model_has_the_keys_the_asl_sends_and_reads(
             {"status": "in_progress", "manifest_key": "work/b/manifest.json", "max_concurrency": 4, "job_id": "job_1"},
         ),
         (PlanOutput, {"status": "failed", "manifest_key": None, "max_concurrency": 1, "job_id": "job_1"}),
-        (WorkerOutput, {"cursor": 40, "offset": 8192, "done": False}),
-        (WorkerOutput, {"cursor": 40, "offset": None, "done": True}),
+        (WorkerOutput, {"cursor": 40, "offset": 8192, "done": False, "wait": None}),
+        (WorkerOutput, {"cursor": 40, "offset": None, "done": True, "wait": None}),
+        (WorkerOutput, {"cursor": 40, "offset": 8192, "done": False, "wait": 30}),
         (FinalizeOutput, {"status": "completed"}),
     ],
 )
 def test_an_answer_is_dumped_as_the_core_gave_it_null_included(model: type[BaseModel], answer: dict[str, Any]) -> None:
     # ResultSelector fails the state on a path that finds nothing: a null manifest_key must stay.
     assert json.dumps(model.model_validate(answer).model_dump(mode="json")) == json.dumps(answer)
+
+
+def test_a_worker_answer_without_a_wait_still_has_the_key_the_asl_reads() -> None:
+    # The core's answer names `wait` only when the worker left for want of a share; ResultSelector reads it always.
+    dumped = WorkerOutput.model_validate({"cursor": 40, "offset": 8192, "done": False}).model_dump(mode="json")
+
+    assert dumped == {"cursor": 40, "offset": 8192, "done": False, "wait": None}
 
 
 @pytest.mark.parametrize(("name", "model"), [("plan", PlanInput), ("worker", WorkerInput), ("finalize", FinalizeInput)])

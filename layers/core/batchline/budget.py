@@ -206,6 +206,17 @@ def renew(
     return after, grant
 
 
+def share_of(budget: Budget, holder: str) -> int:
+    """What the split gives `holder` of the capacity now: its grant grows to this as the room allows.
+
+    0 when others come first, not when the room is only short for now: a holder over its share gives the
+    difference back at its own next renewal, so a holder with a share but no grant yet has it soon.
+    """
+    if holder not in budget.leases:
+        return 0
+    return split(budget.capacity, budget.leases, budget.shares)[holder]
+
+
 def release(budget: Budget, holder: str) -> Budget:
     """The budget without `holder`: what it held goes to its batch's pool, and the pool back to the room once
     no lease of the batch is left."""

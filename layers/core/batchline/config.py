@@ -64,6 +64,11 @@ class WorkerSettings(CoreSettings):
     # How often a worker records what it has answered (the template's CheckpointSeconds): counts and cost
     # move at this pace, and a worker that dies re-sends at most this long's lines plus those in flight.
     checkpoint_seconds: float = Field(default=10.0, gt=0, le=300, description="Seconds between checkpoints.")
+    # How long a worker the job's budget gives no share has Step Functions wait before it asks again, at
+    # least (the template's IdleWaitSeconds; worker.idle_wait makes it longer as the batch ages).
+    idle_wait_seconds: int = Field(
+        default=30, ge=1, le=3600, description="Seconds a worker with no share waits before it asks again."
+    )
     # What a worker holds before it records it, whatever the time: one checkpoint's part files, at most.
     segment_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="Answer bytes per checkpoint, at most.")
     allow_private_backends: bool = Field(description="Upstreams may be loopback and private addresses.")

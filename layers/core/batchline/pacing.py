@@ -163,6 +163,10 @@ class Pacer:
         self.limiter = Limiter(0, monotonic=monotonic)
         self.interval = Interval()
         self.want = 0  # what it asks for at each renewal: none once it has no more lines to start
+        # Renewals in a row, its acquire included, that gave it no share (data.budgets.Holding.share), so no
+        # grant, and found nothing in flight. Nothing starts at a grant of 0: two in a row bound an interval
+        # it idled through whole.
+        self.idle_renewals = 0
         self._lease_ends = 0.0
         self._interval_began = monotonic()
 
@@ -212,10 +216,14 @@ class Pacer:
         except BudgetContended:
             logger.warning("Budget renewal contended", extra={"job_id": self.job_id, "holder": self.holding.holder})
             self.lapse()
+            self.idle_renewals = 0  # its share is not known: it stays, as it would have
             return self.limiter.size
         # A renewal that changed nothing may not have been written (budget.renew): half a lease is what is sure.
         self._lease_ends = now + self.tuning.lease_seconds / 2
         self.limiter.resize(grant)
+        # No grant because the room is short only is not idle: the room comes back at the others' renewals.
+        idle = grant == 0 and self.holding.share == 0 and self.limiter.in_flight == 0
+        self.idle_renewals = self.idle_renewals + 1 if idle else 0
         return grant
 
     async def release(self) -> None:

@@ -13,19 +13,24 @@ same cursor finds them, commits the last one if it was kept but not committed, a
 end, so no line answered before the last checkpoint goes upstream again. The lines it did not reach
 are the next invocation's (the state machine loops until `done`); lines that a cancel or the window's
 end stops are answered by finalize.
+
+An invocation that the job's budget gives no share (others come first) would be billed for its memory
+while it waits for one: it leaves instead, at its acquire or once it has idled a whole renewal interval
+with nothing in flight, and answers `wait`, the seconds Step Functions waits before the next invocation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, Literal
 
 from batchline.budget import Tuning
 from batchline.data.table import Backoff
@@ -56,6 +61,25 @@ CHECKPOINT_TASK = "checkpoint"
 MIN_RANGE = 64 * 1024
 FIRST_RANGE = 256 * 1024
 MAX_RANGE = 8 * 1024 * 1024
+# A worker with no share leaves after this many renewals in a row found it idle (Pacer.idle_renewals): the
+# interval between two of them passed whole with no grant and nothing in flight.
+IDLE_RENEWALS = 2
+# A wait is at least this share of how long the batch has run (idle_wait): see there.
+IDLE_WAIT_SHARE = 0.01
+# Why the send loop ended before the chunk's lines did, if it did: the batch stopped, or no share.
+Ending = Literal["stopped", "idle"] | None
+
+
+def idle_wait(base: int, running_since: float | None, now: float) -> int:
+    """Seconds a worker with no share has Step Functions wait: `base`, or a hundredth of the batch's run so far.
+
+    Each wait costs its chunk's history 9 events (the Work task's 5, the Choice's 2, the Wait's 2), and a
+    history holds 25,000: at a fixed 30 s, a day of waiting alone would take up to 25,920, and a batch of the
+    unlimited window may wait as long as 24h batches keep the job busy. Growing with the batch's age, the
+    waits of a whole year (an execution's longest life) are about 1,030: some 9,300 events.
+    """
+    age = max(0.0, now - running_since) if running_since is not None else 0.0
+    return max(base, math.ceil(age * IDLE_WAIT_SHARE))
 
 
 def stopped_reason(status: str, expires_at: float | None, now: float) -> str | None:
@@ -106,6 +130,7 @@ class ChunkRun:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = random.random,
         commit_attempts: int = COMMIT_ATTEMPTS,
+        idle_wait_seconds: int = 30,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -124,11 +149,25 @@ class ChunkRun:
         self.clock = clock
         self.monotonic = monotonic
         self.commits = Backoff(attempts=commit_attempts, sleep=sleep, random=random)
+        # The shortest wait of a worker that leaves with no share (idle_wait).
+        self.idle_wait_seconds = idle_wait_seconds
 
     def run(
-        self, batch_id: str, chunk: Chunk, cursor: int, *, job_id: str | None = None, offset: int | None = None
+        self,
+        batch_id: str,
+        chunk: Chunk,
+        cursor: int,
+        *,
+        job_id: str | None = None,
+        offset: int | None = None,
+        waits: bool = True,
     ) -> dict[str, Any]:
-        """Answer lines from `cursor` (at byte `offset`) on; `{cursor, offset, done}` for the state machine's loop."""
+        """Answer lines from `cursor` (at byte `offset`) on; `{cursor, offset, done}` for the state machine's loop,
+        and `wait` (seconds) when it left for want of a share of its job's budget.
+
+        `waits`: the state machine waits when an answer names `wait`. One from before it did would invoke a
+        worker that left again at once: then a worker with no share stays, as it did.
+        """
         if job_id is None:  # a run planned before the payload named its job
             job_id = self.store.batches.get_unscoped(batch_id).job_id
         kept, batch, job = self.store.invocation(batch_id, job_id, chunk.chunk, cursor)
@@ -138,7 +177,7 @@ class ChunkRun:
         if cursor >= chunk.line_count or stopped_reason(batch.status, batch.expires_at, self.clock()):
             return {"cursor": cursor, "offset": offset, "done": True}
         try:
-            return asyncio.run(self._run(batch, job, chunk, cursor, offset))
+            return asyncio.run(self._run(batch, job, chunk, cursor, offset, waits))
         except BaseExceptionGroup as group:  # the send loop's task group: the first failure is the invocation's
             raise group.exceptions[0] from None
 
@@ -151,7 +190,7 @@ class ChunkRun:
         return answer
 
     async def _run(
-        self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int, offset: int | None
+        self, batch: BatchRecord, job: JobRecord, chunk: Chunk, cursor: int, offset: int | None, waits: bool
     ) -> dict[str, Any]:
         start = chunk.start_byte if offset is None else offset
         reading = _Reading(self)
@@ -174,20 +213,31 @@ class ChunkRun:
             async with asyncio.TaskGroup() as tasks:
                 log = _Log(self, batch.id, chunk, (cursor, offset), tasks)
                 await pacer.acquire(want)
-                watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock)
+                if waits and pacer.idle_renewals:
+                    # Others come first: it leaves before it reads or sends anything.
+                    logger.info("No share of the job's budget; waiting", extra={"batch_id": batch.id})
+                    await pacer.release()
+                    return self._waiting(batch, {"cursor": cursor, "offset": offset, "done": False})
+                watch = _Watch(self.store, batch, pacer, self.status_check_interval, self.clock, leaves=waits)
                 try:
                     # Every attempt the lines' tasks make, retried ones too, is reported to the pacer.
                     with observing_attempts(pacer):
-                        stopped = await self._send_all(batch, provider, lines, pacer, watch, log, reading)
+                        ending = await self._send_all(batch, provider, lines, pacer, watch, log, reading)
                         # The lease goes back only once nothing is in flight: until then it is this worker's.
                         await log.answered()
                 finally:
                     await watch.close()
-                return await log.finish(stopped)
+                answer = await log.finish(ending == "stopped")
+                return self._waiting(batch, answer) if ending == "idle" and not answer["done"] else answer
         finally:
             await provider.aclose()
             with contextlib.suppress(ValueError):  # still running in its reading thread: it ends with the loop
                 blocks.close()  # the GET under way gives its connection back
+
+    def _waiting(self, batch: BatchRecord, answer: dict[str, Any]) -> dict[str, Any]:
+        """`answer` with the seconds Step Functions waits before the next invocation (idle_wait)."""
+        running_since = batch.in_progress_at or batch.created_at
+        return {**answer, "wait": idle_wait(self.idle_wait_seconds, running_since, self.clock())}
 
     async def _send_all(
         self,
@@ -198,11 +248,12 @@ class ChunkRun:
         watch: _Watch,
         log: _Log,
         reading: _Reading,
-    ) -> bool:
-        """Send lines in order, what is in flight following the job's budget, until done, out of time, or stopped.
+    ) -> Ending:
+        """Send lines in order, what is in flight following the job's budget, until done, out of time, stopped,
+        or idle with no share.
 
         Lines are started strictly in order, so what was started is a prefix of `lines`; each answer goes to
-        the log, which commits its answered prefix at every checkpoint. True if the batch stopped.
+        the log, which commits its answered prefix at every checkpoint.
         """
         deadline = self.monotonic() + self.remaining_seconds() - self.reserve_seconds
         gate = pacer.limiter
@@ -223,8 +274,8 @@ class ChunkRun:
         stopped = False
         number = 0
         async for _start, end, raw in _read_ahead(lines):
-            if not await _admit(gate, log, deadline - self.monotonic(), watch.stopped):
-                break  # out of time, or the batch stopped while no slot (or no room) was free (said below)
+            if not await _admit(gate, log, deadline - self.monotonic(), watch.stopped, watch.idle):
+                break  # out of time, the batch stopped, or no share, while no slot (or no room) was free (below)
             if log.closed:
                 gate.release()
                 break
@@ -246,7 +297,12 @@ class ChunkRun:
         log.started(number)
         if not stopped and self.clock() >= (batch.expires_at or float("inf")):
             stopped = True
-        return stopped
+        if stopped:
+            return "stopped"
+        if watch.idle.is_set():
+            logger.info("No share of the job's budget for an interval; waiting", extra={"batch_id": batch.id})
+            return "idle"
+        return None
 
     def _record(
         self, batch_id: str, chunk: int, cursor: int, answers: list[_Answer], done: bool
@@ -460,15 +516,15 @@ def _runs(answers: list[_Answer]) -> list[int]:
     return runs
 
 
-async def _admit(gate: Limiter, log: _Log, timeout: float, stopped: asyncio.Event) -> bool:
-    """Take a slot of the gate once the log has room, waiting at most `timeout` and only while the batch runs
-    and the log takes answers; False if not taken."""
+async def _admit(gate: Limiter, log: _Log, timeout: float, *stopping: asyncio.Event) -> bool:
+    """Take a slot of the gate once the log has room, waiting at most `timeout` and only until one of
+    `stopping` is set or the log takes no more answers; False if not taken."""
     if log.room.is_set() and gate.try_acquire():
         return True
     if timeout <= 0:
         return False
     ends = time.monotonic() + timeout
-    stops = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(log.stopped.wait())]
+    stops = [asyncio.ensure_future(event.wait()) for event in (*stopping, log.stopped)]
     try:
         for wait in (log.room.wait, gate.acquire):
             step = asyncio.ensure_future(wait())
@@ -487,11 +543,20 @@ async def _admit(gate: Limiter, log: _Log, timeout: float, stopped: asyncio.Even
 class _Watch:
     """Every interval, off the event loop: the batch's state and the job's budget in one read, then the renewal.
 
-    In its own task, so a worker whose grant is full (or none) still renews, and still hears of a cancel.
+    In its own task, so a worker whose grant is full (or none) still renews, and still hears of a cancel;
+    if it `leaves`, `idle` is set once the budget has given it no share, and it has had nothing in flight, an
+    interval whole.
     """
 
     def __init__(
-        self, store: Store, batch: BatchRecord, pacer: Pacer, interval: float, clock: Callable[[], float]
+        self,
+        store: Store,
+        batch: BatchRecord,
+        pacer: Pacer,
+        interval: float,
+        clock: Callable[[], float],
+        *,
+        leaves: bool = True,
     ) -> None:
         self.store = store
         self.batch = batch
@@ -500,6 +565,8 @@ class _Watch:
         self.clock = clock
         self.state: tuple[str, float | None] = (batch.status, batch.expires_at)
         self.stopped = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.leaves = leaves
         self._closing = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
@@ -515,6 +582,8 @@ class _Watch:
                 if stopped_reason(look.status, look.expires_at, self.clock()):
                     self.stopped.set()
                 await self.pacer.renew(look.summary, look.share)
+                if self.leaves and self.pacer.idle_renewals >= IDLE_RENEWALS:
+                    self.idle.set()
             except Exception:  # noqa: BLE001  # a failed poll must not lose the lines in flight; the next may pass
                 logger.exception("Status and budget poll failed", extra={"batch_id": self.batch.id})
                 self.pacer.lapse()

@@ -75,6 +75,7 @@ class Holding:
     shares: dict[str, Share] | None = None  # the other batches' shares as last read
     batches: int | None = None  # the summary's `members` that `shares` goes with
     shares_read: float = 0.0  # when
+    share: int | None = None  # what the split gave it at its last renewal (budget.share_of); None before one
 
 
 def _number(value: float | None) -> Decimal | None:
@@ -294,6 +295,7 @@ class Budgets:
             after, grant = logic.renew(budget, holding.holder, claim, report, now, tuning, ceiling=ceiling,
                                        adapting=adapting, draw=self._random())  # fmt: skip
             if after.version == budget.version:
+                holding.share = logic.share_of(after, holding.holder)
                 return grant  # nothing to write (see budget.renew)
             if adapting:
                 refused = self._adapt(job_id, budget, after)
@@ -306,6 +308,7 @@ class Budgets:
                 holding.lease = after.leases[holding.holder]
                 holding.leases = dict(after.leases)
                 holding.pool = after.pools.get(batch_id, 0)
+                holding.share = logic.share_of(after, holding.holder)
                 return grant
             budget = None
         raise BudgetContended(f"Renewing a lease on job {job_id}'s budget conflicted {self._attempts} times.")

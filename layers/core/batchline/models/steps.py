@@ -2,8 +2,8 @@
 
 Plan gets `{batch_id}`; its ResultSelector reads every key of the answer, so `manifest_key` is there
 even when null (a JSONPath that finds nothing fails the state). Each item of the Map is a Chunk of
-the manifest; Work gets `{batch_id, job_id, chunk, cursor, offset}` and answers `{cursor, offset,
-done}`. Finalize gets `{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None
+the manifest; Work gets `{batch_id, job_id, chunk, cursor, offset, waits}` and answers `{cursor,
+offset, done, wait}`. Finalize gets `{batch_id, fault}` and answers `{status}`. Answers are dumped whole, None
 kept: their keys are the ASL's.
 """
 
@@ -53,6 +53,9 @@ class WorkerInput(Model):
     cursor: int
     # The byte where line `cursor` starts (None: the chunk's start, then skip `cursor` lines).
     offset: int | None = None
+    # The state machine waits when the answer names `wait`; False in runs from before it did, which would
+    # invoke a worker that left for want of a share again at once (ChunkRun.run).
+    waits: bool = False
 
 
 class WorkerOutput(Model):
@@ -61,6 +64,8 @@ class WorkerOutput(Model):
     cursor: int
     offset: int | None
     done: bool
+    # Seconds Step Functions waits before the next invocation: the job's budget gave this one no share.
+    wait: int | None = None
 
 
 class FinalizeInput(Model):
