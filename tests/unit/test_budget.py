@@ -75,6 +75,19 @@ def test_batches_share_fairly_however_many_holders_each_has() -> None:
     assert (shares["a2"], shares["a3"], shares["a1"]) == (4, 2, 0)
 
 
+def test_the_split_is_in_whole_workers_when_there_is_one_for_every_batch() -> None:
+    # Three batches of four 100-wanting workers on 400: two, one and one workers full, not four a third empty.
+    leases = {f"{b}{i}": lease(b, 100, deadline=d) for b, d in (("a", 1.0), ("b", 2.0), ("c", 3.0)) for i in range(4)}
+    shares = split(400, leases)
+    assert sorted(shares.values(), reverse=True)[:5] == [100, 100, 100, 100, 0]
+    assert [sum(v for h, v in shares.items() if h[0] == b) for b in "abc"] == [200, 100, 100]
+    # Fewer workers' worth than batches: every batch moves, unit by unit.
+    shares = split(250, leases)
+    assert [sum(v for h, v in shares.items() if h[0] == b) for b in "abc"] == [84, 83, 83]
+    shares = split(150, leases)
+    assert [sum(v for h, v in shares.items() if h[0] == b) for b in "abc"] == [50, 50, 50]
+
+
 def test_a_batch_known_only_by_its_share_takes_its_part_of_the_split() -> None:
     # A holder reads only its own batch's leases: the other batches come as shares, wants summed.
     leases = {"a1": lease("a", 8)}

@@ -38,6 +38,8 @@ from typing import Any
 URGENT_WINDOW = "24h"
 # How many holders' worth of the limit, together, decide a decrease (see adapt).
 DECIDERS = 8
+# How many of a batch's holders, an interval, give its pool back to a room below zero (see renew).
+GIVERS = 2
 # Statuses a backend answers when it is overloaded, not when a request is wrong.
 THROTTLE_STATUSES = frozenset({429, 503})
 
@@ -187,6 +189,11 @@ def renew(
     room = budget.room - taken
     excess = max(pool + others + lease.held - shares.get(batch, 0), math.ceil(-room))
     given = max(0, min(excess, pool))
+    mates = sum(1 for v in viewed.values() if v.batch_id == batch)
+    if room < 0 and draw >= min(1.0, GIVERS / mates):
+        # Below zero (a cut limit) every holder shrinks at once, and nobody can take from the room until it
+        # is back above zero: the pool gathers what its batch's holders free, and a few of them give it back.
+        given = 0
     pool -= given
     room += given
     after = dataclasses.replace(
@@ -305,19 +312,31 @@ def batches_of(leases: Mapping[str, Lease], shares: Mapping[str, Share]) -> dict
 
 def allot(capacity: int, batches: Mapping[str, Share]) -> dict[str, int]:
     """Each batch's share of `capacity`: 24h batches first, max-min fair between the batches of a class, what
-    does not divide evenly to the earliest deadline."""
+    does not divide evenly to the earliest deadline.
+
+    In whole workers when the capacity holds one for every batch that wants any: a worker is billed for its
+    memory while it waits, so three batches on four workers' worth get two, one and one workers, not four
+    workers a third empty each. What is left below one worker's want, or all of it when there are more
+    batches than workers' worth, is split unit by unit (every batch moves).
+    """
 
     def priority(batch_id: str) -> tuple[bool, float, str]:
         share = batches[batch_id]
         return (not share.urgent, share.deadline if share.deadline is not None else math.inf, batch_id)
 
-    given: dict[str, int] = {}
-    left = capacity
-    for urgent in (True, False):
-        order = sorted((b for b, s in batches.items() if s.urgent is urgent), key=priority)
-        for batch_id, share in max_min_fair(left, order, {b: batches[b].want for b in order}).items():
-            left -= share
-            given[batch_id] = share
+    # A worker's want: the most any batch's holders want each, on average.
+    quantum = max((math.ceil(s.want / s.holders) for s in batches.values() if s.holders and s.want), default=1)
+    order = sorted(batches, key=priority)
+    given = dict.fromkeys(order, 0)
+    wanting = sum(1 for s in batches.values() if s.want > 0)
+    for unit in (quantum, 1) if capacity // quantum >= wanting else (1,):
+        left = capacity - sum(given.values())
+        for urgent in (True, False):
+            ranked = [b for b in order if batches[b].urgent is urgent]
+            wants = {b: (batches[b].want - given[b]) // unit for b in ranked}
+            for batch_id, slots in max_min_fair(left // unit, ranked, wants).items():
+                given[batch_id] += slots * unit
+                left -= slots * unit
     return given
 
 

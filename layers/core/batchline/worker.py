@@ -61,9 +61,9 @@ CHECKPOINT_TASK = "checkpoint"
 MIN_RANGE = 64 * 1024
 FIRST_RANGE = 256 * 1024
 MAX_RANGE = 8 * 1024 * 1024
-# A worker with no share leaves after this many renewals in a row found it idle (Pacer.idle_renewals): the
-# interval between two of them passed whole with no grant and nothing in flight.
-IDLE_RENEWALS = 2
+# A worker with no share leaves once a renewal finds it idle (Pacer.idle_renewals): no grant, nothing in flight
+# and others first. Each renewal more it stayed would be an interval billed for nothing.
+IDLE_RENEWALS = 1
 # A wait is at least this share of how long the batch has run (idle_wait): see there.
 IDLE_WAIT_SHARE = 0.01
 # Why the send loop ended before the chunk's lines did, if it did: the batch stopped, or no share.
