@@ -125,8 +125,9 @@ def main() -> None:
     ratio = shared["per_line"] / alone["per_line"]
 
     def told(run: dict[str, Any]) -> str:
-        return (f"{run['lines']:,} lines, {run['gb_seconds']:.2f} GB-s ({run['memory_mb']} MB worker), "
-                f"{run['invocations']} worker invocations, {run['waits']} waits, {run['wall_seconds']:.0f} s")  # fmt: skip
+        used = f"{run['gb_seconds']:.2f} GB-s ({run['memory_mb']} MB worker)"
+        return (f"{run['lines']:,} lines, {used}, {run['invocations']} worker invocations, {run['waits']} waits, "
+                f"{run['wall_seconds']:.0f} s")  # fmt: skip
 
     rows = [
         Row(
