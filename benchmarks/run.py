@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # In the order of the table: orchestration first, then the worker, plan, the api, the local cloud.
-BENCHMARKS = ["cost", "budget", "worker", "validation", "coldstart", "e2e"]
+BENCHMARKS = ["cost", "budget", "sharing", "worker", "validation", "coldstart", "e2e"]
 TIMEOUT_SECONDS = 1200
 
 

@@ -38,7 +38,7 @@ from typing import Any
 URGENT_WINDOW = "24h"
 # How many holders' worth of the limit, together, decide a decrease (see adapt).
 DECIDERS = 8
-# How many of a batch's holders, an interval, give its pool back to a room below zero (see renew).
+# How many of a batch's holders, an interval, move its pool to or from the room (see renew).
 GIVERS = 2
 # Statuses a backend answers when it is overloaded, not when a request is wrong.
 THROTTLE_STATUSES = frozenset({429, 503})
@@ -177,7 +177,12 @@ def renew(
     # write the job's summary once between them, not once each.
     need = max(0, target - had)
     taken = 0
-    if need > pool:
+    # When every holder of a batch moves at once (a cut, a batch joining or leaving), a few of them move its
+    # pool to or from the room for all of them, not each: the summary takes a few writes a batch, not one a
+    # holder. A holder alone in its batch always does.
+    mates = sum(1 for v in viewed.values() if v.batch_id == batch)
+    acting = draw < min(1.0, GIVERS / mates)
+    if need > pool and acting:
         taken = max(0, min(max(need - pool, shares.get(batch, 0) - others - had - pool), math.floor(budget.room)))
         pool += taken
     # A room below zero (a cut limit) is what every batch must give back: no grant keeps any of it.
@@ -189,10 +194,9 @@ def renew(
     room = budget.room - taken
     excess = max(pool + others + lease.held - shares.get(batch, 0), math.ceil(-room))
     given = max(0, min(excess, pool))
-    mates = sum(1 for v in viewed.values() if v.batch_id == batch)
-    if room < 0 and draw >= min(1.0, GIVERS / mates):
-        # Below zero (a cut limit) every holder shrinks at once, and nobody can take from the room until it
-        # is back above zero: the pool gathers what its batch's holders free, and a few of them give it back.
+    if not acting:
+        # Its batch's pool gathers what the batch's holders free (a cut shrinks them all at once, a batch
+        # joining shrinks many), and a few of them give it back for all.
         given = 0
     pool -= given
     room += given
