@@ -40,7 +40,7 @@ MOCK_LATENCY_MS = 1_000
 WORKERS_PER_BATCH = 4
 REQUESTS_PER_WORKER = 100
 SHARING = 4
-WAIT_SCALE = 0.1
+WAIT_SCALE = 1.0
 TARGET = 1.25
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 
@@ -106,6 +106,10 @@ def measure(lines: int) -> tuple[dict[str, Any], dict[str, Any]]:
     from localcloud import LocalCloud
 
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    # The mock's latency is fixed; what the workers would measure on top is this one-process emulator's
+    # scheduling on a shared machine, not a backend's queueing: only a median over 5 s counts as rising
+    # (as tests/e2e/test_backend_sharing.py has it), so the limit stays the job's and both runs compare.
+    os.environ["BUDGET_LATENCY_FLOOR"] = "5.0"
     with contextlib.redirect_stderr(io.StringIO()), LocalCloud(port=0, wait_scale=WAIT_SCALE) as cloud:
         from batchline.observability import logger
 

@@ -111,6 +111,20 @@ def test_a_polled_renewal_with_nobody_joining_or_leaving_reads_no_lease_and_writ
     assert calls.seen.count("Query") == 1
 
 
+def test_a_batch_that_starts_wanting_again_is_split_with_at_the_others_next_poll(store: Store) -> None:
+    # Batch a's only worker left to wait (its share was none); when its chunk's next worker joins, b's holder,
+    # which has not read the shares since, must make room at its next poll, not a lease later.
+    budgets = store.budgets
+    a, b = Holding("a1"), Holding("b1")
+    renew(budgets, b, "batch_b", None, 0.0)  # all 8
+    renew(budgets, a, "batch_a", None, 0.5)  # a's share 4, no room yet
+    budgets.release(JOB, a)  # a leaves: b grows back to 8 at its next poll
+    assert renew(budgets, b, "batch_b", Report(in_flight=8), 2.0, **polled(store, "batch_b")) == 8
+    renew(budgets, Holding("a2"), "batch_a", None, 3.0)  # a's chunk is back
+    assert renew(budgets, b, "batch_b", Report(in_flight=8), 4.0, **polled(store, "batch_b")) == 4
+    assert_room_exact(store)
+
+
 def test_a_hundred_holders_on_one_job_keep_to_their_batches_partitions(store: Store) -> None:
     budgets = store.budgets
     holdings = [Holding(f"h{i}") for i in range(HOLDERS)]
@@ -138,6 +152,7 @@ def test_two_holders_growing_from_the_same_read_never_take_more_than_the_limit(s
     budgets.release(JOB, a)  # the room is all 8 again; both holders are about to read that
     stale = polled(store, "batch_b")
     b.shares = {}  # b read the other batches' shares before a2 joined: it thinks it is alone
+    b.batches = stale["summary"].members
     assert renew(budgets, Holding("a2"), "batch_a", None, 1.0) == 4  # half: b1 wants 8 too
     calls = Calls(store)
     # b steps from its stale view (room 8, nobody else): the room's condition refuses taking 8, and it steps

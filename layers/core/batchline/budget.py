@@ -182,8 +182,10 @@ def renew(
     # holder. A holder alone in its batch always does.
     mates = sum(1 for v in viewed.values() if v.batch_id == batch)
     acting = draw < min(1.0, GIVERS / mates)
-    if need > pool and acting:
-        taken = max(0, min(max(need - pool, shares.get(batch, 0) - others - had - pool), math.floor(budget.room)))
+    mine = shares.get(batch, 0)
+    # A move of a large part of its batch's share (a whole worker's want, as a rule) is made at once.
+    if need > pool and (acting or (need - pool) * GIVERS >= mine):
+        taken = max(0, min(max(need - pool, mine - others - had - pool), math.floor(budget.room)))
         pool += taken
     # A room below zero (a cut limit) is what every batch must give back: no grant keeps any of it.
     grant = max(0, min(target, had + pool + min(0, math.floor(budget.room))))
@@ -192,9 +194,9 @@ def renew(
     pool -= lease.held - had
     # More than its share (the share shrank, or a lease went), or a room below zero: what is free goes back.
     room = budget.room - taken
-    excess = max(pool + others + lease.held - shares.get(batch, 0), math.ceil(-room))
+    excess = max(pool + others + lease.held - mine, math.ceil(-room))
     given = max(0, min(excess, pool))
-    if not acting:
+    if not acting and given * GIVERS < mine:
         # Its batch's pool gathers what the batch's holders free (a cut shrinks them all at once, a batch
         # joining shrinks many), and a few of them give it back for all.
         given = 0

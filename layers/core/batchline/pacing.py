@@ -200,6 +200,11 @@ class Pacer:
         report = self.interval.take(in_flight=max(self.limiter.in_flight, self.limiter.size), saturated=saturated)
         return await self._renew(report, summary, share)
 
+    def short(self) -> bool:
+        """Its grant is below the share the split gives it: it waits for the room others are giving back."""
+        share = self.holding.share
+        return share is not None and self.limiter.size < min(share, self.want)
+
     def lapse(self) -> None:
         """A renewal failed: keep the grant while its lease lasts, none after (others may have it by then)."""
         if self.clock() >= self._lease_ends:

@@ -64,6 +64,8 @@ MAX_RANGE = 8 * 1024 * 1024
 # A worker with no share leaves once a renewal finds it idle (Pacer.idle_renewals): no grant, nothing in flight
 # and others first. Each renewal more it stayed would be an interval billed for nothing.
 IDLE_RENEWALS = 1
+# A worker short of its share polls this many times an interval (_Watch).
+SHORT_POLLS = 4
 # A wait is at least this share of how long the batch has run (idle_wait): see there.
 IDLE_WAIT_SHARE = 0.01
 # Why the send loop ended before the chunk's lines did, if it did: the batch stopped, or no share.
@@ -573,8 +575,11 @@ class _Watch:
     async def _run(self) -> None:
         while not self._closing.is_set():
             with contextlib.suppress(TimeoutError):
-                # Closing ends the wait at once; an interval gone by (TimeoutError) means poll again.
-                await asyncio.wait_for(self._closing.wait(), self.interval)
+                # Closing ends the wait at once; an interval gone by (TimeoutError) means poll again. A worker
+                # whose grant is below its share (the room is short while others shrink) is billed for what it
+                # does not send: it looks again sooner, until the room has come back.
+                short = self.pacer.short()
+                await asyncio.wait_for(self._closing.wait(), self.interval / SHORT_POLLS if short else self.interval)
                 return
             try:
                 look = await asyncio.to_thread(self.store.poll, self.batch.id, self.batch.job_id)

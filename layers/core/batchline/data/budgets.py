@@ -120,6 +120,11 @@ def share_from_item(item: dict[str, Any]) -> Share:
     )
 
 
+def _wants(budget: Budget, batch_id: str) -> int:
+    """What a batch's leases in view want together."""
+    return sum(v.want for v in budget.leases.values() if v.batch_id == batch_id)
+
+
 def lease_item(job_id: str, holder: str, lease: Lease) -> dict[str, Any]:
     return {
         **Budgets.lease_key(job_id, lease.batch_id, holder),
@@ -389,8 +394,12 @@ class Budgets:
         if lease is None:
             return
         holding.lease = None
+        left = sum(v.want for h, v in (holding.leases or {}).items() if h != holding.holder)
+        actions = list(self._leaving(job_id, holding.holder, lease, "attribute_exists(sk)", {}))
+        if lease.want and not left:
+            actions.append(self._room_update(job_id, 0, moved=True))  # its batch wants nothing now
         # Cancelled only when a reclaimer took the expired lease (and its holding) first: nothing left to do.
-        if not self._table.transact(*self._leaving(job_id, holding.holder, lease, "attribute_exists(sk)", {})):
+        if not self._table.transact(*actions):
             self._drain(job_id, lease.batch_id)
 
     def release_batch(self, job_id: str, batch_id: str) -> None:
@@ -515,6 +524,9 @@ class Budgets:
         # counted twice. Refused, the holder joins again from what it reads.
         there = "attribute_not_exists(sk)" if joined else "attribute_exists(sk)"
         item = lease_item(job_id, holding.holder, lease)
+        # Its batch starts or stops wanting anything (a chunk back from a wait, its last line sent): the other
+        # batches' holders must split again now, not at their next look at every share.
+        woke = _wants(before, batch_id) == 0 and _wants(after, batch_id) > 0
         if not (wanted or joined or pooled or given):
             # Only its times, or what it holds within what it had: neither the pool nor the room moves.
             written = self._table.put_if(item, conditions.Attr("sk").exists()) is None
@@ -522,14 +534,16 @@ class Budgets:
             actions = [("Put", {"Item": item, "ConditionExpression": there})]
             if wanted or joined or pooled:
                 actions.append(self._share_update(job_id, batch_id, wanted, 1 if joined else 0, pooled=pooled))
-            if given:
-                actions.append(self._room_update(job_id, given))
+            if given or woke:
+                actions.append(self._room_update(job_id, given, moved=woke))
             reasons = self._table.transact(*actions)
             written = not reasons
             if reasons and reasons[0] != "ConditionalCheckFailed":
                 return False  # the room or the pool did not hold what it takes
             if written and holding.members is not None:
                 holding.members += 1 if (wanted or joined) else 0  # its own move: nothing to read again for it
+            if written and woke and holding.batches is not None:
+                holding.batches += 1  # the same for the summary's
         if not written and previous is not None:
             holding.lease = None  # reclaimed as expired: it joins again
         return written
@@ -558,18 +572,23 @@ class Budgets:
             },
         )
 
-    def _room_update(self, job_id: str, given: int) -> tuple[str, dict[str, Any]]:
-        """The summary's part of a lease change: `given` back to the room (negative: taken, if it is there)."""
+    def _room_update(self, job_id: str, given: int, *, moved: bool = False) -> tuple[str, dict[str, Any]]:
+        """The summary's part of a lease change: `given` back to the room (negative: taken, if it is there);
+        `moved`: a batch started or stopped wanting, so every holder reads the shares again."""
         values: dict[str, Any] = {":given": given}
         condition = "attribute_exists(pk)"
         if given < 0:
             condition += " AND room >= :taken"
             values[":taken"] = -given
+        expression = "ADD room :given"
+        if moved:
+            expression += ", members :one"
+            values[":one"] = 1
         return (
             "Update",
             {
                 "Key": self.key(job_id),
-                "UpdateExpression": "ADD room :given",
+                "UpdateExpression": expression,
                 "ConditionExpression": condition,
                 "ExpressionAttributeValues": values,
             },
