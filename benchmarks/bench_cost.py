@@ -117,10 +117,17 @@ def _worker_settings() -> tuple[int, int, float, float]:
 
 # What a worker does by the clock, not by the line, so a fast local run does not show it: per checkpoint a
 # part object put, its segment kept (PutItem) and committed (TransactWriteItems, 4 WRU), and about one ranged
-# GET (ranges are sized to a checkpoint's sending); per status check one eventually consistent read of the
-# batch and its job's budget (1 RRU) and the lease's renewal (1 WRU).
+# GET (ranges are sized to a checkpoint's sending); per status check one eventually consistent BatchGetItem of
+# the batch, its job's budget's summary and its batch's share (3 items under 4 KB: 1.5 RRU), and the lease's
+# renewal, which a steady worker writes (1 WRU) only once half its lease has gone (LEASE_WRITES_PER_CHECK).
 CHECKPOINT_CALLS = {"s3_put": 1, "s3_get": 1, "write_units": 1 + 4, "read_units": 0}
-STATUS_CHECK_CALLS = {"s3_put": 0, "s3_get": 0, "write_units": 1, "read_units": 1}
+STATUS_CHECK_CALLS = {"s3_put": 0, "s3_get": 0, "write_units": 1, "read_units": 1.5}
+
+
+def _lease_writes_per_check(status_check: float) -> float:
+    from batchline.config import WorkerSettings
+
+    return min(1.0, status_check / (float(WorkerSettings.model_fields["budget_lease_seconds"].default) / 2))
 
 
 def _clock_cost(totals: dict[str, float]) -> float:
@@ -132,12 +139,12 @@ def _clock_cost(totals: dict[str, float]) -> float:
 def _by_the_clock(worker_seconds: float, checkpoint: float, status_check: float) -> tuple[dict[str, float], str]:
     """The calls a million lines' worker time makes by the clock, and how they were counted."""
     checkpoints, checks = worker_seconds / checkpoint, worker_seconds / status_check
-    totals = {
-        name: checkpoints * CHECKPOINT_CALLS[name] + checks * STATUS_CHECK_CALLS[name] for name in CHECKPOINT_CALLS
-    }
+    per_check = {**STATUS_CHECK_CALLS, "write_units": _lease_writes_per_check(status_check)}
+    totals = {name: checkpoints * CHECKPOINT_CALLS[name] + checks * per_check[name] for name in CHECKPOINT_CALLS}
     shown = (
         f"by the clock: {worker_seconds:,.0f} worker-s / {checkpoint:g} s = {checkpoints:,.0f} checkpoints "
-        f"(1 PUT, 1 GET, 5 WRU each) and / {status_check:g} s = {checks:,.0f} status checks (1 RRU, 1 WRU each)"
+        f"(1 PUT, 1 GET, 5 WRU each) and / {status_check:g} s = {checks:,.0f} status checks "
+        f"({per_check['read_units']:g} RRU, {per_check['write_units']:.2f} WRU each)"
     )
     return totals, shown
 
