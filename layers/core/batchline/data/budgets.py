@@ -26,6 +26,7 @@ A renewal that changes nothing but its lease's times writes nothing until half i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import time
@@ -76,6 +77,17 @@ class Holding:
     batches: int | None = None  # the summary's `members` that `shares` goes with
     shares_read: float = 0.0  # when
     share: int | None = None  # what the split gave it at its last renewal (budget.share_of); None before one
+
+
+@contextlib.contextmanager
+def _contended_on_throttle(job_id: str) -> Iterator[None]:
+    """DynamoDB throttling a budget's partition is contention: the holder keeps its grant, as for a lost race."""
+    try:
+        yield
+    except ClientError as exc:
+        if not throttled(exc):
+            raise
+        raise BudgetContended(f"DynamoDB throttled job {job_id}'s budget: {exc}") from exc
 
 
 def _number(value: float | None) -> Decimal | None:
@@ -259,13 +271,8 @@ class Budgets:
         BudgetContended if every attempt lost to another writer, or DynamoDB throttled a partition: either
         way the holder keeps what its lease still gives and tries again at its next renewal.
         """
-        try:
-            return self._renew(job_id, holding, claim, report, now=now, tuning=tuning, ceiling=ceiling,
-                               summary=summary, share=share)  # fmt: skip
-        except ClientError as exc:
-            if not throttled(exc):
-                raise
-            raise BudgetContended(f"DynamoDB throttled job {job_id}'s budget: {exc}") from exc
+        with _contended_on_throttle(job_id):
+            return self._renew(job_id, holding, claim, report, now, tuning, ceiling, summary, share)
 
     def _renew(
         self,
@@ -273,7 +280,6 @@ class Budgets:
         holding: Holding,
         claim: Claim,
         report: Report | None,
-        *,
         now: float,
         tuning: Tuning,
         ceiling: int,
@@ -283,17 +289,20 @@ class Budgets:
         batch_id = claim.batch_id
         budget: Budget | None = None
         adapting = True
-        for attempt in range(self._attempts):
-            if attempt:
-                # The room, a lease or the batch's share was not as read: read them again. Full jitter:
-                # holders that collided must not all come back together.
-                self._sleep(self._random() * min(RENEW_BACKOFF_CAP, RENEW_BACKOFF_BASE * 2 ** (attempt - 1)))
+        collided = 0  # writes refused: the room, a lease or the batch's share was not as read
+        reread = False
+        for _ in range(self._attempts):
+            if reread:
+                reread = False
+                # Read them again. Full jitter: holders that collided must not all come back together.
+                self._sleep(self._random() * min(RENEW_BACKOFF_CAP, RENEW_BACKOFF_BASE * 2 ** (collided - 1)))
                 holding.leases = None
-                summary = share = None
+                summary = share = budget = None
             if budget is None:
                 budget = self._view(job_id, holding, claim, summary, share, ceiling, now, tuning)
                 if budget is None:
-                    continue  # its batch's share could not be made: another writer met it
+                    collided, reread = collided + 1, True  # its batch's share could not be made: another writer met it
+                    continue
             if holding.lease is not None:
                 # Its own lease as it wrote it, whatever an eventually consistent read said.
                 budget = dataclasses.replace(budget, leases={**budget.leases, holding.holder: holding.lease})
@@ -315,7 +324,7 @@ class Budgets:
                 holding.pool = after.pools.get(batch_id, 0)
                 holding.share = logic.share_of(after, holding.holder)
                 return grant
-            budget = None
+            collided, reread = collided + 1, True
         raise BudgetContended(f"Renewing a lease on job {job_id}'s budget conflicted {self._attempts} times.")
 
     def _view(
