@@ -33,7 +33,9 @@ def create_job(
         request.provider, allow_private_backends=allow_private_backends, provider_secret_prefix=provider_secret_prefix
     )
     store.tenants.get(request.tenant, param="tenant")
-    job = JobRecord(**request.model_dump(), tenant_id=request.tenant, id=ids.job_id(), created_at=int(time.time()))
+    # The request's `tenant` is the record's `tenant_id`: the record keeps one owner field, as the others do.
+    fields = request.model_dump(exclude={"tenant"})
+    job = JobRecord(**fields, tenant_id=request.tenant, id=ids.job_id(), created_at=int(time.time()))
     store.jobs.put(job)
     return job
 

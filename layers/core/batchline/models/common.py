@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/moderations"]
 ENDPOINTS: tuple[Endpoint, ...] = Endpoint.__args__  # type: ignore[attr-defined]
@@ -116,8 +116,18 @@ class Deleted(Model):
 
 
 def public[T: BaseModel](model: type[T], record: BaseModel) -> T:
-    """The API view of a stored record: only the fields `model` has (a record is a subclass of it)."""
-    return model.model_validate(record.model_dump(include=set(model.model_fields)))
+    """The API view of a stored record: only the fields `model` has, each under any name it reads it by (a job's
+    `tenant` is its record's `tenant_id`)."""
+    return model.model_validate(record.model_dump(include=_read_names(model)))
+
+
+def _read_names(model: type[BaseModel]) -> set[str]:
+    names = set(model.model_fields)
+    for field in model.model_fields.values():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(choice for choice in choices if isinstance(choice, str))
+    return names
 
 
 class Page[T](Model):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AliasChoices, ConfigDict, Field, StringConstraints, model_validator
 
 from batchline.models.common import (
     DEFAULT_ENDPOINTS,
@@ -81,12 +81,11 @@ JOB_EXAMPLE = {
 }
 
 
-class JobCreate(Strict):
-    """Body of POST /v1/jobs (admin)."""
+class JobDefinition(Strict):
+    """What runs a job's batches, whoever owns it: the fields the request, the API object and the record share."""
 
-    model_config = example(JOB_EXAMPLE)
+    model_config = NOT_A_BODY
 
-    tenant: ObjectId
     model: ModelName
     provider: Provider
     use_case: str = Field(default="", max_length=1024)
@@ -104,7 +103,7 @@ class JobCreate(Strict):
     )
 
     @model_validator(mode="after")
-    def _distinct_aliases(self) -> JobCreate:
+    def _distinct_aliases(self) -> Self:
         if len(set(self.model_aliases)) != len(self.model_aliases) or self.model in self.model_aliases:
             raise ValueError("model_aliases must be distinct, and none may be the job's model.")
         return self
@@ -114,8 +113,21 @@ class JobCreate(Strict):
         return frozenset((self.model, *self.model_aliases))
 
 
+class JobCreate(JobDefinition):
+    """Body of POST /v1/jobs (admin)."""
+
+    # A request body: built at import, as Strict's are (the definition it extends is deferred).
+    model_config = ConfigDict(defer_build=False, **example(JOB_EXAMPLE))
+
+    tenant: ObjectId
+
+
 class JobObject(JobCreate):
-    """A job as the API shows it: the request's fields (`tenant` among them) and its identity."""
+    """A job as the API shows it: the request's fields (`tenant` among them) and its identity.
+
+    `tenant` is read from a record's `tenant_id` as well: the API keeps the contract's name for the owner,
+    the record keeps the records' name, and this is where one becomes the other.
+    """
 
     model_config = ConfigDict(
         extra="ignore",
@@ -123,26 +135,32 @@ class JobObject(JobCreate):
         **example({**JOB_EXAMPLE, "id": "job-1a2b3c4d", "object": "job", "created_at": 1764547200}),
     )
 
+    tenant: ObjectId = Field(validation_alias=AliasChoices("tenant", "tenant_id"))
     id: str = Field(description="`job-…`")
     object: Literal["job"] = "job"
     created_at: int
 
 
-class JobRecord(JobObject):
+class JobRecord(JobDefinition):
     """A job as DynamoDB keeps it, owned by `tenant_id` as the other records are.
 
-    `tenant` is the API's name for the same id; both are kept, so items written before `tenant_id`
-    existed read back as they are.
+    Items written before `tenant_id` existed carry only `tenant`, and later ones both: either is read as the
+    owner. New items are written with `tenant_id` alone, which every reader takes (the table's ownership
+    check reads either name).
     """
 
+    model_config = ConfigDict(extra="ignore", **NOT_A_BODY)
+
+    id: str
+    object: Literal["job"] = "job"
+    created_at: int
     tenant_id: str
 
     @model_validator(mode="before")
     @classmethod
     def _one_owner(cls, data: Any) -> Any:
-        if isinstance(data, dict) and ("tenant" in data) != ("tenant_id" in data):
-            owner = data.get("tenant_id", data.get("tenant"))
-            data = {**data, "tenant": owner, "tenant_id": owner}
+        if isinstance(data, dict) and "tenant_id" not in data and "tenant" in data:
+            data = {**data, "tenant_id": data["tenant"]}
         return data
 
 
