@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from batchline.auth import Authenticator, Principal
 from batchline.config import ApiSettings
+from batchline.errors import ErrorBody
 from batchline.idempotency import Idempotency
 from batchline.limits import RateLimiter
-from batchline.models import Model, Page
+from batchline.models import Page
 from batchline.runs import Runs
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
@@ -109,28 +110,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 Admin = Annotated[Principal, Depends(get_admin)]
-
-
-class ErrorDetail(Model):
-    """All four keys are always present; `param` and `code` may be null."""
-
-    message: str
-    type: Literal[
-        "invalid_request_error",
-        "authentication_error",
-        "permission_error",
-        "not_found_error",
-        "rate_limit_error",
-        "server_error",
-    ]
-    param: str | None = Field(description="The request field at fault, or null.")
-    code: str | None = Field(description="A machine-readable reason (e.g. `file_too_large`), or null.")
-
-
-class ErrorBody(Model):
-    """OpenAI's error body: every non-2xx answer has it."""
-
-    error: ErrorDetail
 
 
 def error_answer() -> dict[str, Any]:

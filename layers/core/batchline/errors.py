@@ -1,9 +1,13 @@
-"""Domain errors, and the one place that maps them to HTTP statuses and OpenAI's error body."""
+"""Domain errors, and the one place that maps them to HTTP statuses and OpenAI's error body (and models it)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
+
+from batchline.models.common import Model
 
 # What an error echoes of a client's value: an id, a key, a name. Words longer than this are cut.
 MAX_ECHO_CHARS = 64
@@ -84,8 +88,17 @@ class ServerError(BatchlineError):
     """Our fault or an AWS fault; the message is safe to show."""
 
 
+ErrorType = Literal[
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "rate_limit_error",
+    "server_error",
+]
+
 # The whole mapping of the contract's error table: status and OpenAI `type` per domain error.
-_HTTP: dict[type[BatchlineError], tuple[int, str]] = {
+_HTTP: dict[type[BatchlineError], tuple[int, ErrorType]] = {
     InvalidRequest: (422, "invalid_request_error"),
     NotFound: (404, "not_found_error"),
     Conflict: (409, "invalid_request_error"),
@@ -97,12 +110,27 @@ _HTTP: dict[type[BatchlineError], tuple[int, str]] = {
 }
 
 # Statuses that reach us without a domain error (unknown route, wrong method) and their types.
-_TYPE_BY_STATUS = {
+_TYPE_BY_STATUS: dict[int, ErrorType] = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
     429: "rate_limit_error",
 }
+
+
+class ErrorDetail(Model):
+    """All four keys are always present; `param` and `code` may be null."""
+
+    message: str
+    type: ErrorType
+    param: str | None = Field(description="The request field at fault, or null.")
+    code: str | None = Field(description="A machine-readable reason (e.g. `file_too_large`), or null.")
+
+
+class ErrorBody(Model):
+    """OpenAI's error body: every non-2xx answer has it (the OpenAPI document's schema of `error_body`)."""
+
+    error: ErrorDetail
 
 
 def _bounded(text: str, limit: int) -> str:
