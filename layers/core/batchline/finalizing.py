@@ -234,7 +234,7 @@ class Left:
 
     chunk: Chunk
     covered: int
-    offset: int | None  # None: unknown (older segments), read from the chunk's start and skip
+    offset: int
     skip: int = 0
 
 
@@ -242,11 +242,9 @@ def chain(chunk: Chunk, segments: Iterable[SegmentRecord]) -> tuple[list[Segment
     """The chunk's segments that follow each other from its start, in order, and what they leave unanswered."""
     found = following(segments, 0)
     covered = 0  # lines of the chunk answered
-    offset: int | None = chunk.start_byte  # the byte after them
+    offset = chunk.start_byte  # the byte after them
     for segment in found:
-        covered = segment.next_cursor
-        # A segment from before offsets were kept: read the chunk from its start, and skip.
-        offset = segment.next_offset if segment.next_offset is not None and offset is not None else None
+        covered, offset = segment.next_cursor, segment.next_offset
     return found, Left(chunk, covered, offset)
 
 
@@ -257,7 +255,7 @@ def answer_left(
     chunk, covered, offset = left.chunk, left.covered, left.offset
     source = layout.file_key(batch.tenant_id, batch.input_file_id)
     try:
-        body = store.objects.read_range(source, chunk.start_byte if offset is None else offset, chunk.end_byte)
+        body = store.objects.read_range(source, offset, chunk.end_byte)
     except ClientError as exc:
         if not _missing(exc):
             raise
@@ -271,11 +269,7 @@ def answer_left(
             )
             merged.unsent += 1
         return
-    if offset is None:
-        start, skip = (chunk.start_byte, chunk.first_line), covered + left.skip
-    else:
-        start, skip = (offset, chunk.first_line + covered), left.skip
-    merged.unsent += unsent(body, batch.id, start, skip, err, unsent_code, stop)
+    merged.unsent += unsent(body, batch.id, (offset, chunk.first_line + covered), left.skip, err, unsent_code, stop)
 
 
 def _write_in_order(store: Store, steps: list[tuple[str, Writer] | Callable[[], None]]) -> None:

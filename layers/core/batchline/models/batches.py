@@ -282,8 +282,8 @@ class SegmentRecord(Model):
     chunk: int
     cursor: int
     next_cursor: int
-    # The input byte past its last line (where the next invocation reads from); None in older records.
-    next_offset: int | None = None
+    # The input byte past its last line: where the next invocation reads from.
+    next_offset: int
     done: bool
     out_key: str | None = None
     err_key: str | None = None
