@@ -18,13 +18,14 @@ import pytest
 from botocore.exceptions import ResponseStreamingError
 
 from batchline import layout
+from batchline.checkpoints import CHECKPOINT_TASK
 from batchline.finalizing import finalize
 from batchline.models import BatchRecord, Chunk
 from batchline.models.batches import processing_cost
 from batchline.providers import Outcome, ProviderSettings
 from batchline.providers.openai_compat import OpenAICompatProvider
 from batchline.store import Store
-from batchline.worker import CHECKPOINT_TASK, ChunkRun
+from batchline.worker import ChunkRun
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration.conftest import RecordedRuns, Tenant
 from tests.integration.test_run_steps import Clock, EchoProvider, new_batch, planned, read_lines

@@ -6,18 +6,18 @@ import asyncio
 import random
 from types import SimpleNamespace
 
+from batchline.checkpoints import Answer, Log, run_lengths
 from batchline.models import Chunk
-from batchline.worker import _Answer, _Log, _runs
 
 
-def answer(ok: bool) -> _Answer:
-    return _Answer(ok, b"{}\n", (0, 0, 0, 0, 0), 0)
+def answer(ok: bool) -> Answer:
+    return Answer(ok, b"{}\n", (0, 0, 0, 0, 0), 0)
 
 
 def test_runs_alternate_output_and_error_lines_output_first() -> None:
-    assert _runs([]) == [0]
-    assert _runs([answer(True), answer(True), answer(False), answer(True)]) == [2, 1, 1]
-    assert _runs([answer(False), answer(False), answer(True)]) == [0, 2, 1]
+    assert run_lengths([]) == [0]
+    assert run_lengths([answer(True), answer(True), answer(False), answer(True)]) == [2, 1, 1]
+    assert run_lengths([answer(False), answer(False), answer(True)]) == [0, 2, 1]
 
 
 def test_the_log_keeps_answers_past_a_gap_and_counts_the_runs_of_its_prefix_as_it_grows() -> None:
@@ -29,10 +29,10 @@ def test_the_log_keeps_answers_past_a_gap_and_counts_the_runs_of_its_prefix_as_i
     random.Random(8).shuffle(order)
 
     async def fill() -> None:
-        log = _Log(run, "batch_x", chunk, (0, 0), None)  # type: ignore[arg-type]
+        log = Log(run, "batch_x", chunk, (0, 0), None)  # type: ignore[arg-type]
         for number in order:
             log.add(number, answer(not kinds[number]))
-            assert log._ready_runs == len(_runs(log._ready)) or not log._ready
+            assert log._ready_runs == len(run_lengths(log._ready)) or not log._ready
         assert [a.ok for a in log._ready] == [not k for k in kinds]
 
     asyncio.run(fill())
