@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-from batchline import finalizing
+from batchline import merging
 
 PART = 8 * 1024 * 1024  # a worker's largest part file (its segment_bytes)
 
@@ -59,7 +59,7 @@ def test_the_part_files_stream_through_a_block_at_a_time_not_held_whole_while_ot
     steps: list[Any] = [(str(n), out if n % 3 else err) for n in range(1, 9)]
     tracemalloc.start()
     try:
-        finalizing._write_in_order(SimpleNamespace(objects=objects), steps)
+        merging._write_in_order(SimpleNamespace(objects=objects), steps)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -80,7 +80,7 @@ def test_after_a_failed_write_the_parts_opened_ahead_are_closed() -> None:
     objects = Objects()
     steps: list[Any] = [(str(n), Failing()) for n in range(1, 7)]
     try:
-        finalizing._write_in_order(SimpleNamespace(objects=objects), steps)
+        merging._write_in_order(SimpleNamespace(objects=objects), steps)
     except OSError:
         pass
     else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import islice
 
-from batchline import finalizing, layout
+from batchline import finalizing, layout, merging
 from batchline.errors import Conflict, InvalidRequest, NotFound, ServerError
 from batchline.models import BatchRecord, Merged, SegmentRecord
 from batchline.store import Store
@@ -168,7 +168,7 @@ def _part_lines(store: Store, key: str | None) -> Generator[bytes]:
     if key is None:
         return
     rest = b""
-    for block in store.objects.stream(key, finalizing.READ_BLOCK):
+    for block in store.objects.stream(key, merging.READ_BLOCK):
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
         for line in lines:
@@ -218,7 +218,7 @@ def _read_chunk(
     store: Store,
     batch: BatchRecord,
     segments: list[SegmentRecord],
-    left: finalizing.Left,
+    left: merging.Left,
     unsent_code: str | None,
     position: int,
     page: _Page,
@@ -237,7 +237,7 @@ def _read_chunk(
     _input_present(store, batch)
     written = Merged()
     tail = replace(left, skip=position - left.covered)
-    finalizing.answer_left(store, batch, tail, page, unsent_code, written, page.full)
+    merging.answer_left(store, batch, tail, page, unsent_code, written, page.full)
     return position + written.unsent
 
 
@@ -245,7 +245,7 @@ def _read_unplanned(store: Store, batch: BatchRecord, unsent_code: str, position
     """A batch stopped before it started: an unsent line for each input line, as finalize wrote them."""
     _input_present(store, batch)
     body = store.objects.open(layout.file_key(batch.tenant_id, batch.input_file_id))
-    return position + finalizing.unsent(body, batch.id, (0, 0), position, page, unsent_code, page.full)
+    return position + merging.unsent(body, batch.id, (0, 0), position, page, unsent_code, page.full)
 
 
 def _chunks(store: Store, batch: BatchRecord) -> list[_Chunk]:
@@ -260,7 +260,7 @@ def _chunks(store: Store, batch: BatchRecord) -> list[_Chunk]:
         if not ended or merged is None or code is None or not merged.unsent:
             return []
         return [_Chunk(merged.unsent, merged.unsent, partial(_read_unplanned, store, batch, code))]
-    chunks = finalizing.manifest(store, batch)
+    chunks = merging.manifest(store, batch)
     if chunks is None:
         raise ServerError(f"Batch {batch.id} started without a manifest.")
     by_chunk: dict[int, list[SegmentRecord]] = defaultdict(list)
@@ -269,7 +269,7 @@ def _chunks(store: Store, batch: BatchRecord) -> list[_Chunk]:
             by_chunk[segment.chunk].append(segment)
     found = []
     for chunk in chunks:
-        segments, left = finalizing.chain(chunk, by_chunk[chunk.chunk])
+        segments, left = merging.chain(chunk, by_chunk[chunk.chunk])
         end = chunk.line_count if ended else left.covered
         reader = partial(_read_chunk, store, batch, segments, left, code if ended else None)
         found.append(_Chunk(chunk.line_count, end, reader))
