@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from batchline.errors import Conflict, EnqueuedLimitReached, NotFound
+from batchline.file_rules import file_too_large, whole_file_errors
 from batchline.jsonl import Readable, TooLarge, numbered_lines
 from batchline.layout import manifest_key
 from batchline.models import (
@@ -39,7 +40,7 @@ from batchline.models import (
     canonical_path,
 )
 from batchline.observability import logger
-from batchline.rules import LineRules, Problem, file_too_large, whole_file_errors
+from batchline.rules import LineRules, Problem
 from batchline.store import Store
 
 
