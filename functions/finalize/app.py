@@ -18,7 +18,7 @@ from batchline.store import Store
 
 @lru_cache
 def get_settings() -> FinalizeSettings:
-    return FinalizeSettings()  # type: ignore[call-arg]  # read from the environment
+    return FinalizeSettings()  # read from the environment
 
 
 @lru_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -17,12 +17,15 @@ from batchline.observability import logger, metrics, tracer
 from batchline.runs import Runs
 from batchline.store import Store
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @lru_cache
 def get_settings() -> IngestSettings:
-    return IngestSettings()  # type: ignore[call-arg]  # read from the environment
+    return IngestSettings()  # read from the environment
 
 
 @lru_cache
@@ -51,5 +54,5 @@ def handle(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

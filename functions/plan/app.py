@@ -17,7 +17,7 @@ from batchline.store import Store
 
 @lru_cache
 def get_settings() -> PlanSettings:
-    return PlanSettings()  # type: ignore[call-arg]  # read from the environment
+    return PlanSettings()  # read from the environment
 
 
 @lru_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -14,12 +14,15 @@ from batchline.config import CoreSettings
 from batchline.observability import logger, metrics, tracer
 from batchline.store import Store
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @lru_cache
 def get_store() -> Store:
-    return Store.for_settings(CoreSettings())  # type: ignore[call-arg]  # read from the environment
+    return Store.for_settings(CoreSettings())  # read from the environment
 
 
 def _is_ttl_removal(record: DynamoDBRecord) -> bool:
@@ -48,5 +51,5 @@ def sweep(record: DynamoDBRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=sweep, processor=processor, context=context)

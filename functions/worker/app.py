@@ -19,7 +19,7 @@ from batchline.worker import ChunkRun
 
 @lru_cache
 def get_settings() -> WorkerSettings:
-    return WorkerSettings()  # type: ignore[call-arg]  # read from the environment
+    return WorkerSettings()  # read from the environment
 
 
 @lru_cache

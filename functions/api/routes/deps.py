@@ -22,7 +22,7 @@ from batchline.store import Store
 
 @lru_cache
 def get_settings() -> ApiSettings:
-    return ApiSettings()  # type: ignore[call-arg]  # read from the environment
+    return ApiSettings()  # read from the environment
 
 
 @lru_cache
