@@ -42,34 +42,14 @@ from botocore.exceptions import ClientError
 from batchline import budget as logic
 from batchline.budget import Budget, Claim, Lease, Report, Share, Tuning
 from batchline.data.budgets import items, leases, partitions
-from batchline.data.budgets.items import (
-    KIND,
-    LEASE_PREFIX,
-    REGISTRY,
-    lease_from_item,
-    lease_item,
-    share_from_item,
-    summary_from_item,
-    summary_item,
-)
+from batchline.data.budgets.items import share_from_item, summary_from_item
 from batchline.data.budgets.summary import write_limit
 from batchline.data.budgets.view import Holding, view
 from batchline.data.table import Table, throttled
 from batchline.errors import ServerError
 
-__all__ = [
-    "KIND",
-    "LEASE_PREFIX",
-    "REGISTRY",
-    "BudgetContended",
-    "Budgets",
-    "Holding",
-    "lease_from_item",
-    "lease_item",
-    "share_from_item",
-    "summary_from_item",
-    "summary_item",
-]
+# What the poll (store.poll), the worker's pacer and the benchmarks take from here.
+__all__ = ["BudgetContended", "Budgets", "Holding", "share_from_item", "summary_from_item"]
 
 RENEW_ATTEMPTS = 8
 RENEW_BACKOFF_BASE = 0.01
@@ -94,12 +74,9 @@ def _contended_on_throttle(job_id: str) -> Iterator[None]:
 class Budgets:
     """Job budgets in the table."""
 
-    # The items' keys, where the poll and the tests name them.
+    # The keys the poll reads in one round trip with its batch's (store.poll).
     key = staticmethod(items.summary_key)
-    registry_key = staticmethod(items.registry_key)
-    partition = staticmethod(items.partition)
     share_key = staticmethod(items.share_key)
-    lease_key = staticmethod(items.lease_key)
 
     def __init__(
         self,
