@@ -33,7 +33,7 @@ from itertools import islice
 from typing import Any, Literal
 
 from batchline.budget import Tuning
-from batchline.data.table import Backoff
+from batchline.data.contention import Backoff
 from batchline.errors import ServerError
 from batchline.jsonl import parse_request_line, request_lines
 from batchline.layout import file_key, part_keys
