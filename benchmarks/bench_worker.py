@@ -194,7 +194,7 @@ class Bench:
             for i in range(lines)
         )  # fmt: skip
         self.store.objects.put_bytes(file_key("tenant_bench", file_id), data)
-        self.store.table.resource.put_item(Item={"pk": file_id, "sk": "file", "tenant_id": "tenant_bench"})
+        self.store._table.resource.put_item(Item={"pk": file_id, "sk": "file", "tenant_id": "tenant_bench"})
         chunk = plan_batch(io.BytesIO(data), endpoint="/v1/chat/completions", model=None,
                            lines_per_chunk=lines).chunks[0]  # fmt: skip
         return file_id, chunk
@@ -219,7 +219,7 @@ class Bench:
                             model="m", price_1m_tokens=0, tenant_id="tenant_bench")  # fmt: skip
         self.store.batches.put(batch)
         calls: Counter[str] = Counter()
-        clients = (self.store.table.resource.meta.client, self.store.objects.client)
+        clients = (self.store._table.resource.meta.client, self.store.objects.client)
 
         started_at: dict[int, float] = {}
         aws_cpu = [0.0]

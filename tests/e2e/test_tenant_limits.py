@@ -47,7 +47,7 @@ def frozen(cloud: LocalCloud) -> Iterator[FrozenClock]:
     deps = _loaded(ROOT / "functions" / "api" / "routes" / "deps.py")
     store = deps.get_store()
     clock = FrozenClock(2_000_000_000.5)
-    app.dependency_overrides[deps.get_rate_limiter] = lambda: RateLimiter(store.table.resource, clock=clock)
+    app.dependency_overrides[deps.get_rate_limiter] = lambda: RateLimiter(store.rates, clock=clock)
     try:
         yield clock
     finally:

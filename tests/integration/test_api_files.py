@@ -181,7 +181,7 @@ def test_content_whose_bytes_differ_from_its_record_is_a_server_error_before_any
     # A record whose size is not its object's: streamed under its Content-Length, the answer would break
     # off mid-way (or run past it), which a client sees as a dropped connection, not as an error.
     file_id = upload(api, tenant).json()["id"]
-    store.table.update("file", file_id, set_={"bytes": recorded})
+    store._table.update("file", file_id, set_={"bytes": recorded})
 
     answer = api.get(f"/v1/files/{file_id}/content", headers=tenant.headers)
 

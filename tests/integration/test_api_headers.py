@@ -63,7 +63,7 @@ def test_a_409_no_retry_can_fix_is_sent_once_by_the_sdk(
     api: TestClient, tenant: Tenant, store: Store, status: str
 ) -> None:
     batch_id = create_batches(api, tenant, 1)[0]
-    store.table.update("batch", batch_id, set_={"status": status})
+    store._table.update("batch", batch_id, set_={"status": status})
     sent: list[httpx.Request] = []
     api.event_hooks["request"].append(sent.append)
     client = openai.OpenAI(base_url="http://testserver/v1", api_key=tenant.key, http_client=api, max_retries=2)

@@ -76,7 +76,7 @@ def test_files_list_orders_filters_and_hides_expired(
     other = upload(api, tenant, purpose="user_data").json()["id"]
     upload(api, other_tenant)
     expired = upload(api, tenant).json()["id"]
-    store.table.update("file", expired, set_={"expires_at": int(time.time()) - 1})
+    store._table.update("file", expired, set_={"expires_at": int(time.time()) - 1})
 
     assert [f["id"] for f in walk(api, tenant, "/v1/files", limit=2)] == [other, *reversed(batch_files)]
     assert [f["id"] for f in walk(api, tenant, "/v1/files", order="asc")] == [*batch_files, other]
@@ -86,7 +86,7 @@ def test_files_list_orders_filters_and_hides_expired(
 
 def test_expired_files_carry_the_ttl_dynamodb_removes_them_by(api: TestClient, tenant: Tenant, store: Store) -> None:
     created = upload(api, tenant).json()
-    item = store.table.get("file", created["id"])
+    item = store._table.get("file", created["id"])
     assert item is not None
     assert item["ttl"] == created["expires_at"]
 
@@ -126,7 +126,7 @@ def test_cancel_moves_validating_to_cancelling_once(api: TestClient, tenant: Ten
 @pytest.mark.parametrize("status", ["completed", "failed", "expired", "finalizing"])
 def test_cancel_from_a_terminal_state_is_409(api: TestClient, tenant: Tenant, store: Store, status: str) -> None:
     batch_id = create_batches(api, tenant, 1)[0]
-    store.table.update("batch", batch_id, set_={"status": status})
+    store._table.update("batch", batch_id, set_={"status": status})
     answer = api.post(f"/v1/batches/{batch_id}/cancel", headers=tenant.headers)
     assert answer.status_code == 409
     assert status in answer.json()["error"]["message"]

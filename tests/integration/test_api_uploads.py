@@ -385,7 +385,7 @@ def test_a_completion_that_loses_the_race_is_409_and_leaves_no_bytes(
 
     def assemble_while_another_completes(*args: Any, **kwargs: Any) -> None:
         real_assemble(*args, **kwargs)
-        store.table.update("upload", upload["id"], set_={"status": "completed"})
+        store._table.update("upload", upload["id"], set_={"status": "completed"})
 
     monkeypatch.setattr(uploads, "assemble", assemble_while_another_completes)
 
@@ -411,7 +411,7 @@ def test_a_file_record_that_cannot_be_written_puts_the_upload_back_to_pending(
 
     assert failed.status_code == 500
     assert failed.json()["error"]["type"] == "server_error"
-    assert store.table.get("upload", upload["id"])["status"] == "pending"  # type: ignore[index]
+    assert store._table.get("upload", upload["id"])["status"] == "pending"  # type: ignore[index]
     assert s3_keys(settings, "files/") == []
     done = complete(api, tenant, upload["id"], [part])
     assert done.status_code == 200, done.text
@@ -459,7 +459,7 @@ def test_an_expired_upload_takes_no_parts_and_cannot_complete(
 ) -> None:
     upload = create(api, tenant, 5)
     part = part_id(api, tenant, upload["id"], b"hello")
-    store.table.update("upload", upload["id"], set_={"expires_at": int(time.time()) - 1})
+    store._table.update("upload", upload["id"], set_={"expires_at": int(time.time()) - 1})
 
     for answer in (
         add_part(api, tenant, upload["id"], b"hello"),

@@ -89,7 +89,7 @@ def test_the_worst_errors_fit_the_batch_item_and_the_event_and_still_fail_the_ba
     monkeypatch.setattr(app, "get_settings", lambda: FinalizeSettings(table_name="t", bucket_name="b"))
     assert finalize(store, app.publish, batch.id, None) == {"status": "failed"}
 
-    item = store.table.get("batch", batch.id)
+    item = store._table.get("batch", batch.id)
     assert item is not None
     assert item_size(item) < DYNAMODB_ITEM_LIMIT
     [entry] = events.entries

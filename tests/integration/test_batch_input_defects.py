@@ -41,14 +41,14 @@ def test_a_file_in_use_has_no_ttl_until_its_last_batch_releases_it(
     file_id = upload(api, tenant).json()["id"]
     body = request_body(tenant, file_id, completion_window="unlimited")
     first, second = (api.post("/v1/batches", headers=tenant.headers, json=body).json()["id"] for _ in range(2))
-    expires_at = store.table.get("file", file_id)["expires_at"]  # type: ignore[index]
-    assert "ttl" not in store.table.get("file", file_id)  # type: ignore[operator]  # TTL cannot sweep it now
+    expires_at = store._table.get("file", file_id)["expires_at"]  # type: ignore[index]
+    assert "ttl" not in store._table.get("file", file_id)  # type: ignore[operator]  # TTL cannot sweep it now
     store.batches.release_input(store.batches.get_unscoped(first))
     store.files.restore_expiry(file_id)
-    assert "ttl" not in store.table.get("file", file_id)  # type: ignore[operator]  # still in use by the second
+    assert "ttl" not in store._table.get("file", file_id)  # type: ignore[operator]  # still in use by the second
     store.batches.release_input(store.batches.get_unscoped(second))
     store.files.restore_expiry(file_id)
-    assert store.table.get("file", file_id)["ttl"] == expires_at  # type: ignore[index]
+    assert store._table.get("file", file_id)["ttl"] == expires_at  # type: ignore[index]
 
 
 def test_an_input_whose_bytes_are_gone_fails_the_batch_instead_of_wedging_it(store: Store, batch: BatchRecord) -> None:
@@ -210,7 +210,7 @@ def test_job_strings_are_bounded(api: TestClient, tenant: Tenant, field: str, va
 def test_a_batch_whose_planning_failed_after_its_manifest_counts_every_line(store: Store, batch: BatchRecord) -> None:
     planned(store, batch)
     # As if plan had written the manifest and then failed every retry before its status change.
-    store.table.update(
+    store._table.update(
         "batch", batch.id, set_={"status": "validating", "in_progress_at": None, "request_counts.total": 0}
     )
     fault = {"Error": "States.TaskFailed", "Cause": "boom"}

@@ -59,7 +59,7 @@ def test_a_run_that_cannot_start_fails_the_batch_and_releases_its_input(
     assert batch.status == "failed"
     assert batch.errors is not None
     assert [e.code for e in batch.errors.data] == ["batch_start_failed"]
-    assert store.table.get("file", batch.input_file_id).get("in_use") == 0  # type: ignore[union-attr]
+    assert store._table.get("file", batch.input_file_id).get("in_use") == 0  # type: ignore[union-attr]
 
 
 def test_a_defect_while_starting_is_not_reported_as_a_start_failure(store: Store, tenant: Tenant) -> None:

@@ -41,7 +41,7 @@ class Calls:
 
     def __init__(self, store: Store) -> None:
         self.seen: list[str] = []
-        store.table.resource.meta.client.meta.events.register("before-call.dynamodb", self)
+        store._table.resource.meta.client.meta.events.register("before-call.dynamodb", self)
 
     def __call__(self, model: Any, **_: Any) -> None:
         self.seen.append(model.name)
@@ -57,7 +57,7 @@ def renew(budgets: Budgets, holding: Holding, batch: str, report: Report | None,
 
 def polled(store: Store, batch: str) -> dict[str, Any]:
     """What a worker's poll reads of the budget: the summary and its batch's share (eventually consistent)."""
-    summary, share = store.table.get_keys([Budgets.key(JOB), Budgets.share_key(JOB, batch)])
+    summary, share = store._table.get_keys([Budgets.key(JOB), Budgets.share_key(JOB, batch)])
     return {
         "summary": budgets_data.summary_from_item(summary) if summary else None,
         "share": budgets_data.share_from_item(share) if share else None,
@@ -172,7 +172,7 @@ def test_two_first_holders_racing_to_create_the_budget_both_end_up_in_it(store: 
             created.append("b1")
             renew(budgets, Holding("b1"), "batch_b", None, 0.0)
 
-    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.PutItem", second_holder_first)
+    store._table.resource.meta.client.meta.events.register("before-call.dynamodb.PutItem", second_holder_first)
     assert renew(budgets, Holding("a1"), "batch_a", None, 0.0) == 0  # b1 holds all 8 until it renews
     kept = budgets.get(JOB)
     assert kept is not None
@@ -182,7 +182,7 @@ def test_two_first_holders_racing_to_create_the_budget_both_end_up_in_it(store: 
 
 def test_a_renewal_that_loses_every_race_says_so(store: Store) -> None:
     sleeps: list[float] = []
-    budgets = Budgets(store.table, sleep=sleeps.append, attempts=3)
+    budgets = Budgets(store._table, sleep=sleeps.append, attempts=3)
     tried: list[str] = []
 
     def conflicting(**_: Any) -> tuple[Any, dict[str, Any]]:
@@ -194,7 +194,7 @@ def test_a_renewal_that_loses_every_race_says_so(store: Store) -> None:
                   "CancellationReasons": reasons, "ResponseMetadata": {"HTTPStatusCode": 400}}  # fmt: skip
         return SimpleNamespace(status_code=400, headers={}), answer
 
-    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", conflicting)
+    store._table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", conflicting)
     with pytest.raises(BudgetContended):
         renew(budgets, Holding("b1"), "batch_b", None, 6.0)
     assert len(tried) == 3
@@ -225,7 +225,7 @@ def test_a_dead_holder_of_another_batch_is_given_back_when_its_batch_ends(store:
     assert renew(budgets, late, "batch_b", Report(), 12.5) == 8
     kept = budgets.get(JOB)
     assert kept is not None and set(kept.leases) == {"late"}
-    assert store.table.get_key(Budgets.share_key(JOB, "batch_a")) is None
+    assert store._table.get_key(Budgets.share_key(JOB, "batch_a")) is None
     assert_room_exact(store)
 
 
@@ -414,7 +414,7 @@ def test_a_worker_short_only_of_room_stays_until_the_other_holders_give_it_back(
             grants.append(lease.grant)
             store.budgets.release(batch.job_id, Holding("other", lease=store.budgets.get(batch.job_id).leases["other"]))
 
-    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", other_gives_back)
+    store._table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", other_gives_back)
     provider = EchoProvider()
 
     answered = idling_worker(store, provider).run(batch.id, chunk, 0, job_id=batch.job_id)
@@ -479,7 +479,7 @@ def test_a_worker_whose_state_machine_would_not_wait_stays_without_a_share_as_be
                 batch.job_id, Holding("urgent", lease=store.budgets.get(batch.job_id).leases["urgent"])
             )
 
-    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", urgent_batch_ends)
+    store._table.resource.meta.client.meta.events.register("before-call.dynamodb.BatchGetItem", urgent_batch_ends)
     provider = EchoProvider()
 
     answered = idling_worker(store, provider).run(batch.id, chunk, 0, job_id=batch.job_id, waits=False)

@@ -34,7 +34,7 @@ def manifest(store: Store, answer: dict[str, Any]) -> list[Chunk]:
 
 def set_sla(store: Store, tenant: Tenant, **sla: Any) -> None:
     job = tenant.job.model_copy(update={"sla": tenant.job.sla.model_copy(update=sla)})
-    store.table.resource.put_item(Item={**store.table.item("job", job, owner=job.tenant_id)})
+    store._table.resource.put_item(Item={**store._table.item("job", job, owner=job.tenant_id)})
 
 
 @pytest.mark.parametrize(("max_concurrency", "per_worker", "expected"), [(50, 25, 2), (100, 25, 4), (10, 25, 1)])
@@ -143,7 +143,7 @@ class Calls:
 @pytest.fixture
 def calls(store: Store) -> Iterator[Calls]:
     counter = Calls()
-    clients = [store.table.resource.meta.client, store.objects.client]
+    clients = [store._table.resource.meta.client, store.objects.client]
     for client in clients:
         client.meta.events.register("before-call.*.*", counter)
     yield counter
@@ -183,7 +183,7 @@ def test_one_invocation_reads_its_segment_batch_and_job_in_one_call_and_writes_o
 def test_the_status_check_reads_two_attributes_of_the_batch(store: Store, tenant: Tenant, runs: RecordedRuns) -> None:
     batch = new_batch(store, tenant, runs, 3)
     sent: list[dict[str, Any]] = []
-    client = store.table.resource.meta.client
+    client = store._table.resource.meta.client
 
     def keep(params: dict[str, Any], **_: Any) -> None:
         sent.append(params)

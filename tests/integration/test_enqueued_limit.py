@@ -42,7 +42,7 @@ def planned(store: Store, batch: BatchRecord, enqueued_requests: int = 1_000) ->
 
 
 def enqueued(store: Store, tenant: Tenant) -> int:
-    item = store.table.get("tenant", tenant.id)
+    item = store._table.get("tenant", tenant.id)
     assert item is not None
     return int(item.get("enqueued", 0))
 
@@ -98,7 +98,7 @@ def test_a_batch_releases_its_lines_once_when_it_ends_however_often_finalize_run
     if ending == "cancelled":
         batches.cancel_batch(store, tenant.id, batch.id)
     if ending == "expired":
-        store.table.update("batch", batch.id, set_={"expires_at": 1})
+        store._table.update("batch", batch.id, set_={"expires_at": 1})
     fault = {"Error": "States.TaskFailed", "Cause": "boom"} if ending == "failed" else None
     for _ in range(3):  # Step Functions retries finalize; each run resumes
         assert finalize(store, no_publish, batch.id, fault)["status"] == ending

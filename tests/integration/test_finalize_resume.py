@@ -85,7 +85,7 @@ def check_ended_once(store: Store, tenant: Tenant, batch_id: str, status: str) -
     assert ended.usage.total_tokens == sum(line["response"]["body"]["usage"]["total_tokens"] for line in out)
     registered = [
         item["id"]
-        for item in boto3.resource("dynamodb").Table(store.table.name).scan()["Items"]
+        for item in boto3.resource("dynamodb").Table(store._table.name).scan()["Items"]
         if item["sk"] == "file" and item.get("purpose") == "batch_output" and item["id"].startswith("file-")
         and item["filename"].startswith(batch_id)
     ]  # fmt: skip
@@ -98,7 +98,7 @@ def check_ended_once(store: Store, tenant: Tenant, batch_id: str, status: str) -
     for kind, file_id in (("output", ended.output_file_id), ("errors", ended.error_file_id)):
         if file_id is None:
             assert files.file_key(tenant.id, ids.derived_file_id(batch_id, kind)) not in keys
-    assert store.table.get("file", ended.input_file_id)["in_use"] == 0  # type: ignore[index]
+    assert store._table.get("file", ended.input_file_id)["in_use"] == 0  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("scenario", "status"), [("all", "completed"), ("partial", "failed")])

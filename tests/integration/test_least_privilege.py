@@ -252,7 +252,7 @@ def run_plan_worker_finalize(function: str) -> Callable[..., None]:
         assert store.batches.get_unscoped(batch.id).request_counts.completed == 3
         # Plan counted the lines on the tenant's item and finalize took them off: both roles allow it.
         assert store.batches.get_unscoped(batch.id).enqueued == 3
-        assert (store.table.get("tenant", tenant.id) or {}).get("enqueued") == 0
+        assert (store._table.get("tenant", tenant.id) or {}).get("enqueued") == 0
 
     return run
 

@@ -221,7 +221,7 @@ def dynamodb_key_limit(store: Any) -> None:
                 "GetItem",
             )
 
-    store.table.resource.meta.client.meta.events.register("before-call.dynamodb.GetItem", refuse)
+    store._table.resource.meta.client.meta.events.register("before-call.dynamodb.GetItem", refuse)
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def end(store: Store, batch: BatchRecord, fault: dict[str, Any] | None = None) -
 
 
 def expire(store: Store, batch: BatchRecord) -> None:
-    store.table.update("batch", batch.id, set_={"expires_at": int(time.time()) - 1})
+    store._table.update("batch", batch.id, set_={"expires_at": int(time.time()) - 1})
 
 
 # Each way a batch can end while a chunk is still running (a completed batch has no chunk left running: its

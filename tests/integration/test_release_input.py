@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from batchline.data.batches import Batches
-from batchline.data.table import Backoff
+from batchline.data.contention import Backoff
 from batchline.errors import ServerError
 from batchline.finalizing import finalize
 from batchline.models import BatchRecord
@@ -30,7 +30,7 @@ class CancelledReleases:
         self.left = times
         self.reason = reason
         self.injected = 0
-        store.table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
+        store._table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
 
     def __call__(self, params: dict[str, Any], **_: Any) -> Any:
         if self.left <= 0 or "released" not in json.dumps(params, default=str):
@@ -44,12 +44,12 @@ class CancelledReleases:
 
 
 def in_use(store: Store, batch: BatchRecord) -> int:
-    return int(store.table.get("file", batch.input_file_id)["in_use"])  # type: ignore[index]
+    return int(store._table.get("file", batch.input_file_id)["in_use"])  # type: ignore[index]
 
 
 def ran(store: Store, batch: BatchRecord, sleeps: list[float]) -> None:
     """The batch's lines answered, its waits between tries of a release recorded instead of slept."""
-    store.batches = Batches(store.table, backoff=Backoff(attempts=4, sleep=sleeps.append))
+    store.batches = Batches(store._table, backoff=Backoff(attempts=4, sleep=sleeps.append))
     worker(store, EchoProvider()).run(batch.id, planned(store, batch)[0], 0)
     assert in_use(store, batch) == 1
 

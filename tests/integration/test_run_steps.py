@@ -191,7 +191,7 @@ def test_a_late_worker_cannot_change_a_batch_finalize_has_begun(store: Store, ba
 
 
 def test_plan_refuses_a_file_over_200_mb_by_its_size_without_reading_it(store: Store, batch: BatchRecord) -> None:
-    store.table.update("file", batch.input_file_id, set_={"bytes": 200 * 1024 * 1024 + 1})
+    store._table.update("file", batch.input_file_id, set_={"bytes": 200 * 1024 * 1024 + 1})
     assert plan(store, batch.id, lines_per_chunk=10, requests_per_worker=25)["status"] == "failed"
     errors = store.batches.get_unscoped(batch.id).errors
     assert errors is not None
@@ -225,7 +225,7 @@ def test_finalize_twice_ends_once_and_releases_the_input_once(store: Store, batc
     assert [line["response"]["body"]["echo"] for line in read_lines(store, ended, ended.output_file_id)] == [
         str(i) for i in range(10)
     ]
-    assert store.table.get("file", batch.input_file_id)["in_use"] == 0  # type: ignore[index]
+    assert store._table.get("file", batch.input_file_id)["in_use"] == 0  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def test_a_small_result_is_one_put_and_an_aborted_writer_leaves_nothing(store: S
 
 
 def test_the_cost_is_exact_where_the_float_product_is_not(store: Store, batch: BatchRecord) -> None:
-    store.table.update("batch", batch.id, set_={"price_1m_tokens": 0.13})
+    store._table.update("batch", batch.id, set_={"price_1m_tokens": 0.13})
     chunk = planned(store, batch)[0]
     worker(store, EchoProvider()).run(batch.id, chunk, 0)
     finalize(store, lambda kind, detail: None, batch.id, None)

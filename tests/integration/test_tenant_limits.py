@@ -31,7 +31,7 @@ def clock(api: TestClient, store: Store) -> Iterator[Clock]:
     clock = Clock(1_800_000_000.25)
     app = sys.modules["batchline_fn_api"].app
     deps = sys.modules["routes.deps"]
-    app.dependency_overrides[deps.get_rate_limiter] = lambda: RateLimiter(store.table.resource, clock=clock)
+    app.dependency_overrides[deps.get_rate_limiter] = lambda: RateLimiter(store.rates, clock=clock)
     return clock
 
 
@@ -133,7 +133,7 @@ def test_reset_is_written_as_openai_writes_it(seconds: float, text: str) -> None
 def test_the_count_is_shared_by_every_container_and_its_items_expire(store: Store) -> None:
     """Two api containers (two limiters over one table) see one count; each window's item carries a TTL."""
     clock = Clock(1_800_000_000.9)
-    first, second = RateLimiter(store.table.resource, clock=clock), RateLimiter(store.table.resource, clock=clock)
+    first, second = RateLimiter(store.rates, clock=clock), RateLimiter(store.rates, clock=clock)
     assert [first.hit("key_a", 3).remaining, second.hit("key_a", 3).remaining, first.hit("key_a", 3).remaining] == [
         2,
         1,
@@ -144,6 +144,6 @@ def test_the_count_is_shared_by_every_container_and_its_items_expire(store: Stor
     assert refused.value.headers["Retry-After"] == "1"
     assert refused.value.headers["x-ratelimit-reset-requests"] == "100ms"
     assert second.hit("key_b", 3).remaining == 2  # another key, its own count
-    item = store.table.resource.get_item(Key={"pk": "rate#key_a#1800000000", "sk": "rate"})["Item"]
+    item = store._table.resource.get_item(Key={"pk": "rate#key_a#1800000000", "sk": "rate"})["Item"]
     assert int(item["n"]) == 3  # the refused request added nothing
     assert 1_800_000_000 < int(item["ttl"]) <= 1_800_000_000 + 3600

@@ -27,7 +27,7 @@ class Conflicts:
     def __init__(self, store: Store, times: int) -> None:
         self.left = times
         self.injected = 0
-        store.table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
+        store._table.resource.meta.client.meta.events.register("before-call.dynamodb.TransactWriteItems", self)
 
     def __call__(self, params: dict[str, Any], **_: Any) -> Any:
         if self.left <= 0 or "#segments" not in json.dumps(params, default=str):

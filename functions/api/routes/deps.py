@@ -52,7 +52,7 @@ def get_idempotency() -> Idempotency:
 
 
 def get_rate_limiter(store: Annotated[Store, Depends(get_store)]) -> RateLimiter:
-    return RateLimiter(store.table.resource)
+    return RateLimiter(store.rates)
 
 
 # Documents the scheme in OpenAPI (`securitySchemes`); the Authenticator reads the header itself, so a

@@ -7,8 +7,6 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchline import ids, jobs
-from batchline.data import conditions
-from batchline.data.table import absent
 from batchline.errors import Conflict, InvalidRequest, ServerError
 from batchline.models import BatchCreate, BatchRecord
 from batchline.runs import Runs
@@ -84,22 +82,13 @@ def create_batch(
     return record
 
 
-CANCELLABLE = ("validating", "in_progress")
-
-
 def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
-    """validating/in_progress -> cancelling; the run stops sending and finalizes as `cancelled`."""
+    """validating/in_progress -> cancelling (Batches.cancel); the run stops sending and finalizes as `cancelled`."""
     batch = store.batches.get(tenant_id, batch_id)
     if _cancelled_already(batch):
         return batch  # cancelling twice is not an error, as with OpenAI
-    # Once finalize has closed the batch (a fault ends it), only finalize changes its status.
     try:
-        item = store.table.update(
-            "batch",
-            batch_id,
-            set_={"status": "cancelling", "cancelling_at": int(time.time())},
-            condition=conditions.Attr("status").is_in(list(CANCELLABLE)) & absent("closing"),
-        )
+        return store.batches.cancel(batch_id)
     except Conflict:
         # The batch moved since it was read: a concurrent cancel won (that is this cancel's answer too),
         # or finalize closed it (then it is ending, and the cancel comes too late).
@@ -109,7 +98,6 @@ def cancel_batch(store: Store, tenant_id: str, batch_id: str) -> BatchRecord:
         raise Conflict(
             f"Cannot cancel a batch with status '{batch.status}'" + (", which is ending." if batch.closing else ".")
         ) from None
-    return BatchRecord.model_validate(item)
 
 
 def _cancelled_already(batch: BatchRecord) -> bool:

@@ -19,7 +19,7 @@ from batchline import batches, files, ids, layout
 from batchline.data.objects import Objects
 from batchline.errors import Conflict
 from batchline.jsonl import iter_request_lines, parse_request_line
-from batchline.models import BatchCreate, JobRecord
+from batchline.models import BatchCreate
 from batchline.observability import logger
 from batchline.runs import Runs
 from batchline.store import Store
@@ -71,13 +71,12 @@ def ingest(store: Store, runs: Runs, obj: InboxObject) -> str:
         raise Rejected(f"Not an inbox batch file: {key}")
     job_id = parts[1]
     batch_id = ids.derived_batch_id(*obj.identity)
-    if store.table.get("batch", batch_id) is not None:
+    if store.batches.exists(batch_id):
         runs.start(batch_id)
         return batch_id
-    item = store.table.get("job", job_id)
-    if item is None or item.get("deleted_at") is not None:
+    job = store.jobs.get_live(job_id)
+    if job is None:
         raise Rejected(f"No such job (or retired): {job_id}")
-    job = JobRecord.model_validate(item)
     inbox = store.objects.in_bucket(obj.bucket)
     head = inbox.head(key, version_id=obj.version_id)
     meta: dict[str, str] = head.get("Metadata", {})

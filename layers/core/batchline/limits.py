@@ -1,11 +1,9 @@
 """Per-tenant limits: a request rate per API key (shared by every api container) and enqueued requests.
 
-The rate is a fixed one-second window per key, counted in DynamoDB so that every api container sees the
-same count: one conditional UpdateItem per request (ADD n, only while n < limit), on an item that expires
-by TTL. That write is the whole cost: 1 write request unit per API request, refused ones included
-(DynamoDB bills a failed condition as a write): about $0.625 per million requests on demand. No read.
-A key leaves one ~100-byte item per second it is used; TTL deletes them for free, and the sweeper's stream
-filter drops their removals before any invocation.
+The rate is a fixed one-second window per key, counted in the table (`data/rates.py`) so that every api
+container sees the same count. That count's write is the whole cost: 1 write request unit per API request,
+refused ones included (DynamoDB bills a failed condition as a write): about $0.625 per million requests on
+demand. No read. A key leaves one ~100-byte item per second it is used; TTL deletes them for free.
 """
 
 from __future__ import annotations
@@ -14,15 +12,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING
 
 from batchline.errors import RateLimited
 
-# How long a window's item outlives its second: DynamoDB's TTL deletes within days, never before.
-WINDOW_TTL_SECONDS = 120
+if TYPE_CHECKING:
+    from batchline.data.rates import Rates
 
 
 def reset_text(seconds: float) -> str:
@@ -51,10 +46,10 @@ class RateState:
 
 
 class RateLimiter:
-    """Counts a key's requests in DynamoDB, one window per second; the clock is injected for tests."""
+    """Counts a key's requests (in the store's `rates`), one window per second; the clock is injected for tests."""
 
-    def __init__(self, table: Any, *, clock: Callable[[], float] = time.time) -> None:
-        self._table = table
+    def __init__(self, rates: Rates, *, clock: Callable[[], float] = time.time) -> None:
+        self._rates = rates
         self._clock = clock
 
     def hit(self, key_id: str, limit: int) -> RateState:
@@ -62,24 +57,13 @@ class RateLimiter:
         now = self._clock()
         window = math.floor(now)
         reset = window + 1 - now
-        try:
-            answer = self._table.update_item(
-                Key={"pk": f"rate#{key_id}#{window}", "sk": "rate"},
-                UpdateExpression="ADD n :one SET #ttl = if_not_exists(#ttl, :ttl)",
-                ConditionExpression="attribute_not_exists(n) OR n < :limit",
-                ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues={":one": 1, ":limit": limit, ":ttl": window + WINDOW_TTL_SECONDS},
-                ReturnValues="UPDATED_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        used = self._rates.count(key_id, window, limit)
+        if used is None:
             state = RateState(limit=limit, remaining=0, reset_seconds=reset)
             raise RateLimited(
                 f"Rate limit reached for requests: limit {limit} per second on this API key. "
                 f"Please try again in {reset_text(reset)}.",
                 code="rate_limit_exceeded",
                 headers={**state.headers(), "Retry-After": str(max(1, math.ceil(reset)))},
-            ) from exc
-        used = int(Decimal(answer["Attributes"]["n"]))
+            )
         return RateState(limit=limit, remaining=max(0, limit - used), reset_seconds=reset)

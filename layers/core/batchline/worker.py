@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from batchline.budget import Tuning
 from batchline.checkpoints import Answer, Committer, Log
-from batchline.data.table import Backoff
+from batchline.data.contention import Backoff
 from batchline.jsonl import parse_request_line, request_lines
 from batchline.layout import file_key
 from batchline.models import BatchRecord, Chunk, JobRecord, SegmentRecord, canonical_path

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from batchline.data import conditions
+from batchline.data.items import TTL_ATTR
 from batchline.data.objects import Objects
-from batchline.data.table import TTL_ATTR, Table
+from batchline.data.table import Table
 from batchline.errors import NotFound
 from batchline.models import FileRecord
 

@@ -28,6 +28,13 @@ class Jobs:
             raise NotFound(f"No such Job object: {job_id}", param="job_id")
         return JobRecord.model_validate(item)
 
+    def get_live(self, job_id: str) -> JobRecord | None:
+        """A job by id alone if it is not retired, whoever owns it; None otherwise (the inbox names a job so)."""
+        item = self._table.get("job", job_id)
+        if item is None or item.get("deleted_at") is not None:
+            return None
+        return JobRecord.model_validate(item)
+
     def get(self, tenant_id: str, job_id: str, *, param: str = "id") -> JobRecord:
         """A tenant's job that is not retired."""
         item = self._table.get_owned("job", tenant_id, job_id, param=param)

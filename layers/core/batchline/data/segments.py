@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from batchline.data import conditions
-from batchline.data.table import Table, retryable, to_item
+from batchline.data.items import to_item
+from batchline.data.table import Table
 from batchline.errors import ServerError
 from batchline.models import SegmentRecord
 from batchline.models.batches import USAGE_PATHS
@@ -88,38 +89,36 @@ class Segments:
             for name, path in paths.items()
         }
         names = {f"#{part}": part for path in paths.values() for part in path.split(".")}
-        reasons = self._table.transact(
-            (
-                "Update",
-                {
-                    "Key": {"pk": _pk(batch_id), "sk": _sk(segment.chunk, segment.cursor)},
-                    "UpdateExpression": "REMOVE pending",
-                    "ConditionExpression": "attribute_exists(pending)",
-                },
-            ),
-            (
-                "Update",
-                {
-                    "Key": {"pk": batch_id, "sk": "batch"},
-                    "UpdateExpression": "ADD " + ", ".join(f"{path} :{name}" for name, (path, _) in counters.items()),
-                    "ExpressionAttributeNames": names | {"#status": "status", "#closing": "closing"},
-                    "ExpressionAttributeValues": {f":{name}": value for name, (_, value) in counters.items()}
-                    | {":running": "in_progress", ":cancelling": "cancelling", ":null": "NULL"},
-                    # A cancelling batch is still open to workers until finalize closes it.
-                    "ConditionExpression": "#status IN (:running, :cancelling)"
-                    " AND (attribute_not_exists(#closing) OR attribute_type(#closing, :null))",
-                },
-            ),
+        outcome = (
+            self._table.transaction()
+            .update(
+                "segment",
+                {"pk": _pk(batch_id), "sk": _sk(segment.chunk, segment.cursor)},
+                "REMOVE pending",
+                condition="attribute_exists(pending)",
+            )
+            .update(
+                "batch",
+                {"pk": batch_id, "sk": "batch"},
+                "ADD " + ", ".join(f"{path} :{name}" for name, (path, _) in counters.items()),
+                # A cancelling batch is still open to workers until finalize closes it.
+                condition="#status IN (:running, :cancelling)"
+                " AND (attribute_not_exists(#closing) OR attribute_type(#closing, :null))",
+                names=names | {"#status": "status", "#closing": "closing"},
+                values={f":{name}": value for name, (_, value) in counters.items()}
+                | {":running": "in_progress", ":cancelling": "cancelling", ":null": "NULL"},
+            )
+            .write()
         )
-        if not reasons:
+        if outcome.written:
             return "recorded"
-        if reasons[0] == "ConditionalCheckFailed":
+        if "segment" in outcome.refused:
             return "duplicate"
-        if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+        if "batch" in outcome.refused:
             return "closed"
-        if retryable(reasons):
+        if outcome.contended:
             return "retry"
-        raise ServerError(f"Recording a segment of {batch_id} failed: {reasons}")
+        raise ServerError(f"Recording a segment of {batch_id} failed: {outcome}")
 
     def chain(self, first: SegmentRecord) -> list[SegmentRecord]:
         """`first` and the segments that follow it in its chunk, each starting where the one before ended.

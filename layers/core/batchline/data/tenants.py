@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchline.data.table import ADMIN_OWNER, Table
+from batchline.data.items import ADMIN_OWNER
+from batchline.data.table import Table
 from batchline.errors import Conflict, NotFound
 from batchline.models import ApiKeyRecord, TenantRecord
 
@@ -58,10 +59,10 @@ class Tenants:
         key_item = self._table.item("key", key, owner=key.tenant_id)
         hash_item: dict[str, Any] = {**_hash_key(key.key_hash), "key_id": key.id, "tenant_id": key.tenant_id}
         new = "attribute_not_exists(pk)"
-        if self._table.transact(
-            ("Put", {"Item": key_item, "ConditionExpression": new}),
-            ("Put", {"Item": hash_item, "ConditionExpression": new}),
-        ):
+        outcome = (
+            self._table.transaction().put("key", key_item, condition=new).put("hash", hash_item, condition=new).write()
+        )
+        if not outcome.written:
             raise Conflict(f"API key {key.id} already exists.")
 
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
@@ -82,9 +83,12 @@ class Tenants:
         if item is None:
             raise NotFound(f"No such API key object: {key_id}", param="key_id")
         record = ApiKeyRecord.model_validate(item)
-        if self._table.transact(
-            ("Delete", {"Key": {"pk": key_id, "sk": "key"}, "ConditionExpression": "attribute_exists(pk)"}),
-            ("Delete", {"Key": _hash_key(record.key_hash)}),
-        ):
+        outcome = (
+            self._table.transaction()
+            .delete("key", {"pk": key_id, "sk": "key"}, condition="attribute_exists(pk)")
+            .delete("hash", _hash_key(record.key_hash))
+            .write()
+        )
+        if not outcome.written:
             raise NotFound(f"No such API key object: {key_id}", param="key_id")  # revoked meanwhile
         return record
