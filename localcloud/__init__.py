@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from localcloud.cloud import LocalCloud, LocalCloudError
     from localcloud.deploy import DeployedStack, DeployError, deploy
     from localcloud.lambdas import LocalFunction
-    from localcloud.template import Translation, load_template, translate
+    from localcloud.template import load_template
+    from localcloud.translation import Translation, translate
 
 _EXPORTS = {
     "LocalCloud": "localcloud.cloud",
@@ -22,9 +23,9 @@ _EXPORTS = {
     "DeployError": "localcloud.deploy",
     "deploy": "localcloud.deploy",
     "LocalFunction": "localcloud.lambdas",
-    "Translation": "localcloud.template",
+    "Translation": "localcloud.translation",
     "load_template": "localcloud.template",
-    "translate": "localcloud.template",
+    "translate": "localcloud.translation",
 }
 
 __all__ = [

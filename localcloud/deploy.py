@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 from localcloud import bridges, iam, lambdas
 from localcloud.lambdas import LocalFunction
 from localcloud.rules import RuleFailed, check_rules
-from localcloud.template import HIDDEN_OUTPUT_PREFIX, Translation, load_template, replace_references, translate
+from localcloud.template import load_template, replace_references
+from localcloud.translation import HIDDEN_OUTPUT_PREFIX, Translation, translate
 
 log = logging.getLogger(__name__)
 

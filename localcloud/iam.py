@@ -37,7 +37,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -612,17 +611,3 @@ def principals_from_template(
         statements = _role_statements(role.get("Properties", {}), attributes, pseudo)
         principals[logical_id] = Principal(logical_id, role_name, tuple(statements))
     return principals
-
-
-def offline_translation(template_path: Path, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The SAM transform of a template without packaging its code (for policies only)."""
-    from localcloud.template import inline_definitions, load_template, to_cloudformation
-
-    sam = load_template(template_path)
-    for resource in sam.get("Resources", {}).values():
-        props = resource.get("Properties", {})
-        for prop in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(prop), str):
-                props[prop] = "s3://localcloud-offline/code.zip"
-    inline_definitions(sam, Path(template_path).resolve().parent)
-    return to_cloudformation(sam, parameters)
