@@ -83,7 +83,7 @@ class Principal:
         return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{self.role_name}/{self.name}"
 
 
-class AccessDeniedError(ClientError):
+class AccessDeniedError(ClientError):  # type: ignore[misc]  # botocore ships no type hints
     """An AWS call the caller's role does not allow (a ClientError, as boto3 raises it on AWS)."""
 
 
@@ -170,7 +170,7 @@ def access_denied(principal: Principal, request: Request, operation: str, servic
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": 403 if code == "AccessDenied" else 400},
     }
-    return AccessDeniedError(response, operation)  # type: ignore[arg-type]
+    return AccessDeniedError(response, operation)
 
 
 def authorize(principal: Principal, service: str, requests: Sequence[Request], operation: str) -> None:
@@ -226,7 +226,7 @@ def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[s
                 ("403", "Forbidden") if operation_name == "HeadObject" else ("AccessDenied", "Access Denied")
             )
             raise AccessDeniedError(
-                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}},  # type: ignore[arg-type]
+                {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}},
                 operation_name,
             ) from exc
         raise
@@ -261,7 +261,7 @@ def install() -> None:
         _originals["make_api_call"] = botocore.client.BaseClient._make_api_call
         _originals["presign"] = botocore.signers.generate_presigned_url
         _originals["transfer_pool"] = s3transfer.futures.BoundedExecutor.EXECUTOR_CLS
-        botocore.client.BaseClient._make_api_call = _checked_make_api_call  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = _checked_make_api_call
         # Clients get generate_presigned_url from this module attribute when they are created.
         botocore.signers.generate_presigned_url = _checked_presign
         s3transfer.futures.BoundedExecutor.EXECUTOR_CLS = _ContextThreadPool
@@ -276,7 +276,7 @@ def uninstall() -> None:
     with _lock:
         if not _originals:
             return
-        botocore.client.BaseClient._make_api_call = _originals.pop("make_api_call")  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = _originals.pop("make_api_call")
         botocore.signers.generate_presigned_url = _originals.pop("presign")
         s3transfer.futures.BoundedExecutor.EXECUTOR_CLS = _originals.pop("transfer_pool")
         _state_machines.clear()
