@@ -10,21 +10,23 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from localcloud.cloud import LocalCloud, LocalCloudError
+    from localcloud.cloud import LocalCloud
     from localcloud.deploy import DeployedStack, DeployError, deploy
     from localcloud.lambdas import LocalFunction
-    from localcloud.template import Translation, load_template, translate
+    from localcloud.servers import LocalCloudError
+    from localcloud.template import load_template
+    from localcloud.translation import Translation, translate
 
 _EXPORTS = {
     "LocalCloud": "localcloud.cloud",
-    "LocalCloudError": "localcloud.cloud",
+    "LocalCloudError": "localcloud.servers",
     "DeployedStack": "localcloud.deploy",
     "DeployError": "localcloud.deploy",
     "deploy": "localcloud.deploy",
     "LocalFunction": "localcloud.lambdas",
-    "Translation": "localcloud.template",
+    "Translation": "localcloud.translation",
     "load_template": "localcloud.template",
-    "translate": "localcloud.template",
+    "translate": "localcloud.translation",
 }
 
 __all__ = [

@@ -12,9 +12,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from localcloud.cloud import LocalCloud, LocalCloudError
+from localcloud.cloud import LocalCloud
 from localcloud.deploy import DeployError
 from localcloud.lambdas import NEW_ACCOUNT_CONCURRENCY
+from localcloud.servers import LocalCloudError
 
 SNIPPET = """\
 from openai import OpenAI

@@ -17,9 +17,13 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from localcloud import iam, metering
 from localcloud.intrinsics import Stack
+
+if TYPE_CHECKING:
+    from localcloud.lambdas import LocalFunction
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -169,3 +173,18 @@ async def _answer(send: Send, status: int, body: dict[str, str]) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+def http_api(
+    app: Any,
+    function: LocalFunction,
+    template: Mapping[str, Any],
+    parameters: Mapping[str, str],
+    *,
+    integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
+) -> ApiGatewayLimits:
+    """The HTTP API in front of the api function's ASGI `app`: every request runs under the function's role and
+    is metered as its invocation, within the stage's throttle and the integration's limits."""
+    served = metering.Invocations(iam.ServedAs(app, function.principal), function.logical_id, function.memory_size)
+    throttle = stage_throttle(template, parameters)
+    return ApiGatewayLimits(served, integration_timeout=integration_timeout, throttle=throttle)

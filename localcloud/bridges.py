@@ -1,6 +1,6 @@
 """Where moto's CloudFormation falls short, do the job through moto's service APIs instead.
 
-Before the stack: resources of `template.EMULATED_TYPES` (Secrets Manager secrets) are created through
+Before the stack: resources of `translation.EMULATED_TYPES` (Secrets Manager secrets) are created through
 the API and references to them become literals.
 After the stack: moto registers CloudFormation state machines in a backend that never executes them
 and ignores DefinitionSubstitutions, so each is created again through the Step Functions API (which,

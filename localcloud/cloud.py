@@ -1,109 +1,31 @@
-"""LocalCloud: moto's server, the stack from template.yaml, in-process Lambdas and the API on uvicorn."""
+"""LocalCloud: moto's server, the stack from template.yaml, in-process Lambdas and the API on uvicorn.
+
+It composes the pieces and orders them: the process's environment (localcloud.environment), the two servers
+(localcloud.servers), the emulation's patches (localcloud.emulation), the deploy (localcloud.deploy) and the
+demo data (localcloud.seed).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import logging
-import os
-import socket
-import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import boto3
-
-from localcloud import (
-    capacity,
-    cloudformation,
-    faults,
-    iam,
-    lambdas,
-    metering,
-    moto_fixes,
-    signatures,
-    stepfunctions,
-    streams,
-)
-from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, ApiGatewayLimits, stage_throttle
+from localcloud import capacity, emulation, faults, lambdas, streams
+from localcloud.apigateway import INTEGRATION_TIMEOUT_SECONDS, http_api
 from localcloud.deploy import DeployedStack, deploy
+from localcloud.environment import REGION, FakeEnvironment, return_large_buffers
+from localcloud.servers import ApiServer, LocalCloudError, MotoServer
 from localcloud.template import load_template
+
+__all__ = ["ROOT", "LocalCloud", "LocalCloudError"]
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
-# moto keeps an S3 object's bytes in memory up to ~5 MB, so every batch's parts stayed in this process: its
-# RSS grew with the batches it ran. Bodies over this size go to a temporary file instead (each holds an open
-# descriptor, which is why small ones, such as manifests, stay in memory).
-S3_MEMORY_BYTES = 64 * 1024
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-
-
-# glibc's mallopt parameter, and the size from which a buffer is always its own mapping (see below).
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 1024 * 1024
-
-
-def return_large_buffers() -> None:
-    """Make freed buffers of 1 MiB and more go back to the OS at once (glibc only; elsewhere nothing).
-
-    On AWS every function is a process of its own; here all of them, moto and the API share one, in dozens
-    of threads. glibc raises its mmap threshold to the largest buffer freed (up to 32 MiB), after which a
-    4 MiB upload part or a whole output file read is carved from a per-thread arena that keeps the memory:
-    measured at 50,000 lines, peak RSS 721 MiB with the default and 510 MiB with a fixed 1 MiB threshold.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
-class LocalCloudError(Exception):
-    """The local cloud could not start."""
-
-
-def _bound_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise LocalCloudError(f"cannot listen on {host}:{port}: {exc}") from exc
-    return sock
-
-
-def seed_demo_data(state_file: Path | None = None) -> dict[str, str]:
-    """Demo tenant, API key and job (localcloud.seed), once the stack is deployed.
-
-    With a state file: the ones it names (written by an earlier run), else new ones, which it then keeps.
-    """
-    # Imported here: localcloud.seed needs the core, which is on sys.path only once the functions are set up.
-    from batchline.config import ApiSettings
-    from localcloud import seed
-
-    keep = json.loads(state_file.read_text()) if state_file is not None and state_file.exists() else None
-    # ApiSettings reads the api function's variables, which are in os.environ by now.
-    seeded = seed.seed_demo(ApiSettings(), keep=keep)
-    if state_file is not None and seeded != keep:
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        written = state_file.with_suffix(".tmp")
-        # Keys: readable by their owner only, and replaced whole (a crash never leaves half a file).
-        written.touch(mode=0o600)
-        written.write_text(json.dumps(seeded, indent=2) + "\n")
-        written.replace(state_file)
-    return seeded
 
 
 class LocalCloud:
@@ -139,8 +61,6 @@ class LocalCloud:
         state_file: Path | None = None,
     ) -> None:
         self.host = host
-        self.port = port or 0
-        self.moto_port = moto_port or 0
         self.template = Path(template) if template else ROOT / "template.yaml"
         self.stack_name = stack_name
         # Its fake upstreams listen on loopback, which the stack refuses unless told otherwise.
@@ -149,7 +69,6 @@ class LocalCloud:
         self.table_resource = table_resource
         self.serve_api_on_start = serve_api
         self.seed_on_start = seed
-        self.log_level = log_level
         self.startup_timeout = startup_timeout
         # Lambda's concurrency quota of the account, a brand-new one's (10) unless told: the stack must deploy
         # and run there. Lambda keeps 100 of it unreserved, so a reservation needs a larger account.
@@ -168,24 +87,29 @@ class LocalCloud:
         # DynamoDB's capacity units per table, partition key and second while the cloud runs (localcloud.capacity);
         # metering's snapshots carry its totals and peaks. Its clock is settable, for a benchmark's own time.
         self.capacity = capacity.Meter()
-        self._reaper: streams.Reaper | None = None
         self.seeded: dict[str, str] = {}
         self.startup_seconds: float | None = None
+        self._environment = FakeEnvironment()
+        self._moto = MotoServer(host, moto_port or 0)
+        self._api = ApiServer(host, port or 0, log_level=log_level, startup_timeout=startup_timeout)
+        self._reaper: streams.Reaper | None = None
         self._stack: DeployedStack | None = None
-        self._moto: Any = None
-        self._moto_config: dict[str, Any] | None = None
-        self._uvicorn: Any = None
-        self._uvicorn_thread: threading.Thread | None = None
-        self._api_socket: socket.socket | None = None
-        self._saved_environ: dict[str, str] | None = None
-        self._clients: dict[str, Any] = {}
-        self._clients_lock = threading.Lock()
 
     # --------------------------------------------------------------------------------- properties
     @property
+    def port(self) -> int:
+        """The API's port (the one asked for, or the one given once it listens)."""
+        return self._api.port
+
+    @property
+    def moto_port(self) -> int:
+        """moto's port (the one asked for, or the one given once it runs)."""
+        return self._moto.port
+
+    @property
     def moto_endpoint(self) -> str:
         """http://127.0.0.1:<moto port>, what AWS_ENDPOINT_URL is set to."""
-        return f"http://{self.host}:{self.moto_port}"
+        return self._moto.endpoint
 
     @property
     def base_url(self) -> str:
@@ -226,23 +150,7 @@ class LocalCloud:
 
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client for the moto server (cached per service when no kwargs are given)."""
-        if kwargs:
-            return self._new_client(service, **kwargs)
-        with self._clients_lock:
-            if service not in self._clients:
-                self._clients[service] = self._new_client(service)
-            return self._clients[service]
-
-    def _new_client(self, service: str, **kwargs: Any) -> Any:
-        options: dict[str, Any] = {
-            "endpoint_url": self.moto_endpoint,
-            "region_name": REGION,
-            "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-            **kwargs,
-        }
-        return boto3.client(service, **options)
+        return self._moto.client(service, **kwargs)
 
     # -------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> Self:
@@ -263,22 +171,16 @@ class LocalCloud:
         try:
             if self.serve_api_on_start:
                 # Bound first, so a taken port fails in milliseconds rather than after the deploy.
-                self._listen()
-            self._set_environment()
+                self._api.listen()
+            self._environment.apply()
             return_large_buffers()
-            self._start_moto()
-            # Whatever an earlier cloud (or test) in this process imported and cached starts cold.
-            lambdas.forget_modules()
-            lambdas.install()
-            lambdas.limits.reset(self.account_concurrency)
-            stepfunctions.install(retry_interval_scale=self.retry_interval_scale, wait_scale=self.wait_scale)
-            moto_fixes.install()
-            self.capacity.reset()
-            capacity.attach(self.capacity)
-            metering.meter_dynamodb(self.capacity)
-            # S3 checks presigned URLs and refuses the anonymous: moto's server does neither.
-            signatures.install({FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
-            cloudformation.install()
+            self._moto.start()
+            emulation.install(
+                self.capacity,
+                account_concurrency=self.account_concurrency,
+                retry_interval_scale=self.retry_interval_scale,
+                wait_scale=self.wait_scale,
+            )
             self._stack = deploy(
                 self.template,
                 self.client,
@@ -287,12 +189,15 @@ class LocalCloud:
                 region=REGION,
                 timeout=self.startup_timeout,
             )
-            self._apply_function_environment()
-            self._enforce_iam()
+            emulation.load_functions(self._stack, self.api_function)
+            emulation.enforce_iam(self._stack)
             if self.ttl_interval:
                 self._reaper = streams.Reaper(self.ttl_interval)
                 self._reaper.start()
             if self.seed_on_start:
+                # Imported here: it needs the core, which is on sys.path only once the functions are loaded.
+                from localcloud.seed import seed_demo_data
+
                 self.seeded = seed_demo_data(self.state_file)
             if self.serve_api_on_start:
                 self.serve_api()
@@ -305,43 +210,14 @@ class LocalCloud:
     def stop(self) -> None:
         """Stop serving, reset moto and restore os.environ and moto's Lambda invocation (idempotent)."""
         began = time.monotonic()
-        was_running = self._moto is not None
-        if self._uvicorn is not None and self._uvicorn_thread is not None:
-            self._uvicorn.should_exit = True
-            self._uvicorn_thread.join(timeout=10)
-        self._uvicorn = self._uvicorn_thread = None
-        if self._api_socket is not None:
-            self._api_socket.close()
-            self._api_socket = None
+        was_running = self._moto.running
+        self._api.stop()
         if self._reaper is not None:
             self._reaper.stop()
             self._reaper = None
-        lambdas.uninstall()
-        # Clients cached by the functions point at this cloud's moto: none may outlive it.
-        lambdas.forget_modules()
-        iam.uninstall()
-        faults.uninstall()
-        stepfunctions.uninstall()
-        signatures.uninstall()
-        moto_fixes.uninstall()
-        metering.meter_dynamodb(None)
-        capacity.detach(self.capacity)
-        cloudformation.uninstall()
-        if self._moto is not None:
-            try:
-                # Backends and config are process-wide: leave them as found for whatever runs next.
-                self._post_moto("/moto-api/reset", None)
-                if self._moto_config is not None:
-                    self._post_moto("/moto-api/config", self._moto_config)
-            except OSError:
-                log.warning("could not reset moto", exc_info=True)
-            self._moto.stop()
-            self._moto = None
-        self._clients.clear()
-        if self._saved_environ is not None:
-            os.environ.clear()
-            os.environ.update(self._saved_environ)
-            self._saved_environ = None
+        emulation.uninstall(self.capacity)
+        self._moto.stop()
+        self._environment.restore()
         if was_running:
             log.info("local cloud stopped in %.2f s", time.monotonic() - began)
 
@@ -349,98 +225,10 @@ class LocalCloud:
         """Run DynamoDB's TTL at `now` (epoch seconds, default the clock): how many items it removed."""
         return streams.expire(now)
 
-    # ---------------------------------------------------------------------------------- pieces
-    def _set_environment(self) -> None:
-        self._saved_environ = dict(os.environ)
-        os.environ.pop("AWS_PROFILE", None)
-        os.environ.update(
-            {
-                **FAKE_CREDENTIALS,
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-                "AWS_EC2_METADATA_DISABLED": "true",
-                # No shared config may add a profile, region or endpoint of a real account.
-                "AWS_CONFIG_FILE": os.devnull,
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                # There is no X-Ray daemon locally.
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(S3_MEMORY_BYTES),
-            }
-        )
-
-    def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        # moto's request log would drown the local cloud's own output.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        if self.moto_port:
-            # ThreadedMotoServer.start() waits forever when its port is taken: fail fast instead.
-            _bound_socket(self.host, self.moto_port).close()
-        server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
-        server.start()
-        self._moto = server
-        self.moto_port = int(server.get_host_and_port()[1])
-        os.environ["AWS_ENDPOINT_URL"] = self.moto_endpoint
-        # Step Functions tasks call Lambda back on localhost:$MOTO_PORT.
-        os.environ["MOTO_PORT"] = str(self.moto_port)
-        self._moto_config = self._post_moto("/moto-api/config", None, method="GET")
-        self._post_moto("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
-
-    def _post_moto(self, path: str, body: Any, method: str = "POST") -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310  # always our own loopback server
-            self.moto_endpoint + path,
-            data=data if method == "POST" else None,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            text = response.read().decode() or "null"
-        return json.loads(text) if text.lstrip().startswith(("{", "[")) else text
-
-    def _apply_function_environment(self) -> None:
-        stack = self.stack
-        for logical_id in sorted(stack.functions, key=lambda name: name == self.api_function):
-            function = stack.functions[logical_id]
-            lambdas.apply_environment(function.environment)
-            # Seeding imports the core from the layer, as the functions do.
-            lambdas.extend_sys_path(lambdas.layer_search_path(function))
-        for function in stack.functions.values():
-            # Imported here, in one thread, not first in moto's request threads next to the caller's
-            # own imports (see localcloud.preload). One that cannot be imported fails when invoked, as in Lambda.
-            with contextlib.suppress(lambdas.HandlerError, ImportError):
-                lambdas.load_function_module(function)
-        api = stack.functions.get(self.api_function)
-        if api is not None:
-            lambdas.apply_environment(api.environment)
-
-    def _enforce_iam(self) -> None:
-        """From here on every function's AWS calls are checked against its own role (localcloud.iam)."""
-        stack = self.stack
-        owned = [f.arn for f in stack.functions.values()]
-        owned += [
-            f"arn:aws:s3:::{name}"
-            for logical_id, name in stack.resources.items()
-            if stack.resource_types[logical_id] == "AWS::S3::Bucket"
-        ]
-        for logical_id, principal in stack.principals.items():
-            if stack.resource_types.get(logical_id) == "AWS::StepFunctions::StateMachine":
-                iam.register_state_machine(principal, owned)
-        iam.install()
-        faults.install()
-
-    def _listen(self) -> socket.socket:
-        if self._api_socket is None:
-            self._api_socket = _bound_socket(self.host, self.port)
-            self.port = int(self._api_socket.getsockname()[1])
-        return self._api_socket
-
     def serve_api(self) -> None:
         """Serve the api function's ASGI `app` with uvicorn and return once it listens (idempotent)."""
-        if self._uvicorn is not None:
+        if self._api.serving:
             return
-        import uvicorn
-
         function = self.stack.functions.get(self.api_function)
         if function is None:
             raise LocalCloudError(f"the stack has no function {self.api_function}")
@@ -448,24 +236,8 @@ class LocalCloud:
         app = getattr(module, "app", None)
         if app is None:
             raise LocalCloudError(f"{function.code_dir}/{function.handler} has no module-level ASGI `app`")
-        sock = self._listen()
-        # uvicorn's loop owns the socket from here and closes it on shutdown.
-        self._api_socket = None
-        # API Gateway invokes the api function: every request runs under its role, within the HTTP API's
-        # limits. Beside it, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
-        served = metering.Invocations(iam.ServedAs(app, function.principal), function.logical_id, function.memory_size)
-        throttle = stage_throttle(load_template(self.template), self.parameters)
-        app = faults.ControlRoutes(ApiGatewayLimits(served, integration_timeout=self.api_timeout, throttle=throttle))
-        config = uvicorn.Config(app, log_level=self.log_level, lifespan="auto", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
-        thread.start()
-        self._uvicorn, self._uvicorn_thread = server, thread
-        deadline = time.monotonic() + self.startup_timeout
-        while not server.started:
-            if not thread.is_alive():
-                sock.close()
-                raise LocalCloudError("uvicorn stopped while starting (see its log above)")
-            if time.monotonic() > deadline:
-                raise LocalCloudError(f"uvicorn not listening after {self.startup_timeout:.0f} s")
-            thread.join(timeout=0.01)
+        front = http_api(
+            app, function, load_template(self.template), self.parameters, integration_timeout=self.api_timeout
+        )
+        # Beside API Gateway, the local cloud's own fault-injection route (localcloud.faults), which AWS has not.
+        self._api.serve(faults.ControlRoutes(front))

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from openai import OpenAI
 
@@ -41,7 +42,7 @@ def generated(lines: int) -> bytes:
     )  # fmt: skip
 
 
-def run(cloud: LocalCloud, data: bytes, out: io.TextIOBase | None = None, timeout: float = 300.0) -> dict:
+def run(cloud: LocalCloud, data: bytes, out: io.TextIOBase | None = None, timeout: float = 300.0) -> dict[str, Any]:
     """Submit `data` as a batch with the SDK and follow it to its end; the final batch object."""
     say = out or sys.stdout
     client = OpenAI(base_url=cloud.base_url, api_key=cloud.api_key)

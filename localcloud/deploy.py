@@ -12,10 +12,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from localcloud import bridges, iam, lambdas
+from localcloud import bridges, iam, iam_roles, lambdas
 from localcloud.lambdas import LocalFunction
 from localcloud.rules import RuleFailed, check_rules
-from localcloud.template import HIDDEN_OUTPUT_PREFIX, Translation, load_template, replace_references, translate
+from localcloud.template import load_template, replace_references
+from localcloud.translation import HIDDEN_OUTPUT_PREFIX, Translation, translate
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +190,13 @@ def deploy(
     resource_types = {r["LogicalResourceId"]: r["ResourceType"] for r in summaries}
 
     attributes = {
-        logical_id: iam.attributes_of(resource_types[logical_id], physical_id, region=region, account=account_id)
+        logical_id: iam_roles.attributes_of(resource_types[logical_id], physical_id, region=region, account=account_id)
         for logical_id, physical_id in resources.items()
     }
-    pseudo = iam.pseudo_parameters(
+    pseudo = iam_roles.pseudo_parameters(
         template, region=region, stack_name=stack_name, parameters=parameters, account=account_id
     )
-    principals = iam.principals_from_template(template, attributes, pseudo)
+    principals = iam_roles.principals_from_template(template, attributes, pseudo)
     functions = _read_functions(client("lambda"), translation, resources, resource_types, principals)
     if register:
         lambdas.install()

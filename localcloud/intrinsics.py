@@ -175,6 +175,8 @@ class Stack:
             if "." in name:
                 target, attribute = name.split(".", 1)
                 return self.get_att(target, attribute)
-            return self.ref(name)
+            # A Sub names strings: a reference to AWS::NoValue in one is the template's error, left to fail.
+            referenced: str = self.ref(name)
+            return referenced
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)

@@ -7,8 +7,10 @@ sys.path once it has deployed, so import it only after that.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import boto3
 
@@ -55,6 +57,8 @@ def seed_demo(
         tenant, _, api_key = create_tenant(store, auth, "demo")
     job = JobRecord(
         id=keep["job_id"] if keep else ids.job_id(),
+        # The API's name and the record's for the one owner, as the core's create_job gives both.
+        tenant=tenant.id,
         tenant_id=tenant.id,
         model=model,
         provider=MockProvider(type="mock", latency_ms=5),
@@ -75,3 +79,21 @@ def seed_demo(
         "tenant_id": tenant.id,
         "job_id": job.id,
     }
+
+
+def seed_demo_data(state_file: Path | None = None) -> dict[str, str]:
+    """Demo tenant, API key and job, once the stack is deployed and its functions' environment applied.
+
+    With a state file: the ones it names (written by an earlier run), else new ones, which it then keeps.
+    """
+    keep = json.loads(state_file.read_text()) if state_file is not None and state_file.exists() else None
+    # ApiSettings reads the api function's variables, which are in os.environ by now.
+    seeded = seed_demo(ApiSettings(), keep=keep)
+    if state_file is not None and seeded != keep:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        written = state_file.with_suffix(".tmp")
+        # Keys: readable by their owner only, and replaced whole (a crash never leaves half a file).
+        written.touch(mode=0o600)
+        written.write_text(json.dumps(seeded, indent=2) + "\n")
+        written.replace(state_file)
+    return seeded

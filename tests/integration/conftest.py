@@ -22,7 +22,7 @@ from batchline.models import ENDPOINTS, BatchCreate, JobRecord, MockProvider
 from batchline.secret_values import secrets_manager_getter
 from batchline.store import Store
 from batchline.tenants import create_tenant
-from localcloud import iam, moto_fixes
+from localcloud import iam, moto_fixes, translation
 from localcloud.patching import installed
 from localcloud.template import load_template
 from tests.integration import stack as stack_module
@@ -63,7 +63,7 @@ def _table_kwargs(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def cfn() -> dict[str, Any]:
     """template.yaml through the SAM transform (its roles and variables; no code packaged)."""
-    return iam.offline_translation(ROOT / "template.yaml")
+    return translation.offline_translation(ROOT / "template.yaml")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcloud import iam
+from localcloud import iam, iam_roles
 from localcloud.lambdas import InvocationResult, LocalFunction, invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,22 +62,22 @@ def build(cfn: Mapping[str, Any], secrets: Mapping[str, str]) -> Stack:
     """`cfn` is an offline translation of the template; `secrets` maps secret logical ids to their ARNs."""
     resources = cfn.get("Resources", {})
     attributes = {
-        logical_id: iam.attributes_of(
+        logical_id: iam_roles.attributes_of(
             resource["Type"], _physical_id(logical_id, resource["Type"], secrets), region=REGION
         )
         for logical_id, resource in resources.items()
     }
     # As the local cloud deploys it: the tests' fake upstreams listen on loopback.
-    pseudo = iam.pseudo_parameters(
+    pseudo = iam_roles.pseudo_parameters(
         cfn, region=REGION, stack_name=STACK_NAME, parameters={"AllowPrivateBackends": "true"}
     )
-    principals = iam.principals_from_template(cfn, attributes, pseudo)
+    principals = iam_roles.principals_from_template(cfn, attributes, pseudo)
     functions: dict[str, LocalFunction] = {}
     for logical_id, resource in resources.items():
         if resource["Type"] != "AWS::Lambda::Function":
             continue
         props = resource["Properties"]
-        variables = iam.resolve(props.get("Environment", {}).get("Variables", {}), attributes, pseudo)
+        variables = iam_roles.resolve(props.get("Environment", {}).get("Variables", {}), attributes, pseudo)
         functions[logical_id] = LocalFunction(
             logical_id=logical_id,
             name=logical_id,

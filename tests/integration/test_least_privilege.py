@@ -28,7 +28,9 @@ from batchline.models import JobRecord, OpenAIProvider
 from batchline.planning import plan
 from batchline.store import Store
 from localcloud import iam
-from localcloud.template import inline_definitions, load_template, to_cloudformation
+from localcloud.packaging import inline_definitions
+from localcloud.sam import to_cloudformation
+from localcloud.template import load_template
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration import stack as stack_module
 from tests.integration.conftest import ROOT, Tenant, batch_of, load_function

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from localcloud import capacity, metering, moto_fixes
+from localcloud import capacity, capacity_units, metering, moto_fixes
 from localcloud.capacity import Peak
 from localcloud.cloud import LocalCloud
 from localcloud.patching import installed
@@ -79,19 +79,19 @@ def wcu(units: float) -> dict[str, float]:
 
 
 def test_an_items_size_is_its_names_and_values_as_dynamodb_counts_them() -> None:
-    assert capacity.item_size({"name": {"S": "héllo"}}) == 4 + 6  # UTF-8 bytes of name and value
-    assert capacity.item_size({"b": {"B": b"\x00\x01\x02"}}) == 1 + 3  # raw bytes, not their base64
+    assert capacity_units.item_size({"name": {"S": "héllo"}}) == 4 + 6  # UTF-8 bytes of name and value
+    assert capacity_units.item_size({"b": {"B": b"\x00\x01\x02"}}) == 1 + 3  # raw bytes, not their base64
     # Numbers: 1 byte per two significant digits (leading and trailing zeroes trimmed), plus 1.
-    assert capacity.item_size({"n": {"N": "12345"}}) == 1 + 3 + 1
-    assert capacity.item_size({"n": {"N": "-0012.3400"}}) == 1 + 2 + 1
-    assert capacity.item_size({"n": {"N": "7"}}) == 1 + 1 + 1
-    assert capacity.item_size({"ok": {"BOOL": True}, "no": {"NULL": True}}) == (2 + 1) + (2 + 1)
+    assert capacity_units.item_size({"n": {"N": "12345"}}) == 1 + 3 + 1
+    assert capacity_units.item_size({"n": {"N": "-0012.3400"}}) == 1 + 2 + 1
+    assert capacity_units.item_size({"n": {"N": "7"}}) == 1 + 1 + 1
+    assert capacity_units.item_size({"ok": {"BOOL": True}, "no": {"NULL": True}}) == (2 + 1) + (2 + 1)
     # A list or map: 3 bytes, plus each element and 1 byte per element (a map's element names count too).
-    assert capacity.item_size({"l": {"L": [{"S": "ab"}, {"N": "1"}]}}) == 1 + 3 + (2 + 1) + (2 + 1)
-    assert capacity.item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + (1 + 1 + 1)
-    assert capacity.item_size({"m": {"M": {}}}) == 1 + 3
+    assert capacity_units.item_size({"l": {"L": [{"S": "ab"}, {"N": "1"}]}}) == 1 + 3 + (2 + 1) + (2 + 1)
+    assert capacity_units.item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + (1 + 1 + 1)
+    assert capacity_units.item_size({"m": {"M": {}}}) == 1 + 3
     # A set: the sum of its elements.
-    assert capacity.item_size({"ss": {"SS": ["a", "bc"]}, "ns": {"NS": ["12", "3"]}}) == (2 + 3) + (2 + 2 + 2)
+    assert capacity_units.item_size({"ss": {"SS": ["a", "bc"]}, "ns": {"NS": ["12", "3"]}}) == (2 + 3) + (2 + 2 + 2)
 
 
 # ---------------------------------------------------------------------------------------------- reads
