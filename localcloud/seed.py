@@ -57,8 +57,6 @@ def seed_demo(
         tenant, _, api_key = create_tenant(store, auth, "demo")
     job = JobRecord(
         id=keep["job_id"] if keep else ids.job_id(),
-        # The API's name and the record's for the one owner, as the core's create_job gives both.
-        tenant=tenant.id,
         tenant_id=tenant.id,
         model=model,
         provider=MockProvider(type="mock", latency_ms=5),
