@@ -191,14 +191,14 @@ class DynamoTable:
 
     def transaction(self) -> Transaction:
         """A transaction to build from named actions: `.update("batch", ...).put("file", ...).write()`."""
-        return Transaction(self.transact)
+        return Transaction(self._transact)
 
-    def transact(self, *actions: Action) -> list[str | None]:
+    def _transact(self, *actions: Action) -> list[str | None]:
         """Write every action or none: [] when written, else each action's cancellation reason code, by position.
 
         Actions are (verb, parameters) such as ("Put", {"Item": ..., "ConditionExpression": ...}); the
-        resource's client serializes plain Python values, as the Table does. What `transaction()` sends;
-        a caller should build one of those instead, and read its outcome by name.
+        resource's client serializes plain Python values, as the Table does. Only `transaction()` sends
+        them, so no caller reads a reason by its position.
         """
         try:
             self.resource.meta.client.transact_write_items(

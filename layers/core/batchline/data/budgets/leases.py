@@ -25,7 +25,7 @@ def reclaim(table: Table, job_id: str, holding: Holding, batch_id: str, before: 
         if holder in after.leases or lease.batch_id != batch_id:
             continue
         values = {":read": number(lease.expires)}
-        if table.transact(*leaving(job_id, holder, lease, "expires = :read", values)):
+        if not leaving(table.transaction(), job_id, holder, lease, "expires = :read", values).write().written:
             return None
         holding.members = None if holding.members is None else holding.members + 1
         freed += lease.held
@@ -54,14 +54,14 @@ def write(table: Table, job_id: str, holding: Holding, before: Budget, after: Bu
         # Only its times, or what it holds within what it had: neither the pool nor the room moves.
         written = table.put_if(item, conditions.Attr("sk").exists()) is None
     else:
-        actions = [("Put", {"Item": item, "ConditionExpression": there})]
+        txn = table.transaction().put("lease", item, condition=there)
         if wanted or joined or pooled:
-            actions.append(share_update(job_id, batch_id, wanted, 1 if joined else 0, pooled=pooled))
+            share_update(txn, job_id, batch_id, wanted, 1 if joined else 0, pooled=pooled)
         if given or woke:
-            actions.append(room_update(job_id, given, moved=woke))
-        reasons = table.transact(*actions)
-        written = not reasons
-        if reasons and reasons[0] != "ConditionalCheckFailed":
+            room_update(txn, job_id, given, moved=woke)
+        outcome = txn.write()
+        written = outcome.written
+        if not written and "lease" not in outcome.refused:
             return False  # the room or the pool did not hold what it takes
         if written and holding.members is not None:
             holding.members += 1 if (wanted or joined) else 0  # its own move: nothing to read again for it
@@ -80,9 +80,9 @@ def release(table: Table, job_id: str, holding: Holding) -> None:
         return
     holding.lease = None
     left = sum(v.want for h, v in (holding.leases or {}).items() if h != holding.holder)
-    actions = list(leaving(job_id, holding.holder, lease, "attribute_exists(sk)", {}))
+    txn = leaving(table.transaction(), job_id, holding.holder, lease, "attribute_exists(sk)", {})
     if lease.want and not left:
-        actions.append(room_update(job_id, 0, moved=True))  # its batch wants nothing now
+        room_update(txn, job_id, 0, moved=True)  # its batch wants nothing now
     # Cancelled only when a reclaimer took the expired lease (and its holding) first: nothing left to do.
-    if not table.transact(*actions):
+    if txn.write().written:
         drain(table, job_id, lease.batch_id)

@@ -4,7 +4,6 @@ pool drained back to the room, and the batch's end."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from batchline.budget import Claim, Lease, Share
@@ -23,6 +22,7 @@ from batchline.data.budgets.items import (
 )
 from batchline.data.budgets.summary import room_update
 from batchline.data.table import Table
+from batchline.data.transactions import Outcome, Transaction
 
 # At most this many keys in one BatchGetItem.
 BATCH_GET_KEYS = 100
@@ -60,26 +60,27 @@ def other_shares(table: Table, job_id: str, besides: str) -> dict[str, Share]:
     return shares
 
 
-def join(table: Table, job_id: str, claim: Claim) -> list[str | None]:
+def join(table: Table, job_id: str, claim: Claim) -> Outcome:
     """A batch's first holder: its share, and its name in the registry, so other batches' holders split
-    with it. Refused on its first action when another of its holders made it first; [] when made."""
-    return table.transact(
-        ("Put", {"Item": {**share_key(job_id, claim.batch_id), "batch_id": claim.batch_id, "want": 0,
-                          "holders": 0, "members": 0, "spare": 0, "urgent": claim.urgent,
-                          "deadline": number(claim.deadline)},
-                 "ConditionExpression": "attribute_not_exists(sk)"}),
-        ("Update", {"Key": registry_key(job_id), "UpdateExpression": "ADD batches :b",
-                    "ExpressionAttributeValues": {":b": {claim.batch_id}}}),
-        ("Update", {"Key": summary_key(job_id), "UpdateExpression": "ADD members :one",
-                    "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeValues": {":one": 1}}),
-    )  # fmt: skip
+    with it. The "share" is refused when another of its holders made it first."""
+    share = {**share_key(job_id, claim.batch_id), "batch_id": claim.batch_id, "want": 0, "holders": 0,
+             "members": 0, "spare": 0, "urgent": claim.urgent, "deadline": number(claim.deadline)}  # fmt: skip
+    return (
+        table.transaction()
+        .put("share", share, condition="attribute_not_exists(sk)")
+        .update("registry", registry_key(job_id), "ADD batches :b", values={":b": {claim.batch_id}})
+        .update(
+            "summary", summary_key(job_id), "ADD members :one", condition="attribute_exists(pk)", values={":one": 1}
+        )
+        .write()
+    )
 
 
 def share_update(
-    job_id: str, batch_id: str, wanted: int, joined: int, *, pooled: int = 0
-) -> tuple[str, dict[str, Any]]:
-    """A batch's share's part of a lease change: what its holders want together, how many they are, and
-    its pool (what is taken from it only if it is there)."""
+    txn: Transaction, job_id: str, batch_id: str, wanted: int, joined: int, *, pooled: int = 0
+) -> Transaction:
+    """A batch's share's part of a lease change ("share"): what its holders want together, how many they
+    are, and its pool (what is taken from it only if it is there)."""
     values: dict[str, Any] = {":wanted": wanted, ":joined": joined, ":pooled": pooled}
     expression = "ADD want :wanted, holders :joined, spare :pooled"
     condition = "attribute_exists(sk)"
@@ -89,27 +90,15 @@ def share_update(
     if pooled < 0:
         condition += " AND spare >= :taken"
         values[":taken"] = -pooled
-    return (
-        "Update",
-        {
-            "Key": share_key(job_id, batch_id),
-            "UpdateExpression": expression,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        },
-    )
+    return txn.update("share", share_key(job_id, batch_id), expression, condition=condition, values=values)
 
 
 def leaving(
-    job_id: str, holder: str, lease: Lease, condition: str, values: dict[str, Any]
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A lease's removal: the lease (on `condition`), and its batch's share, which gets what it held."""
-    key = lease_key(job_id, lease.batch_id, holder)
-    delete: dict[str, Any] = {"Key": key, "ConditionExpression": condition}
-    if values:
-        delete["ExpressionAttributeValues"] = values
-    yield "Delete", delete
-    yield share_update(job_id, lease.batch_id, -lease.want, -1, pooled=lease.held)
+    txn: Transaction, job_id: str, holder: str, lease: Lease, condition: str, values: dict[str, Any]
+) -> Transaction:
+    """A lease's removal: the "lease" (on `condition`), and its batch's "share", which gets what it held."""
+    txn.delete("lease", lease_key(job_id, lease.batch_id, holder), condition=condition, values=values)
+    return share_update(txn, job_id, lease.batch_id, -lease.want, -1, pooled=lease.held)
 
 
 def drain(table: Table, job_id: str, batch_id: str) -> None:
@@ -119,12 +108,11 @@ def drain(table: Table, job_id: str, batch_id: str) -> None:
     if found is None or int(found.get("holders", 0)) or not int(found.get("spare", 0)):
         return
     pool = int(found["spare"])
-    table.transact(
-        ("Update", {"Key": share_key(job_id, batch_id), "UpdateExpression": "ADD spare :taken",
-                    "ConditionExpression": "holders = :none AND spare = :pool",
-                    "ExpressionAttributeValues": {":taken": -pool, ":none": 0, ":pool": pool}}),
-        room_update(job_id, pool),
+    txn = table.transaction().update(
+        "share", share_key(job_id, batch_id), "ADD spare :taken", condition="holders = :none AND spare = :pool",
+        values={":taken": -pool, ":none": 0, ":pool": pool},
     )  # fmt: skip
+    room_update(txn, job_id, pool).write()
 
 
 def release_batch(table: Table, job_id: str, batch_id: str) -> None:
@@ -132,7 +120,7 @@ def release_batch(table: Table, job_id: str, batch_id: str) -> None:
     to the room, and the batch leaves the budget."""
     _, leases = read_batch(table, job_id, batch_id)
     for holder, lease in leases.items():
-        table.transact(*leaving(job_id, holder, lease, "attribute_exists(sk)", {}))
+        leaving(table.transaction(), job_id, holder, lease, "attribute_exists(sk)", {}).write()
     found = table.get_key(share_key(job_id, batch_id), consistent=True)
     if found is None:
         return
@@ -140,11 +128,10 @@ def release_batch(table: Table, job_id: str, batch_id: str) -> None:
     # end) keeps its share.
     pool = int(found.get("spare", 0))
     unheld = "holders = :none AND spare = :pool"
-    table.transact(
-        ("Delete", {"Key": share_key(job_id, batch_id), "ConditionExpression": unheld,
-                    "ExpressionAttributeValues": {":none": 0, ":pool": pool}}),
-        ("Update", {"Key": registry_key(job_id), "UpdateExpression": "DELETE batches :b",
-                    "ExpressionAttributeValues": {":b": {batch_id}}}),
-        ("Update", {"Key": summary_key(job_id), "UpdateExpression": "ADD members :one, room :pool",
-                    "ExpressionAttributeValues": {":one": 1, ":pool": pool}}),
-    )  # fmt: skip
+    (
+        table.transaction()
+        .delete("share", share_key(job_id, batch_id), condition=unheld, values={":none": 0, ":pool": pool})
+        .update("registry", registry_key(job_id), "DELETE batches :b", values={":b": {batch_id}})
+        .update("summary", summary_key(job_id), "ADD members :one, room :pool", values={":one": 1, ":pool": pool})
+        .write()
+    )

@@ -10,6 +10,7 @@ from batchline.budget import Budget
 from batchline.data import conditions
 from batchline.data.budgets.items import number, summary_from_item, summary_item, summary_key
 from batchline.data.table import Table
+from batchline.data.transactions import Transaction
 
 # The summary's attributes the limit's adaptation writes ("limit" is a DynamoDB reserved word).
 ADAPTED = {"#limit": "limit", "#best": "best_latency", "#at": "decreased_at", "#for": "decreased_for"}
@@ -76,9 +77,9 @@ def write_limit(table: Table, job_id: str, before: Budget, after: Budget) -> Bud
     return summary_from_item(found) if found else None
 
 
-def room_update(job_id: str, given: int, *, moved: bool = False) -> tuple[str, dict[str, Any]]:
-    """The summary's part of a lease change: `given` back to the room (negative: taken, if it is there);
-    `moved`: a batch started or stopped wanting, so every holder reads the shares again."""
+def room_update(txn: Transaction, job_id: str, given: int, *, moved: bool = False) -> Transaction:
+    """The summary's part of a lease change ("room"): `given` back to the room (negative: taken, if it is
+    there); `moved`: a batch started or stopped wanting, so every holder reads the shares again."""
     values: dict[str, Any] = {":given": given}
     condition = "attribute_exists(pk)"
     if given < 0:
@@ -88,12 +89,4 @@ def room_update(job_id: str, given: int, *, moved: bool = False) -> tuple[str, d
     if moved:
         expression += ", members :one"
         values[":one"] = 1
-    return (
-        "Update",
-        {
-            "Key": summary_key(job_id),
-            "UpdateExpression": expression,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        },
-    )
+    return txn.update("room", summary_key(job_id), expression, condition=condition, values=values)

@@ -53,14 +53,14 @@ def view(
             or now - holding.leases_read >= stale):  # fmt: skip
         share, leases = read_batch(table, job_id, batch_id)
         if share is None:
-            reasons = join(table, job_id, claim)
-            if reasons and reasons[0] != "ConditionalCheckFailed":
+            joined = join(table, job_id, claim)
+            if not joined.written and "share" not in joined.refused:
                 return None
-            made = not reasons
+            made = joined.written
             members += 1 if made else 0
             # Made now (nothing in it), or by a batch-mate just before: then read what it holds.
             share, leases = (
-                (Share(0, 0, claim.urgent, claim.deadline), {}) if not reasons else read_batch(table, job_id, batch_id)
+                (Share(0, 0, claim.urgent, claim.deadline), {}) if made else read_batch(table, job_id, batch_id)
             )
             if share is None:
                 return None
