@@ -91,7 +91,7 @@ def forget_modules() -> None:
         _local_names.clear()
     from aws_lambda_powertools.utilities.parameters import base
 
-    base.DEFAULT_PROVIDERS.clear()
+    base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]  # Powertools' registry, not exported
 
 
 def handler_file(function: LocalFunction) -> tuple[Path, str]:

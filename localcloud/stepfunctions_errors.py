@@ -36,7 +36,8 @@ def execution_failure(env: Any, error: str, cause: str) -> Exception:
             env=env,
             error_name=StatesErrorName(typ=error_type),
             event_type=HistoryEventType.ExecutionFailed,
-            event_details=EventDetails(
+            # moto's EventDetails is a total TypedDict; each event carries one of its members, as moto builds it.
+            event_details=EventDetails(  # type: ignore[typeddict-item]
                 executionFailedEventDetails=ExecutionFailedEventDetails(error=error_type.to_name(), cause=cause)
             ),
         )

@@ -93,7 +93,9 @@ def _bounded(original: Any) -> Any:
         if admitted:
             return int(original(self, context, event_type, event_details, timestamp, update_source_event_id))
         details = ExecutionFailedEventDetails(error="States.Runtime", cause=HISTORY_LIMIT_CAUSE)
-        original(self, context, HistoryEventType.ExecutionFailed, EventDetails(executionFailedEventDetails=details))
+        # moto's EventDetails is a total TypedDict; each event carries one of its members, as moto builds it.
+        failed = EventDetails(executionFailedEventDetails=details)  # type: ignore[typeddict-item]
+        original(self, context, HistoryEventType.ExecutionFailed, failed)
         # Raised where the event was to be written, so the state that wrote it goes no further.
         failure = execution_failure(history.execution, "StatesRuntime", HISTORY_LIMIT_CAUSE)
         # AWS's cause names no state; moto would prefix the state's to any States.Runtime.

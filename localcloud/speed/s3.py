@@ -53,8 +53,8 @@ class _JoinedParts:
     """
 
     def __init__(self, parts: list[Any]) -> None:
-        self.size = sum(part.contentsize for part in parts)
-        self.buffers = []
+        self.size: int = sum(part.contentsize for part in parts)
+        self.buffers: list[Any] = []
         for part in parts:
             with part.lock:
                 self.buffers.append(part._value_buffer)
@@ -80,7 +80,7 @@ class _FullObjectChecksum:
         self.width = 4
 
     def add(self, data: bytes) -> None:
-        from moto.s3.utils import HAS_CRT
+        from moto.s3.utils import HAS_CRT  # type: ignore[attr-defined]  # imported there, not re-exported
 
         if self.algorithm == "CRC64NVME" and HAS_CRT:
             from awscrt import checksums
@@ -89,7 +89,7 @@ class _FullObjectChecksum:
             return
         if self.algorithm == "CRC32C":
             try:
-                import crc32c  # type: ignore[import-not-found]
+                import crc32c
 
                 self.value = crc32c.crc32c(data, self.value)
                 return
@@ -111,15 +111,15 @@ def _blocks(key: Any) -> Iterator[bytes]:
 
 def _complete_multipart(original: Any) -> Any:
     """FakeMultipart.complete as moto has it, without joining the parts in memory (see the module docstring)."""
-    import codecs
-
     from moto.s3.exceptions import EntityTooSmall, InvalidPart, MalformedXML
-    from moto.s3.models import S3_UPLOAD_PART_MIN_SIZE, MultipartChecksumBuilder
+    from moto.s3.models import (  # type: ignore[attr-defined]  # imported there, not re-exported
+        S3_UPLOAD_PART_MIN_SIZE,
+        MultipartChecksumBuilder,
+    )
     from moto.utilities.utils import md5_hash
 
     @functools.wraps(original)
     def complete(self: Any, body: Any) -> tuple[Any, str, tuple[str, str, int] | None]:
-        decode_hex = codecs.getdecoder("hex_codec")
         md5s = bytearray()
         composite = MultipartChecksumBuilder(
             self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
@@ -132,7 +132,7 @@ def _complete_multipart(original: Any) -> Any:
                 raise InvalidPart()
             if parts and parts[-1].contentsize < S3_UPLOAD_PART_MIN_SIZE:
                 raise EntityTooSmall()
-            md5s.extend(decode_hex(part.etag.replace('"', ""))[0])
+            md5s.extend(binascii.a2b_hex(part.etag.replace('"', "")))
             if composite.checksum_type == "COMPOSITE":
                 composite.addPart(part.value)
             else:
