@@ -13,6 +13,7 @@ that run it as a subprocess; nothing of this exists on AWS.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from localcloud import iam
+from localcloud.patching import Patches
 
 CONTROL_PATH = "/_localcloud/faults"
 
@@ -66,7 +68,7 @@ class Fault:
 
 _faults: list[Fault] = []
 _lock = threading.Lock()
-_installed = False
+_patches = Patches()
 
 
 def inject(fault: Fault) -> Fault:
@@ -167,46 +169,37 @@ class _AnsweringEndpoint:
         return getattr(self._endpoint, name)
 
 
+def _answering_faults(original: Any) -> Any:
+    """Endpoint._do_get_response: a fault of the calling function is answered in place of the service."""
+
+    @functools.wraps(original)
+    def do_get_response(self: Any, request: Any, operation_model: Any, context: Any) -> Any:
+        # Called once per attempt, inside botocore's retry loop: a fault is retried like AWS's answer.
+        principal = iam.current()
+        service = operation_model.service_model.service_name
+        fault = _take(principal.name, service, operation_model.name) if principal and _faults else None
+        if fault is None:
+            return original(self, request, operation_model, context)
+        # Nothing is sent (nor given to an in-process stubber): the service never sees the request.
+        answering = _AnsweringEndpoint(self, _FaultEmitter(self._event_emitter, _response(fault, service, request.url)))
+        return original(answering, request, operation_model, context)
+
+    return do_get_response
+
+
 def install() -> None:
     """Answer injected faults for every client, made before or after (idempotent)."""
-    global _installed
     import botocore.endpoint
 
-    with _lock:
-        if _installed:
-            return
-        original = botocore.endpoint.Endpoint._do_get_response
-
-        def do_get_response(self: Any, request: Any, operation_model: Any, context: Any) -> Any:
-            # Called once per attempt, inside botocore's retry loop: a fault is retried like AWS's answer.
-            principal = iam.current()
-            service = operation_model.service_model.service_name
-            fault = _take(principal.name, service, operation_model.name) if principal and _faults else None
-            if fault is None:
-                return original(self, request, operation_model, context)
-            # Nothing is sent (nor given to an in-process stubber): the service never sees the request.
-            answering = _AnsweringEndpoint(
-                self, _FaultEmitter(self._event_emitter, _response(fault, service, request.url))
-            )
-            return original(answering, request, operation_model, context)
-
-        do_get_response._localcloud_original = original  # type: ignore[attr-defined]
-        botocore.endpoint.Endpoint._do_get_response = do_get_response  # type: ignore[method-assign]
-        _installed = True
+    with _patches.lock:
+        _patches.patch(botocore.endpoint.Endpoint, "_do_get_response", _answering_faults)
 
 
 def uninstall() -> None:
     """Stop answering faults and forget them."""
-    global _installed
-    import botocore.endpoint
-
-    with _lock:
-        if not _installed:
-            return
-        patched = botocore.endpoint.Endpoint._do_get_response
-        botocore.endpoint.Endpoint._do_get_response = patched._localcloud_original  # type: ignore[attr-defined,method-assign]
-        _faults.clear()
-        _installed = False
+    with _patches.lock:
+        _patches.undo()
+        clear()
 
 
 class ControlRoutes:

@@ -1,6 +1,8 @@
-"""Each local cloud module that patches moto or botocore has `install()` and `uninstall()`; this scopes them.
+"""The one way the local cloud patches moto, botocore or werkzeug: a module's `Patches`, and `installed()`.
 
-The local cloud installs them for its lifetime; a test that runs moto in-process takes them for a block.
+Each module that patches has a `Patches` of its own and `install()` / `uninstall()` around it, so no module
+keeps originals by hand and every patch is undone as it was found. The local cloud installs them for its
+lifetime; a test that runs moto in-process takes them for a block with `installed()`.
 """
 
 from __future__ import annotations

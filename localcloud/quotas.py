@@ -66,7 +66,7 @@ def item_bytes(item: Mapping[str, Any]) -> int:
 
 def _refuse(operation: str, message: str) -> ClientError:
     return ClientError(
-        {"Error": {"Code": "ValidationException", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},  # type: ignore[typeddict-item]
+        {"Error": {"Code": "ValidationException", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
         operation,
     )
 

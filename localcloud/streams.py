@@ -8,11 +8,15 @@ dynamodb.amazonaws.com) and by which a mapping's filter tells it from a delete a
 Here: a table created by the stack gets its TTL specification; `expire(now)` removes every item whose
 TTL attribute is a time before `now`, as TTL's background process does, with that `userIdentity` on
 the REMOVE records; stream records reach a function only when they match one of its mapping's
-filters, in batches of at most its BatchSize, with an event shaped like Lambda's.
+filters, in batches of at most its BatchSize, with an event shaped like Lambda's. moto runs the mapped
+function from inside the write that made the records; on AWS it runs after, so deliveries are held
+until the request is done (localcloud.serialized), and a transaction's until it commits
+(localcloud.dynamodb).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -22,13 +26,25 @@ from typing import Any
 
 from moto.core.utils import unix_time
 
+from localcloud.dynamodb import DYNAMODB_LOCK
+from localcloud.patching import Patches
+from localcloud.serialized import hold, request
+
 log = logging.getLogger(__name__)
 
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 # A batch of records without a BatchSize: the DynamoDB mapping's default.
 DEFAULT_BATCH_SIZE = 100
 
-_expiring = threading.local()
+
+class _Expiring(threading.local):
+    """Set while the current thread removes items by TTL: the stream records it makes are the service's."""
+
+    active = False
+
+
+_expiring = _Expiring()
+_patches = Patches()
 
 
 def table_from_cloudformation(original: Any) -> Any:
@@ -49,7 +65,7 @@ def record_with_identity(original: Any) -> Any:
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        if getattr(_expiring, "active", False):
+        if _expiring.active:
             self.record["userIdentity"] = dict(TTL_IDENTITY)
 
     return init
@@ -59,8 +75,6 @@ def expire(now: float | None = None) -> int:
     """Remove every item whose TTL has passed at `now` (epoch seconds), in every table; how many."""
     from moto.core.base_backend import BackendDict
     from moto.dynamodb.models import dynamodb_backends
-
-    from localcloud.moto_fixes import DYNAMODB_LOCK, request
 
     moment = time.time() if now is None else now
     removed = 0
@@ -92,6 +106,21 @@ def _expired(value: Any, now: float) -> bool:
         return float(value.value) < now
     except ValueError:
         return False
+
+
+def _held_delivery(original: Any) -> Any:
+    """Wraps LambdaBackend.send_dynamodb_items: the records go to `deliver`, after the request that made them."""
+
+    @functools.wraps(original)
+    def send_dynamodb_items(self: Any, function_arn: str, items: list[Any], source: str) -> Any:
+        # The shard starts a new list after a truthy answer, so this one is ours to deliver later.
+        records = list(items)
+        # `deliver` is looked up when it runs, so a test can stand in for the mapped function.
+        if not hold(lambda: deliver(self, function_arn, records, source)):
+            deliver(self, function_arn, records, source)
+        return "delivered"
+
+    return send_dynamodb_items
 
 
 def deliver(backend: Any, function_arn: str, items: list[Any], source: str) -> None:
@@ -137,7 +166,8 @@ def matches(filter_criteria: dict[str, Any] | None, record: dict[str, Any]) -> b
     filters = (filter_criteria or {}).get("Filters") or []
     if not filters:
         return True
-    return any(EventPattern.load(f["Pattern"]).matches_event(record) for f in filters)
+    # moto types the event as EventBridge's; a stream record is matched the same way.
+    return any(EventPattern.load(f["Pattern"]).matches_event(record) for f in filters)  # type: ignore[arg-type]
 
 
 def _report(function_arn: str, answer: Any) -> None:
@@ -172,3 +202,20 @@ class Reaper:
                 expire()
             except Exception:  # the next round tries again, as TTL does
                 log.exception("expiring items by TTL failed")
+
+
+def install() -> None:
+    """TTL specifications from CloudFormation, TTL's identity on its records, deliveries by mapping (idempotent)."""
+    from moto.awslambda.models import LambdaBackend
+    from moto.dynamodb.models.table import StreamRecord, Table
+
+    with _patches.lock:
+        _patches.patch(LambdaBackend, "send_dynamodb_items", _held_delivery)
+        _patches.patch(Table, "create_from_cloudformation_json", table_from_cloudformation)
+        _patches.patch(StreamRecord, "__init__", record_with_identity)
+
+
+def uninstall() -> None:
+    """Restore what install() replaced."""
+    with _patches.lock:
+        _patches.undo()

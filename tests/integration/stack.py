@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from localcloud import iam, iam_roles
-from localcloud.lambdas import InvocationResult, LocalFunction, invoke
+from localcloud.lambda_code import LocalFunction
+from localcloud.lambda_runtime import InvocationResult, invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

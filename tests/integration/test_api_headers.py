@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from batchline import files
 from batchline.errors import Conflict, to_http
 from batchline.store import Store
-from localcloud import lambdas
+from localcloud import lambda_runtime
 from tests.integration.conftest import Tenant, load_function
 from tests.integration.test_api_lists import create_batches
 
@@ -52,7 +52,7 @@ def test_behind_api_gateway_the_request_id_is_api_gateways(api: TestClient) -> N
     event = json.loads((EVENTS / "api_get_file.json").read_text())
     event["headers"].pop("authorization", None)
     event["requestContext"]["requestId"] = "Ab1CdEfGhIjKlMn="
-    with lambdas.thread_event_loop():  # as the runtime's thread has
+    with lambda_runtime.thread_event_loop():  # as the runtime's thread has
         answer = module._asgi(event, SimpleNamespace())  # Mangum only passes the context on
     assert answer["statusCode"] == 401
     assert answer["headers"]["x-request-id"] == "Ab1CdEfGhIjKlMn="

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from batchline.config import ApiSettings
 from batchline.idempotency import Idempotency
-from localcloud.lambdas import LambdaContext
+from localcloud.lambda_runtime import LambdaContext
 from tests.integration.conftest import ROOT, Tenant, load_function
 
 LAMBDA_REQUEST_LIMIT = 6_291_456

@@ -27,7 +27,7 @@ import pytest
 from moto import mock_aws
 
 from batchline.planning import plan_batch
-from localcloud import lambdas, stepfunctions
+from localcloud import lambdas, stepfunctions, stepfunctions_payloads
 from localcloud.deploy import DeployError, check_parameters
 from localcloud.lambdas import LocalFunction
 from localcloud.patching import installed
@@ -123,7 +123,7 @@ def test_the_maps_aggregate_stays_far_below_256_kib_at_the_worst_case_the_templa
     assert len(outputs) == len(sample)
     bound = len(manifest) * (max(outputs) + 1) + 1
     # One-line chunks are the worst case: 50,000 children of `{}` come to about 150 KB, still under the limit.
-    assert bound < stepfunctions.MAX_PAYLOAD_BYTES, f"{len(manifest)} chunks of up to {max(outputs)} bytes"
+    assert bound < stepfunctions_payloads.MAX_PAYLOAD_BYTES, f"{len(manifest)} chunks of up to {max(outputs)} bytes"
 
 
 def test_a_lines_per_chunk_below_the_templates_minimum_is_refused_at_deploy_time() -> None:

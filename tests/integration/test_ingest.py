@@ -12,7 +12,7 @@ import pytest
 from batchline import ids
 from batchline.config import ApiSettings
 from batchline.store import Store
-from localcloud.lambdas import LambdaContext
+from localcloud.lambda_runtime import LambdaContext
 from tests.integration.conftest import ROOT, RecordedRuns, Tenant, load_function
 
 EVENT = json.loads((ROOT / "events" / "ingest_sqs_s3_put.json").read_text())

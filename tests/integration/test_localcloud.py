@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from localcloud import lambdas
+from localcloud import lambda_code, lambdas
 from localcloud.cloud import LocalCloud
 from localcloud.deploy import deploy
 from localcloud.lambdas import LocalFunction
@@ -327,8 +327,8 @@ def test_the_api_is_served_over_http(cloud: LocalCloud) -> None:
 def test_every_functions_handler_is_imported_before_any_invocation(cloud: LocalCloud) -> None:
     """Imported at start in one thread, so moto's request threads never import a handler next to the caller."""
     for function in cloud.stack.functions.values():
-        path, _ = lambdas.handler_file(function)
-        assert path in lambdas._modules, f"{function.logical_id} is imported only when first invoked"
+        path, _ = lambda_code.handler_file(function)
+        assert path in lambda_code._modules, f"{function.logical_id} is imported only when first invoked"
 
 
 def test_the_demo_imports_the_sdks_lazy_parts_before_it_starts_threads() -> None:

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from localcloud import iam, lambdas, metering, stepfunctions
+from localcloud import iam, lambda_limits, lambdas, metering, stepfunctions, stepfunctions_history, stepfunctions_map
 from localcloud.lambdas import LocalFunction
 from localcloud.patching import installed
 
@@ -176,7 +176,7 @@ def test_a_failed_distributed_map_child_fails_the_map_and_its_catch_runs(cloud: 
     assert execution["status"] == "SUCCEEDED"
     fault = output(execution)["fault"]
     assert fault["Error"] == "States.ExceedToleratedFailureThreshold"
-    assert fault["Cause"] == stepfunctions.TOLERATED_FAILURE_CAUSE
+    assert fault["Cause"] == stepfunctions_map.TOLERATED_FAILURE_CAUSE
 
 
 def test_a_distributed_map_tolerates_as_many_failed_children_as_it_declares(cloud: Cloud) -> None:
@@ -327,19 +327,19 @@ def test_a_distributed_map_child_has_a_history_of_its_own_and_fails_alone_at_its
 
 
 def test_the_last_place_in_a_history_is_kept_for_the_executions_end() -> None:
-    last = stepfunctions.MAX_HISTORY_EVENTS - 1
+    last = stepfunctions_history.MAX_HISTORY_EVENTS - 1
 
-    assert stepfunctions.history_admits(last - 1, "PassStateEntered")
-    assert not stepfunctions.history_admits(last, "PassStateEntered")
-    assert stepfunctions.history_admits(last, "ExecutionSucceeded")
-    assert stepfunctions.history_admits(last, "ExecutionFailed")
-    assert not stepfunctions.history_admits(last + 1, "ExecutionSucceeded")
+    assert stepfunctions_history.history_admits(last - 1, "PassStateEntered")
+    assert not stepfunctions_history.history_admits(last, "PassStateEntered")
+    assert stepfunctions_history.history_admits(last, "ExecutionSucceeded")
+    assert stepfunctions_history.history_admits(last, "ExecutionFailed")
+    assert not stepfunctions_history.history_admits(last + 1, "ExecutionSucceeded")
 
 
 # ------------------------------------------------------------------------------------- Lambda limits
 def test_a_lambda_request_over_6_mb_is_refused_with_413(cloud: Cloud) -> None:
     echo = cloud.function("echo")
-    at_limit = json.dumps({"s": "z" * (lambdas.MAX_PAYLOAD_BYTES - len('{"s": ""}'))}).encode()
+    at_limit = json.dumps({"s": "z" * (lambda_limits.MAX_PAYLOAD_BYTES - len('{"s": ""}'))}).encode()
     over = at_limit.replace(b'"}', b'z"}')
 
     with pytest.raises(ClientError) as refused:
@@ -352,7 +352,7 @@ def test_a_lambda_request_over_6_mb_is_refused_with_413(cloud: Cloud) -> None:
 def test_a_lambda_response_over_6_mb_is_a_function_error(cloud: Cloud) -> None:
     sized = cloud.function("sized")
 
-    answer = cloud.lam.invoke(FunctionName=sized, Payload=json.dumps({"bytes": lambdas.MAX_PAYLOAD_BYTES + 1}))
+    answer = cloud.lam.invoke(FunctionName=sized, Payload=json.dumps({"bytes": lambda_limits.MAX_PAYLOAD_BYTES + 1}))
 
     assert answer["FunctionError"] == "Unhandled"
     assert json.loads(answer["Payload"].read())["errorType"] == "Function.ResponseSizeTooLarge"

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from localcloud import moto_fixes
+from localcloud.dynamodb import DYNAMODB_LOCK
 from localcloud.patching import installed
 
 
@@ -73,7 +74,7 @@ def test_a_write_during_a_failing_transaction_is_neither_lost_nor_a_500(
         if not started.is_set():
             started.set()
             threading.Thread(target=write).start()
-            while not finished.is_set() and not moto_fixes.DYNAMODB_LOCK.wait_for_waiter(timeout=0.01):
+            while not finished.is_set() and not DYNAMODB_LOCK.wait_for_waiter(timeout=0.01):
                 pass
         return found
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from batchline.config import ApiSettings
-from localcloud.lambdas import LambdaContext
+from localcloud.lambda_runtime import LambdaContext
 from tests.integration.conftest import ROOT, load_function
 
 EVENT = json.loads((ROOT / "events" / "sweeper_ttl_remove.json").read_text())

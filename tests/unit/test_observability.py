@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from batchline.observability import logger
-from localcloud.lambdas import LambdaContext
+from localcloud.lambda_runtime import LambdaContext
 
 
 class Lines(logging.Handler):
