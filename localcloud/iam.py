@@ -43,6 +43,7 @@ from botocore.exceptions import ClientError
 from localcloud import metering, quotas
 from localcloud.iam_policy import ACCOUNT_ID, Request, is_allowed
 from localcloud.iam_requests import requests_for
+from localcloud.patching import Patches
 
 # This module is the IAM emulation's entry: the request vocabulary it decides on (iam_policy, iam_requests) is
 # named here too, as callers (lambdas, faults, tests) have always reached it.
@@ -91,7 +92,7 @@ _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("loc
 # State machine roles, each with the ARNs of its stack's resources (see `register_state_machine`).
 _state_machines: list[tuple[Principal, tuple[str, ...]]] = []
 _lock = threading.Lock()
-_originals: dict[str, Any] = {}
+_patches = Patches()
 
 
 # ------------------------------------------------------------------------------------------- identity
@@ -201,8 +202,18 @@ def _call_requests(client: Any, operation: str, params: Mapping[str, Any]) -> li
     )
 
 
-def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[str, Any]) -> Any:
-    original = _originals["make_api_call"]
+def _checking_calls(original: Callable[..., Any]) -> Callable[..., Any]:
+    """botocore's `_make_api_call`, checked: quotas, metering and the caller's role, before the call."""
+
+    def checked(self: Any, operation_name: str, api_params: Mapping[str, Any]) -> Any:
+        return _checked_make_api_call(original, self, operation_name, api_params)
+
+    return checked
+
+
+def _checked_make_api_call(
+    original: Callable[..., Any], self: Any, operation_name: str, api_params: Mapping[str, Any]
+) -> Any:
     # Quotas bind every caller, checked or not.
     quotas.check(self.meta.service_model.service_name, operation_name, api_params)
     requests = _call_requests(self, operation_name, api_params)
@@ -232,14 +243,21 @@ def _checked_make_api_call(self: Any, operation_name: str, api_params: Mapping[s
         raise
 
 
-# botocore's own parameter names: callers pass them as keywords.
-def _checked_presign(self: Any, ClientMethod: str, Params: Any = None, *args: Any, **kwargs: Any) -> Any:
-    operation = self.meta.method_to_api_mapping.get(ClientMethod, ClientMethod)
-    requests = _call_requests(self, operation, Params or {})
-    principal = _caller(self, lambda: requests)
-    if principal is not None:
-        authorize(principal, self.meta.service_model.service_name, requests, operation)
-    return _originals["presign"](self, ClientMethod, Params, *args, **kwargs)
+def _checking_presigns(original: Callable[..., Any]) -> Callable[..., Any]:
+    """botocore's presigner, checked: a presigned URL is signed only for what the caller's role allows."""
+
+    # botocore's own parameter names: callers pass them as keywords.
+    def checked(self: Any, ClientMethod: str, Params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # Clients created while installed keep this presigner; uninstalled, it checks nothing.
+        if _patches:
+            operation = self.meta.method_to_api_mapping.get(ClientMethod, ClientMethod)
+            requests = _call_requests(self, operation, Params or {})
+            principal = _caller(self, lambda: requests)
+            if principal is not None:
+                authorize(principal, self.meta.service_model.service_name, requests, operation)
+        return original(self, ClientMethod, Params, *args, **kwargs)
+
+    return checked
 
 
 class _ContextThreadPool(concurrent.futures.ThreadPoolExecutor):
@@ -255,28 +273,20 @@ def install() -> None:
     import botocore.signers
     import s3transfer.futures
 
-    with _lock:
-        if _originals:
+    with _patches.lock:
+        if _patches:
             return
-        _originals["make_api_call"] = botocore.client.BaseClient._make_api_call
-        _originals["presign"] = botocore.signers.generate_presigned_url
-        _originals["transfer_pool"] = s3transfer.futures.BoundedExecutor.EXECUTOR_CLS
-        botocore.client.BaseClient._make_api_call = _checked_make_api_call
+        _patches.patch(botocore.client.BaseClient, "_make_api_call", _checking_calls)
         # Clients get generate_presigned_url from this module attribute when they are created.
-        botocore.signers.generate_presigned_url = _checked_presign
-        s3transfer.futures.BoundedExecutor.EXECUTOR_CLS = _ContextThreadPool
+        _patches.patch(botocore.signers, "generate_presigned_url", _checking_presigns)
+        _patches.patch(s3transfer.futures.BoundedExecutor, "EXECUTOR_CLS", lambda _: _ContextThreadPool)
 
 
 def uninstall() -> None:
     """Stop checking (clients created meanwhile keep the checked presigner, which then checks nothing)."""
-    import botocore.client
-    import botocore.signers
-    import s3transfer.futures
-
-    with _lock:
-        if not _originals:
+    with _patches.lock:
+        if not _patches:
             return
-        botocore.client.BaseClient._make_api_call = _originals.pop("make_api_call")
-        botocore.signers.generate_presigned_url = _originals.pop("presign")
-        s3transfer.futures.BoundedExecutor.EXECUTOR_CLS = _originals.pop("transfer_pool")
-        _state_machines.clear()
+        _patches.undo()
+        with _lock:
+            _state_machines.clear()
