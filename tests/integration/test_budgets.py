@@ -21,6 +21,7 @@ from batchline import budget as budget_logic
 from batchline.budget import Claim, Lease, Report, Tuning
 from batchline.data import budgets as budgets_data
 from batchline.data.budgets import BudgetContended, Budgets, Holding
+from batchline.data.worker_reads import Poll
 from batchline.models import BatchCreate, BatchRecord
 from batchline.providers import Outcome
 from batchline.store import Store
@@ -425,18 +426,32 @@ def test_a_worker_short_only_of_room_stays_until_the_other_holders_give_it_back(
 
 
 def test_a_worker_left_with_no_share_and_nothing_in_flight_for_an_interval_records_its_lines_and_leaves(
-    store: Store, tenant: Tenant, runs: RecordedRuns
+    store: Store, tenant: Tenant, runs: RecordedRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batch = unlimited_batch(store, tenant, runs)
     chunk = planned(store, batch)[0]
     provider = EchoProvider()
     send = provider.send
+    polls = 0
+    poll = store.poll
+
+    def counted_poll(batch_id: str, job_id: str) -> Poll:
+        nonlocal polls
+        polls += 1
+        return poll(batch_id, job_id)
+
+    monkeypatch.setattr(store, "poll", counted_poll)
 
     async def a_24h_batch_arrives_during_line_3(url: str, body: dict[str, Any], *, deadline: float) -> Outcome:
         if body["messages"][0]["content"] == "3":
             hold_everything(store, batch.job_id, "urgent", urgent=True)
             # Line 3 is answered once a renewal has taken this worker's grant away: no line is started after it.
             while (lease := lease_of(store, batch)) is None or lease.grant > 0:
+                await asyncio.sleep(INTERVAL / 5)
+            # The lease is written from the renewal's thread and the grant applied on the loop after it: the
+            # next poll starts only once that renewal is over, so the worker's gate is closed by then.
+            written_by = polls
+            while polls == written_by:
                 await asyncio.sleep(INTERVAL / 5)
         return await send(url, body, deadline=deadline)
 
