@@ -59,28 +59,32 @@ class Batches(BatchReads):
             raise Conflict(f"Batch {record.id} already exists.")
 
     def set_status(
-        self, batch_id: str, status: str, *, allowed_from: Iterable[str], fields: dict[str, Any] | None = None
+        self,
+        batch_id: str,
+        status: str,
+        *,
+        allowed_from: Iterable[str],
+        fields: dict[str, Any] | None = None,
+        unless_closed: bool = False,
     ) -> BatchRecord:
-        """One conditional status change, stamping `<status>_at`; Conflict if the batch moved on."""
+        """One conditional status change, stamping `<status>_at`; Conflict if the batch moved on.
+
+        `unless_closed`: refused too once finalize has closed the batch (then only finalize changes it).
+        """
         allowed = list(allowed_from)
+        condition = conditions.Attr("status").is_in(allowed)
         item = self._table.update(
             "batch",
             batch_id,
             set_={"status": status, f"{status}_at": int(time.time()), **(fields or {})},
-            condition=conditions.Attr("status").is_in(allowed),
+            condition=condition & conditions.absent("closing") if unless_closed else condition,
             conflict=f"Batch {batch_id} is no longer in {', '.join(allowed)}.",
         )
         return BatchRecord.model_validate(item)
 
     def cancel(self, batch_id: str) -> BatchRecord:
         """validating/in_progress -> cancelling, unless finalize has closed the batch; Conflict if it moved on."""
-        item = self._table.update(
-            "batch",
-            batch_id,
-            set_={"status": "cancelling", "cancelling_at": int(time.time())},
-            condition=conditions.Attr("status").is_in(list(CANCELLABLE)) & conditions.absent("closing"),
-        )
-        return BatchRecord.model_validate(item)
+        return self.set_status(batch_id, "cancelling", allowed_from=CANCELLABLE, unless_closed=True)
 
     def start(self, batch: BatchRecord, total: int, *, enqueued_limit: int) -> BatchRecord:
         """Plan's end: validating -> in_progress, its lines added to the tenant's enqueued count, together.
